@@ -1,0 +1,415 @@
+//! Validation: turns a [`RawConfig`] into a typed [`Config`], collecting every error with its
+//! key path instead of stopping at the first.
+
+use crate::raw::{ApiGeneration, RawConfig, RawInstance};
+use crate::secret::SecretString;
+use crate::ConfigError;
+use airlock_core::InstanceName;
+use secrecy::ExposeSecret;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+/// A validated configuration. Building clients and stores from it cannot fail for a reason
+/// the configuration could have caught.
+#[derive(Debug)]
+pub struct Config {
+    /// The state store.
+    pub store: StoreConfig,
+    /// Inventory settings.
+    pub inventory: InventoryConfig,
+    /// Instances, sorted by name.
+    pub instances: Vec<InstanceConfig>,
+}
+
+impl Config {
+    /// The instance called `name`, if configured.
+    pub fn instance(&self, name: &str) -> Option<&InstanceConfig> {
+        self.instances.iter().find(|i| i.name.as_str() == name)
+    }
+}
+
+/// Where the state store lives.
+#[derive(Debug)]
+pub struct StoreConfig {
+    /// A `sqlite://` URL with an absolute path, or a `postgres://` URL (may hold a password).
+    pub url: SecretString,
+}
+
+/// Inventory settings.
+#[derive(Debug, Clone, Copy)]
+pub struct InventoryConfig {
+    /// Accounts with no login for longer than this are flagged inactive.
+    pub inactive_after_days: u32,
+}
+
+/// One Airflow instance, validated.
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    /// airlock's name for it.
+    pub name: InstanceName,
+    /// Base URL, without a trailing slash.
+    pub url: Url,
+    /// Labels for selecting instances.
+    pub labels: BTreeMap<String, String>,
+    /// The Airflow user airlock logs in as.
+    pub username: String,
+    /// Its password.
+    pub password: SecretString,
+    /// API generation to speak.
+    pub api: ApiGeneration,
+    /// Timeout of one call.
+    pub timeout: Duration,
+    /// Timeout to establish a connection.
+    pub connect_timeout: Duration,
+    /// Calls in flight at once.
+    pub max_concurrency: usize,
+    /// Retries of transient failures.
+    pub max_retries: u32,
+    /// Extra trusted CA certificates, PEM.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+pub(crate) fn validate(
+    raw: RawConfig,
+    base_dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+
+    let store_url = match raw.store.url {
+        None => Some(SecretString::from(format!(
+            "sqlite://{}",
+            base_dir.join("airlock.db").display()
+        ))),
+        Some(src) => match src.resolve(base_dir, lookup) {
+            Ok(url) => match store_url(url.expose_secret(), base_dir) {
+                Ok(u) => Some(SecretString::from(u)),
+                Err(m) => {
+                    errors.push(ConfigError::new("store.url", m));
+                    None
+                }
+            },
+            Err(m) => {
+                errors.push(ConfigError::new("store.url", m));
+                None
+            }
+        },
+    };
+
+    let inactive_after_days = raw.inventory.inactive_after_days.unwrap_or(90);
+    if inactive_after_days == 0 {
+        errors.push(ConfigError::new(
+            "inventory.inactive_after_days",
+            "must be at least 1",
+        ));
+    }
+
+    if raw.instances.is_empty() {
+        errors.push(ConfigError::new(
+            "instances",
+            "no Airflow instance configured; add an [instances.NAME] table with url, username and password",
+        ));
+    }
+    let mut instances = Vec::new();
+    for (name, inst) in raw.instances {
+        if let Some(i) = instance(&name, inst, base_dir, lookup, &mut errors) {
+            instances.push(i);
+        }
+    }
+
+    match (errors.is_empty(), store_url) {
+        (true, Some(url)) => Ok(Config {
+            store: StoreConfig { url },
+            inventory: InventoryConfig {
+                inactive_after_days,
+            },
+            instances,
+        }),
+        _ => {
+            errors.sort_by(|a, b| a.key.cmp(&b.key));
+            Err(errors)
+        }
+    }
+}
+
+fn store_url(url: &str, base_dir: &Path) -> Result<String, String> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() {
+            return Err("sqlite URL has no path; use sqlite://airlock.db".into());
+        }
+        let p = PathBuf::from(path);
+        let abs = if p.is_absolute() { p } else { base_dir.join(p) };
+        return Ok(format!("sqlite://{}", abs.display()));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Url::parse(url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+        return Ok(url.to_string());
+    }
+    Err("must start with sqlite:// or postgres://".into())
+}
+
+fn instance(
+    name: &str,
+    raw: RawInstance,
+    base_dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<InstanceConfig> {
+    let key = |field: &str| format!("instances.{name}.{field}");
+    let before = errors.len();
+    let iname = InstanceName::new(name)
+        .map_err(|e| errors.push(ConfigError::new(format!("instances.{name}"), e.to_string())))
+        .ok();
+    let url = match Url::parse(raw.url.trim()) {
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            errors.push(ConfigError::new(
+                key("url"),
+                "must be an http:// or https:// URL",
+            ));
+            None
+        }
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            errors.push(ConfigError::new(
+                key("url"),
+                "must not carry credentials; use username and password instead",
+            ));
+            None
+        }
+        Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+            errors.push(ConfigError::new(
+                key("url"),
+                "must not have a query or fragment",
+            ));
+            None
+        }
+        Ok(mut u) => {
+            let path = u.path().trim_end_matches('/').to_string();
+            u.set_path(&path);
+            Some(u)
+        }
+        Err(e) => {
+            errors.push(ConfigError::new(
+                key("url"),
+                format!("not a valid URL: {e}"),
+            ));
+            None
+        }
+    };
+    for label in raw.labels.keys() {
+        let ok = !label.is_empty()
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+        if !ok {
+            errors.push(ConfigError::new(
+                format!("instances.{name}.labels.{label}"),
+                "label names may only contain lowercase letters, digits, `-`, `_` and `.`",
+            ));
+        }
+    }
+    if raw.username.trim().is_empty() {
+        errors.push(ConfigError::new(key("username"), "must not be empty"));
+    }
+    let password = raw
+        .password
+        .resolve(base_dir, lookup)
+        .map_err(|m| errors.push(ConfigError::new(key("password"), m)))
+        .ok();
+    let mut secs = |field: &str, v: Option<u64>, default: u64| {
+        let v = v.unwrap_or(default);
+        if v == 0 || v > 600 {
+            errors.push(ConfigError::new(
+                key(field),
+                "must be between 1 and 600 seconds",
+            ));
+        }
+        Duration::from_secs(v)
+    };
+    let timeout = secs("timeout_secs", raw.timeout_secs, 30);
+    let connect_timeout = secs("connect_timeout_secs", raw.connect_timeout_secs, 10);
+    let max_concurrency = raw.max_concurrency.unwrap_or(4);
+    if !(1..=64).contains(&max_concurrency) {
+        errors.push(ConfigError::new(
+            key("max_concurrency"),
+            "must be between 1 and 64",
+        ));
+    }
+    let max_retries = raw.max_retries.unwrap_or(4);
+    if max_retries > 10 {
+        errors.push(ConfigError::new(key("max_retries"), "must be at most 10"));
+    }
+    let ca_pem = raw.ca_file.and_then(|p| {
+        let p = if p.is_absolute() { p } else { base_dir.join(p) };
+        match std::fs::read(&p) {
+            Ok(bytes)
+                if String::from_utf8_lossy(&bytes).contains("-----BEGIN CERTIFICATE-----") =>
+            {
+                Some(bytes)
+            }
+            Ok(_) => {
+                errors.push(ConfigError::new(
+                    key("ca_file"),
+                    format!("{} holds no PEM certificate", p.display()),
+                ));
+                None
+            }
+            Err(e) => {
+                errors.push(ConfigError::new(
+                    key("ca_file"),
+                    format!("cannot read {}: {e}", p.display()),
+                ));
+                None
+            }
+        }
+    });
+    if errors.len() > before {
+        return None;
+    }
+    Some(InstanceConfig {
+        name: iname?,
+        url: url?,
+        labels: raw.labels,
+        username: raw.username,
+        password: password?,
+        api: raw.api,
+        timeout,
+        connect_timeout,
+        max_concurrency,
+        max_retries,
+        ca_pem,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{load_str, LoadError};
+    use secrecy::ExposeSecret;
+    use std::path::Path;
+
+    fn load(text: &str, vars: &[(&str, &str)]) -> Result<crate::Config, Vec<String>> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        load_str(text, Path::new("/etc/airlock/airlock.toml"), &vars).map_err(|e| match e {
+            LoadError::Invalid { errors, .. } => errors.iter().map(ToString::to_string).collect(),
+            other => vec![other.to_string()],
+        })
+    }
+
+    const GOOD: &str = r#"
+[instances.prod]
+url = "https://airflow.example.com/"
+labels = { env = "prod", team = "data" }
+username = "airlock"
+password = { env = "PROD_PW" }
+"#;
+
+    #[test]
+    fn a_minimal_config_gets_sane_defaults() {
+        let c = load(GOOD, &[("PROD_PW", "hunter2")]).expect("valid");
+        let i = &c.instances[0];
+        assert_eq!(i.url.as_str(), "https://airflow.example.com/");
+        assert_eq!(i.password.expose_secret(), "hunter2");
+        assert_eq!(i.labels["env"], "prod");
+        assert_eq!(
+            c.store.url.expose_secret(),
+            "sqlite:///etc/airlock/airlock.db"
+        );
+        assert_eq!(c.inventory.inactive_after_days, 90);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_path() {
+        let errs =
+            load(&format!("{GOOD}\npasword = \"x\""), &[("PROD_PW", "x")]).expect_err("invalid");
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].contains("instances.prod") && errs[0].contains("pasword"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_without_secret_values() {
+        let text = r#"
+[store]
+url = "mysql://x"
+[instances.Prod]
+url = "ftp://x"
+username = ""
+password = "s3cr3t-literal"
+max_concurrency = 0
+[instances.dev]
+url = "http://127.0.0.1:8080"
+username = "airlock"
+password = { env = "MISSING_VAR" }
+"#;
+        let errs = load(text, &[]).expect_err("invalid");
+        let joined = errs.join("\n");
+        for needle in [
+            "store.url: must start with",
+            "instances.Prod: instance name",
+            "instances.Prod.url",
+            "instances.Prod.username",
+            "instances.Prod.max_concurrency",
+            "instances.dev.password: environment variable MISSING_VAR is not set",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in\n{joined}");
+        }
+        assert!(!joined.contains("s3cr3t-literal"));
+    }
+
+    #[test]
+    fn env_overrides_beat_the_file() {
+        let c = load(
+            GOOD,
+            &[
+                ("PROD_PW", "x"),
+                ("AIRLOCK_INSTANCES__PROD__URL", "http://127.0.0.1:9"),
+                ("AIRLOCK_STORE__URL", "postgres://u@h/db"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.instances[0].url.as_str(), "http://127.0.0.1:9/");
+        assert_eq!(c.store.url.expose_secret(), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn secrets_can_come_from_files_relative_to_the_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("pw"), "from-file\n").expect("write");
+        let text = GOOD.replace("{ env = \"PROD_PW\" }", "{ file = \"pw\" }");
+        let vars: Vec<(String, String)> = vec![];
+        let c = load_str(&text, &dir.path().join("airlock.toml"), &vars).expect("valid");
+        assert_eq!(c.instances[0].password.expose_secret(), "from-file");
+    }
+
+    #[test]
+    fn url_credentials_are_refused() {
+        let text = GOOD.replace(
+            "https://airflow.example.com/",
+            "https://u:p@airflow.example.com/",
+        );
+        let errs = load(&text, &[("PROD_PW", "x")]).expect_err("invalid");
+        assert!(errs[0].contains("must not carry credentials"), "{errs:?}");
+        assert!(!errs[0].contains("u:p"));
+    }
+
+    #[test]
+    fn a_secret_table_with_both_env_and_file_is_refused() {
+        let text = GOOD.replace("{ env = \"PROD_PW\" }", "{ env = \"A\", file = \"b\" }");
+        let errs = load(&text, &[]).expect_err("invalid");
+        assert!(errs[0].starts_with("instances.prod.password"), "{errs:?}");
+    }
+
+    #[test]
+    fn broken_toml_gives_one_line() {
+        let errs = load("[instances\nurl=", &[]).expect_err("invalid");
+        assert_eq!(errs.len(), 1);
+        assert!(!errs[0].contains('\n'));
+    }
+}

@@ -1,0 +1,387 @@
+//! Names and the objects an Airflow instance holds.
+//!
+//! Case rules are part of each name type, because getting them wrong is how an account ends up
+//! created twice or a leaver is missed:
+//! - [`Username`] keeps the spelling Airflow stores but compares case-insensitively: Flask
+//!   AppBuilder looks users up case-insensitively by default (`AUTH_USERNAME_CI = True`), so
+//!   `Ada` and `ada` are the same account to Airflow and must be to airlock.
+//! - [`RoleName`] and [`Permission`] compare exactly, as FAB does.
+//! - [`InstanceName`] is airlock's own name for an Airflow, restricted to a DNS-label-like
+//!   alphabet so it can appear in env var names, metrics labels and file names.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// A name that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name was empty (or only whitespace).
+    #[error("{kind} must not be empty")]
+    Empty {
+        /// Which kind of name.
+        kind: &'static str,
+    },
+    /// The name was longer than allowed.
+    #[error("{kind} `{value}` is longer than {max} characters")]
+    TooLong {
+        /// Which kind of name.
+        kind: &'static str,
+        /// The offending value.
+        value: String,
+        /// The limit.
+        max: usize,
+    },
+    /// The name used a character outside its alphabet.
+    #[error("{kind} `{value}` may only contain {allowed}")]
+    BadCharacter {
+        /// Which kind of name.
+        kind: &'static str,
+        /// The offending value.
+        value: String,
+        /// The alphabet, in words.
+        allowed: &'static str,
+    },
+}
+
+/// airlock's name for one configured Airflow instance: `[a-z0-9][a-z0-9_-]*`, at most 63 chars.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InstanceName(String);
+
+impl InstanceName {
+    /// Validates and wraps an instance name.
+    pub fn new(s: impl Into<String>) -> Result<Self, NameError> {
+        let s = s.into();
+        const KIND: &str = "instance name";
+        if s.is_empty() {
+            return Err(NameError::Empty { kind: KIND });
+        }
+        if s.len() > 63 {
+            return Err(NameError::TooLong {
+                kind: KIND,
+                value: s,
+                max: 63,
+            });
+        }
+        let ok_first = s
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok_rest = s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !ok_first || !ok_rest {
+            return Err(NameError::BadCharacter {
+                kind: KIND,
+                value: s,
+                allowed: "lowercase letters, digits, `-` and `_`, starting with a letter or digit",
+            });
+        }
+        Ok(Self(s))
+    }
+
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for InstanceName {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<InstanceName> for String {
+    fn from(n: InstanceName) -> Self {
+        n.0
+    }
+}
+
+impl fmt::Display for InstanceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An Airflow (FAB) username. Keeps its spelling; equality, ordering and hashing ignore case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Username {
+    display: String,
+    key: String,
+}
+
+impl Username {
+    /// Validates and wraps a username. FAB stores up to 512 characters; empty and
+    /// surrounding-whitespace names are refused because they cannot be typed at a login form.
+    pub fn new(s: impl Into<String>) -> Result<Self, NameError> {
+        let s = s.into();
+        const KIND: &str = "username";
+        if s.trim().is_empty() {
+            return Err(NameError::Empty { kind: KIND });
+        }
+        if s.chars().count() > 512 {
+            return Err(NameError::TooLong {
+                kind: KIND,
+                value: s,
+                max: 512,
+            });
+        }
+        if s.trim() != s || s.chars().any(char::is_control) {
+            return Err(NameError::BadCharacter {
+                kind: KIND,
+                value: s,
+                allowed: "printable characters without leading or trailing whitespace",
+            });
+        }
+        Ok(Self {
+            key: s.to_lowercase(),
+            display: s,
+        })
+    }
+
+    /// The spelling Airflow stores.
+    pub fn as_str(&self) -> &str {
+        &self.display
+    }
+
+    /// The case-folded comparison key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl PartialEq for Username {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Username {}
+impl PartialOrd for Username {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Username {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+impl std::hash::Hash for Username {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl TryFrom<String> for Username {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<Username> for String {
+    fn from(n: Username) -> Self {
+        n.display
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+/// A FAB role name. Compared exactly, as FAB does.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RoleName(String);
+
+impl RoleName {
+    /// The role every Airflow ships with full rights.
+    pub const ADMIN: &'static str = "Admin";
+
+    /// Validates and wraps a role name (FAB allows up to 64 characters).
+    pub fn new(s: impl Into<String>) -> Result<Self, NameError> {
+        let s = s.into();
+        const KIND: &str = "role name";
+        if s.trim().is_empty() {
+            return Err(NameError::Empty { kind: KIND });
+        }
+        if s.chars().count() > 64 {
+            return Err(NameError::TooLong {
+                kind: KIND,
+                value: s,
+                max: 64,
+            });
+        }
+        Ok(Self(s))
+    }
+
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is Airflow's built-in `Admin` role.
+    pub fn is_admin(&self) -> bool {
+        self.0 == Self::ADMIN
+    }
+}
+
+impl TryFrom<String> for RoleName {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<RoleName> for String {
+    fn from(n: RoleName) -> Self {
+        n.0
+    }
+}
+
+impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One FAB permission: an action (`can_read`, `can_edit`, ...) on a resource (`DAGs`,
+/// `DAG:marketing_daily`, `Variables`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Permission {
+    /// The action, e.g. `can_read`.
+    pub action: String,
+    /// The resource, e.g. `DAGs` or `DAG:<dag_id>`.
+    pub resource: String,
+}
+
+impl Permission {
+    /// Builds a permission.
+    pub fn new(action: impl Into<String>, resource: impl Into<String>) -> Self {
+        Self {
+            action: action.into(),
+            resource: resource.into(),
+        }
+    }
+
+    /// Whether holding this permission lets someone change who can do what: editing users,
+    /// roles or permissions is as good as being an administrator.
+    pub fn grants_security_admin(&self) -> bool {
+        const SECURITY_RESOURCES: &[&str] = &[
+            "Users",
+            "Roles",
+            "Permissions",
+            "Permission Views",
+            "Resources",
+            "User Stats Chart",
+        ];
+        matches!(
+            self.action.as_str(),
+            "can_create" | "can_edit" | "can_delete"
+        ) && SECURITY_RESOURCES.contains(&self.resource.as_str())
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on {}", self.action, self.resource)
+    }
+}
+
+/// A user account as an Airflow instance reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The login name.
+    pub username: Username,
+    /// Email address (FAB requires one, and keeps it unique).
+    pub email: String,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// Roles held.
+    pub roles: BTreeSet<RoleName>,
+    /// Whether FAB lets the account log in. The REST API cannot change it (see ADR 0002).
+    pub active: bool,
+    /// Last successful login through Airflow's UI or token endpoint.
+    pub last_login: Option<DateTime<Utc>>,
+    /// Successful logins counted by FAB.
+    pub login_count: Option<u64>,
+    /// Failed logins since the last success.
+    pub fail_login_count: Option<u64>,
+    /// When the account was created.
+    pub created_on: Option<DateTime<Utc>>,
+    /// When the account was last changed.
+    pub changed_on: Option<DateTime<Utc>>,
+}
+
+/// A role and the permissions it grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    /// Role name.
+    pub name: RoleName,
+    /// Permissions granted.
+    pub permissions: BTreeSet<Permission>,
+}
+
+impl Role {
+    /// Whether holding this role amounts to administering Airflow.
+    pub fn is_admin(&self) -> bool {
+        self.name.is_admin()
+            || self
+                .permissions
+                .iter()
+                .any(Permission::grants_security_admin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_compare_case_insensitively_but_keep_their_spelling() {
+        let a = Username::new("Ada.Lovelace").expect("valid");
+        let b = Username::new("ada.lovelace").expect("valid");
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "Ada.Lovelace");
+        assert_eq!(a.key(), "ada.lovelace");
+    }
+
+    #[test]
+    fn usernames_with_surrounding_whitespace_or_control_characters_are_refused() {
+        assert!(Username::new(" ada").is_err());
+        assert!(Username::new("ada\n").is_err());
+        assert!(Username::new("").is_err());
+    }
+
+    #[test]
+    fn instance_names_use_a_small_alphabet() {
+        assert!(InstanceName::new("prod-eu_1").is_ok());
+        assert!(InstanceName::new("Prod").is_err());
+        assert!(InstanceName::new("-prod").is_err());
+        assert!(InstanceName::new("a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn a_role_that_can_edit_users_counts_as_admin() {
+        let role = Role {
+            name: RoleName::new("Helpdesk").expect("valid"),
+            permissions: [Permission::new("can_edit", "Users")].into(),
+        };
+        assert!(role.is_admin());
+        let viewer = Role {
+            name: RoleName::new("Viewer").expect("valid"),
+            permissions: [Permission::new("can_read", "Users")].into(),
+        };
+        assert!(!viewer.is_admin());
+    }
+}
