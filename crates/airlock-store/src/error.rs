@@ -1,0 +1,226 @@
+//! The one error type of the store, and the classification of driver errors into it.
+//!
+//! Every message is a single lowercase line that stands on its own: it names the store (a file
+//! path or a redacted URL), says what failed and includes a readable cause. The driver's error
+//! is kept as the `source` for callers that inspect it; a front-end that prints only
+//! `to_string()` loses nothing. No message ever contains a database password.
+
+use std::time::Duration;
+
+/// Everything that can go wrong opening or using the state store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store URL is not one this build understands.
+    #[error("invalid state store url {url}: {reason}")]
+    InvalidUrl {
+        /// The URL with any password redacted.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The SQLite file does not exist and the caller did not allow creating it.
+    #[error(
+        "state store not found at {location} (run a command that writes, e.g. `airlock inventory`, to create it)"
+    )]
+    StoreMissing {
+        /// The SQLite file path.
+        location: String,
+    },
+
+    /// The directory that should hold the SQLite file does not exist.
+    #[error("state store directory {dir} does not exist (create it, or point the store at an existing directory)")]
+    StoreDirMissing {
+        /// The missing directory.
+        dir: String,
+    },
+
+    /// Another connection (in practice another airlock process) held the SQLite write lock for
+    /// longer than the busy timeout.
+    #[error("state store at {location} is locked by another airlock process (waited {waited:?}); wait for it to finish and retry")]
+    StoreLocked {
+        /// The SQLite file path.
+        location: String,
+        /// How long this process waited for the lock.
+        waited: Duration,
+    },
+
+    /// The database was migrated by a newer airlock than this one.
+    #[error("state store at {location} has schema version {found} but this airlock supports up to {supported}; upgrade airlock")]
+    NewerSchema {
+        /// The file path or redacted URL.
+        location: String,
+        /// The newest schema version recorded in the database.
+        found: i64,
+        /// The newest schema version this build embeds.
+        supported: i64,
+    },
+
+    /// The database could not be reached or opened (server down, database missing, auth
+    /// refused, file unreadable).
+    #[error("could not open state store at {location}: {cause}")]
+    ConnectFailed {
+        /// The file path or redacted URL.
+        location: String,
+        /// A readable, password-free description of the driver error.
+        cause: String,
+        /// The driver error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// Applying the embedded migrations failed for a reason other than a newer schema or a lock.
+    #[error("could not migrate state store at {location}: {cause}")]
+    MigrateFailed {
+        /// The file path or redacted URL.
+        location: String,
+        /// A readable, password-free description of the failure.
+        cause: String,
+        /// The migrator's error.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+
+    /// A query of the named operation failed.
+    #[error("could not {op} in state store at {location}: {cause}")]
+    QueryFailed {
+        /// The operation, as a verb phrase (`"begin snapshot"`).
+        op: &'static str,
+        /// The file path or redacted URL.
+        location: String,
+        /// A readable, password-free description of the driver error.
+        cause: String,
+        /// The driver error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// `complete_snapshot` or `fail_snapshot` was given a snapshot that is not running (an
+    /// unknown id, or one that already finished).
+    #[error("could not {op} {id}: no running snapshot has that id (unknown, or already finished)")]
+    SnapshotNotRunning {
+        /// The operation, as a verb phrase (`"complete snapshot"`).
+        op: &'static str,
+        /// The snapshot id.
+        id: String,
+    },
+
+    /// A row held a value the schema's constraints should have made impossible.
+    #[error("could not {op} in state store at {location}: column {column} holds unexpected value {value:?}")]
+    UnexpectedValue {
+        /// The operation, as a verb phrase.
+        op: &'static str,
+        /// The file path or redacted URL.
+        location: String,
+        /// The column.
+        column: &'static str,
+        /// The value found.
+        value: String,
+    },
+}
+
+/// True when SQLite gave up waiting for a lock (`SQLITE_BUSY`, or `SQLITE_LOCKED` for a
+/// conflict inside this process), whatever the extended code.
+pub(crate) fn is_sqlite_busy(err: &sqlx::Error) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    const SQLITE_LOCKED: i32 = 6;
+    let sqlx::Error::Database(db_err) = err else {
+        return false;
+    };
+    // Downcast rather than reading `code()` alone: a PostgreSQL SQLSTATE such as "55006" is
+    // also numeric and must never be mistaken for an SQLite result code.
+    let Some(sqlite_err) = db_err.try_downcast_ref::<sqlx::sqlite::SqliteError>() else {
+        return false;
+    };
+    use sqlx::error::DatabaseError as _;
+    sqlite_err
+        .code()
+        .and_then(|code| code.parse::<i32>().ok())
+        // Extended result codes carry the primary code in their low byte.
+        .is_some_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
+}
+
+/// A one-line, lowercase description of a driver error, without the driver's boilerplate
+/// prefixes ("error returned from database: ").
+pub(crate) fn readable_cause(err: &sqlx::Error) -> String {
+    let text = match err {
+        sqlx::Error::Database(db_err) => db_err.message().to_owned(),
+        sqlx::Error::Io(io_err) => io_err.to_string(),
+        sqlx::Error::Tls(tls_err) => format!("tls: {tls_err}"),
+        sqlx::Error::Configuration(cfg_err) => format!("invalid configuration: {cfg_err}"),
+        sqlx::Error::PoolTimedOut => "timed out waiting for a database connection".to_owned(),
+        other => other.to_string(),
+    };
+    one_lowercase_line(&text)
+}
+
+/// A one-line, lowercase description of a migrator error.
+pub(crate) fn readable_migrate_cause(err: &sqlx::migrate::MigrateError) -> String {
+    use sqlx::migrate::MigrateError;
+    match err {
+        MigrateError::Execute(inner) => readable_cause(inner),
+        MigrateError::ExecuteMigration(inner, version) => {
+            format!("migration {version} failed: {}", readable_cause(inner))
+        }
+        other => one_lowercase_line(&other.to_string()),
+    }
+}
+
+/// Joins lines and lowercases a leading capital ("Connection refused" -> "connection refused")
+/// but leaves acronyms ("TLS") alone.
+fn one_lowercase_line(text: &str) -> String {
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut chars = joined.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if first.is_uppercase() && !second.is_uppercase() => {
+            first.to_lowercase().chain(joined.chars().skip(1)).collect()
+        }
+        _ => joined,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_one_lowercase_line() {
+        assert_eq!(
+            one_lowercase_line("Connection refused (os error 111)"),
+            "connection refused (os error 111)"
+        );
+        assert_eq!(
+            one_lowercase_line("TLS handshake\nfailed"),
+            "TLS handshake failed"
+        );
+        assert_eq!(one_lowercase_line(""), "");
+    }
+
+    #[test]
+    fn io_errors_are_not_mistaken_for_sqlite_busy() {
+        let err = sqlx::Error::Io(std::io::Error::other("busy"));
+        assert!(!is_sqlite_busy(&err));
+        assert!(!is_sqlite_busy(&sqlx::Error::PoolTimedOut));
+    }
+
+    #[test]
+    fn messages_are_single_lowercase_lines() {
+        let err = StoreError::NewerSchema {
+            location: "/x/airlock.db".to_owned(),
+            found: 7,
+            supported: 3,
+        };
+        assert_eq!(
+            err.to_string(),
+            "state store at /x/airlock.db has schema version 7 but this airlock supports up to 3; upgrade airlock"
+        );
+        let err = StoreError::StoreMissing {
+            location: "/x/airlock.db".to_owned(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "state store not found at /x/airlock.db (run a command that writes, e.g. `airlock inventory`, to create it)"
+        );
+    }
+}

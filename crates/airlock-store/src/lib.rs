@@ -1,0 +1,135 @@
+//! airlock's state store: inventory snapshots and the accounts airlock created, kept in an
+//! embedded SQLite file (the default) or in PostgreSQL, behind one API.
+//!
+//! Both backends run the same versioned migrations (`migrations/`, embedded at build time) and
+//! the same queries, through sqlx's `Any` driver with a portable subset of SQL: TEXT and BIGINT
+//! columns, app-generated ids (uuid v7, which sort by creation time), timestamps as BIGINT unix
+//! milliseconds UTC supplied by the caller (time is injected, the store never reads a clock).
+//!
+//! Opening a store applies pending migrations and refuses a database migrated by a newer
+//! airlock. SQLite files are opened in WAL mode with a busy timeout, so a second airlock process
+//! waits for the write lock and then reports [`StoreError::StoreLocked`] rather than failing at
+//! once.
+//!
+//! Not here: the audit log (airlock-audit), the meaning of a snapshot's payload (the store keeps
+//! it as opaque JSON text), and creating PostgreSQL databases or roles (the operator does).
+
+#![warn(missing_docs)]
+
+mod accounts;
+mod error;
+mod location;
+mod migrations;
+mod open;
+mod snapshots;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::AnyPool;
+
+pub use error::StoreError;
+pub use location::redact_url;
+pub use migrations::supported_schema_version;
+pub use snapshots::{SnapshotId, SnapshotMeta, SnapshotRun, SnapshotStatus, StoredSnapshot};
+
+/// How long an SQLite writer waits for another process's write lock by default.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which database a [`Store`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// How [`Store::open`] treats a store that does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// SQLite: create the file if it is absent (its directory must exist). Commands that only
+    /// read pass `false`, so a mistyped path is reported instead of silently creating an empty
+    /// store. PostgreSQL: ignored, the database must exist.
+    pub create_if_missing: bool,
+    /// SQLite: how long to wait for another connection's write lock before
+    /// [`StoreError::StoreLocked`]. PostgreSQL: ignored.
+    pub busy_timeout: Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            create_if_missing: false,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+        }
+    }
+}
+
+impl OpenOptions {
+    /// Options for a command that writes: create the SQLite file if absent.
+    pub fn create() -> Self {
+        Self {
+            create_if_missing: true,
+            ..Self::default()
+        }
+    }
+
+    /// Options for a command that only reads: the store must already exist.
+    pub fn existing() -> Self {
+        Self::default()
+    }
+}
+
+/// A handle to the state store. Cloning is cheap: clones share one connection pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    ctx: Arc<open::Context>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.ctx.backend)
+            .field("location", &self.ctx.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects to the store at `url` and applies pending migrations.
+    ///
+    /// `url` is `sqlite:///abs/path/airlock.db`, `sqlite://relative.db` (relative to the working
+    /// directory) or `postgres://user@host:port/db`. Errors name the store by file path or by
+    /// the URL with its password redacted.
+    pub async fn open(url: &str, opts: OpenOptions) -> Result<Store, StoreError> {
+        open::open(url, opts).await
+    }
+
+    /// Which database this store uses.
+    pub fn backend(&self) -> Backend {
+        self.ctx.backend
+    }
+
+    /// The file path or the URL (password redacted) this store was opened from.
+    pub fn location(&self) -> &str {
+        &self.ctx.location
+    }
+
+    /// The newest migration applied to the database.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|err| self.ctx.query_failed("read schema version", err))?;
+        Ok(version.unwrap_or(0))
+    }
+
+    /// Closes every pooled connection and waits for them to finish; later calls fail. Dropping
+    /// the last clone closes the pool too, but without waiting.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
