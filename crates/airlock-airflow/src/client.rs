@@ -313,6 +313,17 @@ impl AirflowClient {
     pub(crate) async fn json<T: DeserializeOwned>(&self, req: Req<'_>) -> Result<T, Error> {
         let (call, object) = (req.call, req.object.clone());
         let resp = self.send(req).await?;
+        if resp.body.trim_ascii_start().starts_with(b"<") {
+            // Airflow 3's UI answers unknown paths with its HTML page (200), e.g. /auth/fab/v1
+            // when another auth manager is configured.
+            return Err(self.err(
+                call,
+                object,
+                ErrorKind::UnexpectedHtml {
+                    status: resp.status.as_u16(),
+                },
+            ));
+        }
         serde_json::from_slice(&resp.body).map_err(|e| {
             self.err(
                 call,
@@ -575,7 +586,17 @@ fn is_tls(e: &reqwest::Error) -> bool {
         }
         src = s.source();
     }
-    false
+    // Some connector layers wrap the rustls error in a way that hides it from `source()`;
+    // rustls's own Display prefixes are stable, so fall back to them.
+    let text = error_chain(e);
+    [
+        "invalid peer certificate",
+        "received fatal alert",
+        "peer is incompatible",
+        "InvalidCertificate",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 /// The innermost causes, joined: reqwest's own message ("error sending request") says little.

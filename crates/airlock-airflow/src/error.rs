@@ -177,6 +177,12 @@ pub enum ErrorKind {
     /// The server answered something other than the expected JSON.
     #[error("unexpected response: {0}")]
     Malformed(String),
+    /// An HTML page came back where JSON was expected.
+    #[error("answered {status} with an HTML page where JSON was expected")]
+    UnexpectedHtml {
+        /// HTTP status.
+        status: u16,
+    },
     /// The URL does not serve an Airflow REST API.
     #[error("not an Airflow API: {0}")]
     NotAirflow(String),

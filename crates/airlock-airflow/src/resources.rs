@@ -82,10 +82,18 @@ fn seg(s: &str) -> String {
 
 impl AirflowClient {
     async fn fab_base(&self) -> Result<&'static str, Error> {
-        if let Some(b) = self.inner.fab_base.get() {
-            return Ok(b);
-        }
-        let base = match self.server().await?.generation {
+        // Single-flight: concurrent first calls (users and roles are listed together) share
+        // one probe.
+        let base = self
+            .inner
+            .fab_base
+            .get_or_try_init(|| self.probe_fab_base())
+            .await?;
+        Ok(base)
+    }
+
+    async fn probe_fab_base(&self) -> Result<&'static str, Error> {
+        Ok(match self.server().await?.generation {
             Generation::V3 => "/auth/fab/v1",
             Generation::V2 => {
                 // Airflow 2.9+ serves the FAB provider's API under /auth/fab/v1; older ones only
@@ -98,14 +106,14 @@ impl AirflowClient {
                     Err(e) => return Err(e),
                 }
             }
-        };
-        Ok(self.inner.fab_base.get_or_init(|| async { base }).await)
+        })
     }
 
     /// Maps a 404 on a collection to "this Airflow has no FAB API".
     async fn collection_error(&self, e: Error) -> Error {
         if let Ok(info) = self.server().await {
-            if e.is_not_found() && info.generation == Generation::V3 {
+            let missing = e.is_not_found() || matches!(e.kind, ErrorKind::UnexpectedHtml { .. });
+            if missing && info.generation == Generation::V3 {
                 return Error {
                     kind: ErrorKind::NoFabAuthManager {
                         version: info.version.clone(),
@@ -121,6 +129,31 @@ impl AirflowClient {
     /// (within the client's concurrency limit). The listing fails, rather than returning a
     /// partial result, if a page is short or the total changes while paging.
     async fn list_all<W: DeserializeOwned>(
+        &self,
+        call: Call,
+        resource: &str,
+        field: &str,
+    ) -> Result<Vec<W>, Error> {
+        // A listing that changed under us (accounts created or deleted while paging) is read
+        // again from the start, a few times, before giving up.
+        let mut attempt = 0;
+        loop {
+            match self.list_all_once(call, resource, field).await {
+                Err(e) if matches!(e.kind, ErrorKind::Incomplete(_)) && attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(crate::client::backoff(
+                        self.inner.settings.retry_base,
+                        attempt,
+                    ))
+                    .await;
+                    tracing::debug!(instance = %self.instance(), %call, error = %e, "listing changed while paging; reading again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn list_all_once<W: DeserializeOwned>(
         &self,
         call: Call,
         resource: &str,
@@ -205,7 +238,17 @@ impl AirflowClient {
 
     /// Every user, with roles. Fails rather than return a partial list.
     pub async fn list_users(&self) -> Result<Vec<Account>, Error> {
-        let wires: Vec<UserWire> = self.list_all(Call::ListUsers, "users", "users").await?;
+        let mut attempt = 0;
+        loop {
+            let wires: Vec<UserWire> = self.list_all(Call::ListUsers, "users", "users").await?;
+            match self.distinct_accounts(wires) {
+                Err(e) if matches!(e.kind, ErrorKind::Incomplete(_)) && attempt < 3 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn distinct_accounts(&self, wires: Vec<UserWire>) -> Result<Vec<Account>, Error> {
         let mut by_name: BTreeMap<Username, Account> = BTreeMap::new();
         for w in wires {
             let account = w
@@ -216,9 +259,7 @@ impl AirflowClient {
                 return Err(self.err(
                     Call::ListUsers,
                     Some(dup.username.to_string()),
-                    ErrorKind::Incomplete(
-                        "user listed twice; users changed while paging, try again".into(),
-                    ),
+                    ErrorKind::Incomplete("user listed twice: users changed while paging".into()),
                 ));
             }
         }
@@ -258,12 +299,24 @@ impl AirflowClient {
         }
         let password = user.password.clone().unwrap_or_else(random_password);
         let base = self.fab_base().await?;
+        // FAB gives a user created without roles its "default registration role"; Airflow 3
+        // has none configured and answers 500, Airflow 2 hands out `Public`. Create with the
+        // permissionless `Public` role and strip it right after, so "no roles" means none.
+        let strip_after = user.roles.is_empty();
+        let public = BTreeSet::from([RoleName::new("Public").map_err(|e| {
+            self.err(
+                Call::CreateUser,
+                Some(object.clone()),
+                ErrorKind::InvalidRequest(e.to_string()),
+            )
+        })?]);
+        let initial_roles = if strip_after { &public } else { &user.roles };
         let body = serde_json::json!({
             "username": user.username.as_str(),
             "email": user.email,
             "first_name": user.first_name,
             "last_name": user.last_name,
-            "roles": roles_json(&user.roles),
+            "roles": roles_json(initial_roles),
             "password": password.expose_secret(),
         });
         let req = Req::new(Call::CreateUser, Method::POST, format!("{base}/users"))
@@ -421,14 +474,20 @@ impl AirflowClient {
         let req = Req::new(Call::CreateRole, Method::POST, format!("{base}/roles"))
             .object(role.name.as_str())
             .json(body);
-        match self.json::<RoleWire>(req).await {
-            Ok(w) => w
-                .into_role()
-                .map_err(|k| self.err(Call::CreateRole, Some(role.name.to_string()), k)),
+        let resp = match self.send(req).await {
+            Ok(r) => r,
             Err(e) if e.class() == ErrorClass::Conflict && e.after_ambiguous_attempt => {
-                self.get_role(&role.name).await
+                return self.get_role(&role.name).await
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        match self.server().await?.generation {
+            Generation::V3 => serde_json::from_slice::<RoleWire>(&resp.body)
+                .map_err(|e| ErrorKind::Malformed(e.to_string()))
+                .and_then(RoleWire::into_role)
+                .map_err(|k| self.err(Call::CreateRole, Some(role.name.to_string()), k)),
+            // Airflow 2 answers with the role as looked up before it was created (`{}`).
+            Generation::V2 => self.get_role(&role.name).await,
         }
     }
 

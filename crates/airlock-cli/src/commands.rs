@@ -1,0 +1,165 @@
+//! One function per command: load what it needs, call the engine, hand results to `output`.
+
+use crate::cli::{
+    Cli, Command, ConfigCommand, DiffArgs, InstancesArgs, InventoryArgs, InventoryCommand,
+};
+use crate::output;
+use airlock_config::{Config, InstanceConfig, CONFIG_ENV, DEFAULT_CONFIG_FILE};
+use airlock_core::inventory::FlagRules;
+use airlock_core::SystemClock;
+use airlock_engine::{client_for, doctor, inventory};
+use airlock_store::{OpenOptions, Store};
+use anyhow::{bail, Context as _};
+use secrecy::ExposeSecret;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = cli.global.config.clone();
+    match cli.command {
+        Command::Config(ConfigCommand::Check) => config_check(config_path),
+        Command::Instances(args) => instances(load(config_path)?, args).await,
+        Command::Inventory(InventoryArgs {
+            command: Some(InventoryCommand::Diff(args)),
+            ..
+        }) => diff(load(config_path)?, args).await,
+        Command::Inventory(args) => run_inventory(load(config_path)?, args).await,
+    }
+}
+
+fn config_file(path: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = path {
+        return Ok(p);
+    }
+    let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+    if !default.exists() {
+        bail!("no config file: {DEFAULT_CONFIG_FILE} does not exist here; pass --config FILE or set {CONFIG_ENV}");
+    }
+    Ok(default)
+}
+
+fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    let path = config_file(path)?;
+    // Relative paths in the config are relative to the config file, so anchor it.
+    let path = std::path::absolute(&path).unwrap_or(path);
+    Ok(airlock_config::load(&path)?)
+}
+
+fn config_check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let path = config_file(path)?;
+    let config = load(Some(path.clone()))?;
+    println!(
+        "{}: ok ({} instance{}: {})",
+        path.display(),
+        config.instances.len(),
+        if config.instances.len() == 1 { "" } else { "s" },
+        config
+            .instances
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The instances named with `--instance`, or all of them.
+fn select<'a>(config: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a InstanceConfig>> {
+    if names.is_empty() {
+        return Ok(config.instances.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            config.instance(n).with_context(|| {
+                let known: Vec<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
+                format!("unknown instance `{n}` (configured: {})", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+async fn open_store(config: &Config, opts: OpenOptions) -> anyhow::Result<Store> {
+    Ok(Store::open(config.store.url.expose_secret(), opts).await?)
+}
+
+async fn instances(config: Config, args: InstancesArgs) -> anyhow::Result<ExitCode> {
+    let selected = select(&config, &args.instance)?;
+    let checks = selected.iter().map(|inst| async move {
+        match client_for(inst) {
+            Ok(client) => doctor::check(&client, inst.url.as_str(), &inst.username).await,
+            Err(e) => doctor::Health {
+                instance: inst.name.to_string(),
+                url: inst.url.to_string(),
+                reachable: false,
+                version: None,
+                api: None,
+                auth_manager: None,
+                credentials_ok: None,
+                missing_permissions: Vec::new(),
+                error: Some(e.to_string()),
+            },
+        }
+    });
+    let results = futures::future::join_all(checks).await;
+    output::health(&results, args.output)?;
+    Ok(if results.iter().all(doctor::Health::ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn run_inventory(config: Config, args: InventoryArgs) -> anyhow::Result<ExitCode> {
+    let selected = select(&config, &args.instance)?;
+    let store = open_store(&config, OpenOptions::create()).await?;
+    let rules = FlagRules {
+        inactive_after_days: config.inventory.inactive_after_days,
+    };
+    let runs = selected.iter().map(|inst| {
+        let store = store.clone();
+        async move {
+            let client = client_for(inst)?;
+            inventory::run(&client, &store, &SystemClock, rules).await
+        }
+    });
+    let results = futures::future::join_all(runs).await;
+    let mut reports = Vec::new();
+    let mut failed = 0;
+    for result in results {
+        match result {
+            Ok(outcome) => {
+                if args.stats {
+                    output::stats(&outcome);
+                }
+                reports.push(outcome.report);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    output::reports(&reports, args.output)?;
+    store.close().await;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn diff(config: Config, args: DiffArgs) -> anyhow::Result<ExitCode> {
+    let selected = select(&config, &args.instance)?;
+    let store = open_store(&config, OpenOptions::existing()).await?;
+    let mut diffs = Vec::new();
+    for inst in selected {
+        diffs.push((
+            inst.name.to_string(),
+            inventory::latest_diff(&store, inst.name.as_str()).await?,
+        ));
+    }
+    store.close().await;
+    output::diffs(&diffs, args.output)?;
+    Ok(ExitCode::SUCCESS)
+}

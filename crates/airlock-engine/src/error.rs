@@ -1,0 +1,24 @@
+//! Errors of engine runs: each wraps the failing component's typed error unchanged, so the
+//! front-end can print it as one line and classify it.
+
+/// A failed engine run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A call to Airflow failed.
+    #[error(transparent)]
+    Airflow(#[from] airlock_airflow::Error),
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] airlock_store::StoreError),
+    /// A stored snapshot could not be read back.
+    #[error("stored snapshot {id} of instance `{instance}` is unreadable: {source}")]
+    CorruptSnapshot {
+        /// Snapshot id.
+        id: String,
+        /// Instance.
+        instance: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}

@@ -1,0 +1,35 @@
+//! Test support for airlock's integration tests: starts real services on 127.0.0.1.
+//!
+//! - [`airflow`]: real Apache Airflow servers (3.3.2 with the FAB auth manager, and 2.11.2) from
+//!   the cached virtualenvs that `scripts/install-airflow.sh` installs, shared per test binary or
+//!   private per test, always killed when the test process ends, however it ends.
+//! - [`proxy`]: a small fault-injecting HTTP/1.1 proxy to put in front of a real server
+//!   (error statuses, delays, resets, truncated and garbage bodies).
+//! - [`postgres`]: throw-away databases on the machine's PostgreSQL.
+//!
+//! ```no_run
+//! use airlock_testkit::airflow::{self, AirflowVersion};
+//! use airlock_testkit::proxy::{Fault, FaultProxy, Rule};
+//!
+//! # async fn example() -> anyhow::Result<()> {
+//! // One Airflow 3 per test binary, shared by its tests.
+//! let server = airflow::shared(AirflowVersion::V3);
+//! // A proxy that fails the second and third user listing with 503.
+//! let proxy = FaultProxy::start(&server.base_url).await;
+//! proxy.add_rule(Rule::new("/auth/fab/v1/users", Fault::status(503)).after(1).times(2));
+//! // ... point the client under test at proxy.url(), log in as
+//! // server.admin_user / server.admin_password, and assert on proxy.requests_seen().
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What it does not do: imitate any service. A test that needs a service which is missing fails
+//! loudly with a message saying how to provide it; nothing here skips a test.
+
+pub mod airflow;
+pub mod postgres;
+pub mod proxy;
+
+pub use airflow::{AirflowServer, AirflowServerBuilder, AirflowVersion};
+pub use postgres::{fresh_pg_database, pg_admin_url, PgTestDb};
+pub use proxy::{Fault, FaultProxy, Rule};
