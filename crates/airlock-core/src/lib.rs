@@ -9,8 +9,11 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod directory;
 pub mod inventory;
 pub mod model;
+pub mod plan;
+pub mod policy;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use model::{Account, InstanceName, NameError, Permission, Role, RoleName, Username};

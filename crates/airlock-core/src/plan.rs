@@ -1,0 +1,617 @@
+//! The planner: from the directory and the policy, what every instance *should* hold
+//! ([`desired`]); from that and what an instance *does* hold, the operations that reconcile
+//! them ([`plan_instance`]).
+//!
+//! Both are pure, total and deterministic (sorted output); the same functions serve `airlock
+//! plan`, `apply`, `sync`, the service and SCIM pushes. Invariants, checked by property tests:
+//! planning desired against itself is empty; applying a plan and planning again is empty;
+//! protected and unmanaged accounts never appear in a plan.
+
+use crate::directory::{DirectorySnapshot, PersonId, PersonStatus};
+use crate::model::{Account, InstanceName, Permission, Role, RoleName, Username};
+use crate::policy::{LeaverRule, Policy, BUILTIN_ROLES};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// An account an instance should hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredAccount {
+    /// Airflow username.
+    pub username: Username,
+    /// The directory person behind it (`None` for service accounts).
+    pub person: Option<PersonId>,
+    /// Email.
+    pub email: String,
+    /// Given name (never empty: FAB requires one).
+    pub first_name: String,
+    /// Family name (never empty).
+    pub last_name: String,
+    /// Roles.
+    pub roles: BTreeSet<RoleName>,
+    /// Why: one entry per rule that contributed, e.g. `group data-eng grants Op`.
+    pub reasons: Vec<String>,
+}
+
+/// What one instance should hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredInstance {
+    /// Accounts by username.
+    pub accounts: BTreeMap<Username, DesiredAccount>,
+    /// Custom roles and their exact permissions.
+    pub roles: BTreeMap<RoleName, BTreeSet<Permission>>,
+    /// Why known people get no account here (suspended, staged, out of scope), by username.
+    pub excluded: BTreeMap<Username, String>,
+}
+
+/// Something the plan could not do or had to leave out, reported to the operator.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Warning {
+    /// Which instance, if it concerns one.
+    pub instance: Option<InstanceName>,
+    /// What.
+    pub message: String,
+}
+
+/// An instance as the policy sees it.
+#[derive(Debug, Clone)]
+pub struct InstanceRef<'a> {
+    /// Its name.
+    pub name: &'a InstanceName,
+    /// Its labels.
+    pub labels: &'a BTreeMap<String, String>,
+    /// The account airlock logs in with: implicitly protected.
+    pub airlock_user: &'a str,
+}
+
+/// Computes what each instance should hold.
+pub fn desired(
+    policy: &Policy,
+    directory: &DirectorySnapshot,
+    instances: &[InstanceRef<'_>],
+) -> (BTreeMap<InstanceName, DesiredInstance>, Vec<Warning>) {
+    let mut warnings = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    for inst in instances {
+        let mut d = DesiredInstance::default();
+        let mut claimed: BTreeMap<Username, Vec<PersonId>> = BTreeMap::new();
+        for person in directory.people.values() {
+            let granted: Vec<_> = policy
+                .grants
+                .iter()
+                .filter(|g| {
+                    person.groups.contains(&g.group) && g.instances.matches(inst.name, inst.labels)
+                })
+                .collect();
+            let scoped = policy
+                .scope_groups
+                .iter()
+                .any(|(g, sel)| person.groups.contains(g) && sel.matches(inst.name, inst.labels));
+            let in_scope = !granted.is_empty() || scoped;
+            let username = match policy.username.derive(person) {
+                Ok(u) => u,
+                Err(why) => {
+                    if in_scope && person.status == PersonStatus::Active {
+                        warnings.insert(Warning {
+                            instance: Some(inst.name.clone()),
+                            message: format!("person {} gets no account: {why}", person.id),
+                        });
+                    }
+                    continue;
+                }
+            };
+            let why_not = match (person.status, in_scope) {
+                (PersonStatus::Suspended, _) => Some("suspended in the directory"),
+                (PersonStatus::Staged, _) => Some("not yet activated in the directory"),
+                (PersonStatus::Active, false) => Some("in no group with access to this instance"),
+                (PersonStatus::Active, true) => None,
+            };
+            if let Some(why) = why_not {
+                d.excluded.insert(username, why.to_string());
+                continue;
+            }
+            let mut roles = BTreeSet::new();
+            let mut reasons = Vec::new();
+            for g in &granted {
+                roles.extend(g.roles.iter().cloned());
+                let names: Vec<&str> = g.roles.iter().map(RoleName::as_str).collect();
+                reasons.push(format!("group {} grants {}", g.group, names.join(", ")));
+            }
+            if roles.is_empty() && !policy.default_roles.is_empty() {
+                roles.extend(policy.default_roles.iter().cloned());
+                reasons.push("in scope: default roles".to_string());
+            }
+            claimed
+                .entry(username.clone())
+                .or_default()
+                .push(person.id.clone());
+            let local = username
+                .as_str()
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            d.accounts.insert(
+                username.clone(),
+                DesiredAccount {
+                    username,
+                    person: Some(person.id.clone()),
+                    email: person.email.clone().unwrap_or_default(),
+                    first_name: non_empty(person.first_name.as_deref(), &local),
+                    last_name: non_empty(person.last_name.as_deref(), "-"),
+                    roles,
+                    reasons,
+                },
+            );
+        }
+        for (username, ids) in claimed {
+            if ids.len() > 1 {
+                d.accounts.remove(&username);
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                warnings.insert(Warning {
+                    instance: Some(inst.name.clone()),
+                    message: format!(
+                        "people {} all map to username {username}; none gets an account",
+                        ids.join(", ")
+                    ),
+                });
+            }
+        }
+        for person_less in d
+            .accounts
+            .values()
+            .filter(|a| a.email.is_empty())
+            .map(|a| a.username.clone())
+            .collect::<Vec<_>>()
+        {
+            d.accounts.remove(&person_less);
+            warnings.insert(Warning {
+                instance: Some(inst.name.clone()),
+                message: format!(
+                    "{person_less} has no email in the directory; Airflow requires one"
+                ),
+            });
+        }
+        for sa in policy
+            .service_accounts
+            .iter()
+            .filter(|s| s.instances.matches(inst.name, inst.labels))
+        {
+            if d.accounts.contains_key(&sa.username) {
+                warnings.insert(Warning {
+                    instance: Some(inst.name.clone()),
+                    message: format!(
+                        "service account {} shadows a person with the same username",
+                        sa.username
+                    ),
+                });
+            }
+            d.excluded.remove(&sa.username);
+            d.accounts.insert(
+                sa.username.clone(),
+                DesiredAccount {
+                    username: sa.username.clone(),
+                    person: None,
+                    email: sa.email.clone(),
+                    first_name: sa.username.as_str().to_string(),
+                    last_name: "service account".to_string(),
+                    roles: sa.roles.clone(),
+                    reasons: vec!["service account in policy".to_string()],
+                },
+            );
+        }
+        for spec in policy
+            .roles
+            .iter()
+            .filter(|r| r.instances.matches(inst.name, inst.labels))
+        {
+            d.roles.insert(spec.name.clone(), spec.permissions.clone());
+        }
+        let airlock = Username::new(inst.airlock_user).ok();
+        for protected in policy.protected.iter().chain(airlock.iter()) {
+            if d.accounts.remove(protected).is_some() {
+                warnings.insert(Warning {
+                    instance: Some(inst.name.clone()),
+                    message: format!("{protected} is protected; airlock leaves it as it is"),
+                });
+            }
+            d.excluded.remove(protected);
+        }
+        out.insert(inst.name.clone(), d);
+    }
+    (out, warnings.into_iter().collect())
+}
+
+fn non_empty(v: Option<&str>, fallback: &str) -> String {
+    match v.map(str::trim) {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ if fallback.trim().is_empty() => "-".to_string(),
+        _ => fallback.to_string(),
+    }
+}
+
+/// What an instance holds, as read just before planning.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActualInstance {
+    /// Accounts.
+    pub accounts: Vec<Account>,
+    /// Roles with permissions.
+    pub roles: Vec<Role>,
+    /// Permissions the instance knows; `None` when it cannot say (Airflow 2 lists actions only).
+    pub catalog: Option<BTreeSet<Permission>>,
+}
+
+/// airlock's record of an account it manages on an instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedRecord {
+    /// When airlock suspended it, if it is suspended.
+    pub suspended_at: Option<DateTime<Utc>>,
+}
+
+/// One change to one instance.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Create a custom role with its permissions.
+    CreateRole {
+        /// Role.
+        role: RoleName,
+        /// Permissions.
+        permissions: BTreeSet<Permission>,
+    },
+    /// Bring a custom role's permissions to the policy's set.
+    UpdateRole {
+        /// Role.
+        role: RoleName,
+        /// Permissions to add.
+        add: BTreeSet<Permission>,
+        /// Permissions to remove.
+        remove: BTreeSet<Permission>,
+    },
+    /// Create an account (SSO users get a random password nobody knows).
+    CreateAccount {
+        /// Username.
+        username: Username,
+        /// Email.
+        email: String,
+        /// Given name.
+        first_name: String,
+        /// Family name.
+        last_name: String,
+        /// Roles.
+        roles: BTreeSet<RoleName>,
+    },
+    /// Replace an account's roles.
+    SetRoles {
+        /// Username.
+        username: Username,
+        /// Roles now.
+        from: BTreeSet<RoleName>,
+        /// Roles after.
+        to: BTreeSet<RoleName>,
+    },
+    /// Change profile fields; `None` leaves one alone.
+    UpdateProfile {
+        /// Username.
+        username: Username,
+        /// New email.
+        email: Option<String>,
+        /// New given name.
+        first_name: Option<String>,
+        /// New family name.
+        last_name: Option<String>,
+    },
+    /// Strip every role and rotate the password (ADR 0002).
+    Suspend {
+        /// Username.
+        username: Username,
+        /// Roles being stripped.
+        roles: BTreeSet<RoleName>,
+    },
+    /// Delete a suspended account whose grace period has passed.
+    Delete {
+        /// Username.
+        username: Username,
+    },
+}
+
+impl Op {
+    /// Execution phase: roles first, then creates, changes, suspensions, deletions. Applying
+    /// phase by phase means an account never references a role that does not exist yet.
+    pub fn phase(&self) -> u8 {
+        match self {
+            Op::CreateRole { .. } | Op::UpdateRole { .. } => 0,
+            Op::CreateAccount { .. } => 1,
+            Op::SetRoles { .. } | Op::UpdateProfile { .. } => 2,
+            Op::Suspend { .. } => 3,
+            Op::Delete { .. } => 4,
+        }
+    }
+
+    /// Whether the operation removes someone's access.
+    pub fn is_deprovision(&self) -> bool {
+        matches!(self, Op::Suspend { .. } | Op::Delete { .. })
+    }
+
+    /// The account or role the operation targets.
+    pub fn target(&self) -> String {
+        match self {
+            Op::CreateRole { role, .. } | Op::UpdateRole { role, .. } => format!("role {role}"),
+            Op::CreateAccount { username, .. }
+            | Op::SetRoles { username, .. }
+            | Op::UpdateProfile { username, .. }
+            | Op::Suspend { username, .. }
+            | Op::Delete { username } => format!("account {username}"),
+        }
+    }
+
+    /// Short kind name (`create_account`, ...), for metrics and summaries.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::CreateRole { .. } => "create_role",
+            Op::UpdateRole { .. } => "update_role",
+            Op::CreateAccount { .. } => "create_account",
+            Op::SetRoles { .. } => "set_roles",
+            Op::UpdateProfile { .. } => "update_profile",
+            Op::Suspend { .. } => "suspend",
+            Op::Delete { .. } => "delete",
+        }
+    }
+}
+
+/// An operation with its instance and the reason for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedOp {
+    /// Instance.
+    pub instance: InstanceName,
+    /// What to do.
+    pub op: Op,
+    /// Why: the group and rule, or the leaver.
+    pub reason: String,
+}
+
+/// The plan for one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstancePlan {
+    /// Operations, sorted by phase then target.
+    pub ops: Vec<PlannedOp>,
+    /// What could not be planned.
+    pub warnings: Vec<Warning>,
+    /// Accounts airlock does not manage and leaves alone.
+    pub unmanaged: Vec<Username>,
+    /// Managed accounts, after this plan: what the engine records.
+    pub managed: BTreeSet<Username>,
+}
+
+/// Inputs to [`plan_instance`].
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    /// Instance.
+    pub instance: &'a InstanceName,
+    /// What it should hold.
+    pub desired: &'a DesiredInstance,
+    /// What it holds.
+    pub actual: &'a ActualInstance,
+    /// Accounts airlock manages there (created, adopted or previously in scope).
+    pub managed: &'a BTreeMap<Username, ManagedRecord>,
+    /// Accounts never to touch.
+    pub protected: &'a BTreeSet<Username>,
+    /// Leaver handling.
+    pub leavers: LeaverRule,
+    /// Now, for grace periods.
+    pub now: DateTime<Utc>,
+}
+
+/// Plans one instance.
+pub fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
+    let inst = input.instance;
+    let mut ops = Vec::new();
+    let mut warnings = Vec::new();
+    let warn = |warnings: &mut Vec<Warning>, message: String| {
+        warnings.push(Warning {
+            instance: Some(inst.clone()),
+            message,
+        })
+    };
+
+    // Roles as code.
+    let actual_roles: BTreeMap<&RoleName, &Role> =
+        input.actual.roles.iter().map(|r| (&r.name, r)).collect();
+    let mut available: BTreeSet<RoleName> = actual_roles.keys().map(|r| (*r).clone()).collect();
+    for (name, wanted) in &input.desired.roles {
+        let wanted: BTreeSet<Permission> = match &input.actual.catalog {
+            Some(catalog) => {
+                let missing: Vec<String> = wanted
+                    .difference(catalog)
+                    .map(ToString::to_string)
+                    .collect();
+                if !missing.is_empty() {
+                    warn(
+                        &mut warnings,
+                        format!(
+                            "role {name}: permissions not (yet) on this instance, left out: {}",
+                            missing.join("; ")
+                        ),
+                    );
+                }
+                wanted.intersection(catalog).cloned().collect()
+            }
+            None => wanted.clone(),
+        };
+        available.insert(name.clone());
+        match actual_roles.get(name) {
+            None => ops.push(PlannedOp {
+                instance: inst.clone(),
+                op: Op::CreateRole {
+                    role: name.clone(),
+                    permissions: wanted,
+                },
+                reason: "role defined in policy".into(),
+            }),
+            Some(role) if role.permissions != wanted => ops.push(PlannedOp {
+                instance: inst.clone(),
+                op: Op::UpdateRole {
+                    role: name.clone(),
+                    add: wanted.difference(&role.permissions).cloned().collect(),
+                    remove: role.permissions.difference(&wanted).cloned().collect(),
+                },
+                reason: "role drifted from policy".into(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for b in BUILTIN_ROLES {
+        if let Ok(r) = RoleName::new(*b) {
+            available.insert(r);
+        }
+    }
+
+    // Accounts.
+    let actual: BTreeMap<&Username, &Account> = input
+        .actual
+        .accounts
+        .iter()
+        .map(|a| (&a.username, a))
+        .collect();
+    let mut managed: BTreeSet<Username> = BTreeSet::new();
+    for (username, want) in &input.desired.accounts {
+        if input.protected.contains(username) {
+            continue;
+        }
+        let missing: Vec<&str> = want
+            .roles
+            .iter()
+            .filter(|r| !available.contains(*r))
+            .map(RoleName::as_str)
+            .collect();
+        if !missing.is_empty() {
+            warn(
+                &mut warnings,
+                format!(
+                    "{username}: role(s) {} do not exist on this instance, left out",
+                    missing.join(", ")
+                ),
+            );
+        }
+        let roles: BTreeSet<RoleName> = want
+            .roles
+            .iter()
+            .filter(|r| available.contains(*r))
+            .cloned()
+            .collect();
+        let reason = want.reasons.join("; ");
+        managed.insert(username.clone());
+        match actual.get(username) {
+            None => ops.push(PlannedOp {
+                instance: inst.clone(),
+                op: Op::CreateAccount {
+                    username: username.clone(),
+                    email: want.email.clone(),
+                    first_name: want.first_name.clone(),
+                    last_name: want.last_name.clone(),
+                    roles,
+                },
+                reason,
+            }),
+            Some(have) => {
+                if have.roles != roles {
+                    let returning = input
+                        .managed
+                        .get(username)
+                        .is_some_and(|m| m.suspended_at.is_some());
+                    ops.push(PlannedOp {
+                        instance: inst.clone(),
+                        op: Op::SetRoles {
+                            username: username.clone(),
+                            from: have.roles.clone(),
+                            to: roles,
+                        },
+                        reason: if returning {
+                            format!("returning: {reason}")
+                        } else {
+                            reason.clone()
+                        },
+                    });
+                }
+                let email =
+                    (!have.email.eq_ignore_ascii_case(&want.email)).then(|| want.email.clone());
+                let first_name =
+                    (have.first_name != want.first_name).then(|| want.first_name.clone());
+                let last_name = (have.last_name != want.last_name).then(|| want.last_name.clone());
+                if email.is_some() || first_name.is_some() || last_name.is_some() {
+                    ops.push(PlannedOp {
+                        instance: inst.clone(),
+                        op: Op::UpdateProfile {
+                            username: username.clone(),
+                            email,
+                            first_name,
+                            last_name,
+                        },
+                        reason: "profile changed in the directory".into(),
+                    });
+                }
+            }
+        }
+    }
+
+    // Leavers and unmanaged accounts.
+    let mut unmanaged = Vec::new();
+    for (username, have) in &actual {
+        if input.desired.accounts.contains_key(*username) || input.protected.contains(*username) {
+            continue;
+        }
+        let Some(record) = input.managed.get(*username) else {
+            unmanaged.push((*username).clone());
+            continue;
+        };
+        managed.insert((*username).clone());
+        let why = input
+            .desired
+            .excluded
+            .get(*username)
+            .cloned()
+            .unwrap_or_else(|| "no longer in the directory".to_string());
+        match record.suspended_at {
+            Some(at) if have.roles.is_empty() => {
+                if let Some(after) = input.leavers.delete_after_secs {
+                    if (input.now - at).num_seconds() >= after {
+                        ops.push(PlannedOp {
+                            instance: inst.clone(),
+                            op: Op::Delete {
+                                username: (*username).clone(),
+                            },
+                            reason: format!(
+                                "leaver ({why}), suspended since {}",
+                                at.format("%Y-%m-%d %H:%M UTC")
+                            ),
+                        });
+                        managed.remove(*username);
+                    }
+                }
+            }
+            _ => ops.push(PlannedOp {
+                instance: inst.clone(),
+                op: Op::Suspend {
+                    username: (*username).clone(),
+                    roles: have.roles.clone(),
+                },
+                reason: format!("leaver: {why}"),
+            }),
+        }
+    }
+
+    ops.sort_by(|a, b| {
+        (a.op.phase(), a.op.target(), &a.op).cmp(&(b.op.phase(), b.op.target(), &b.op))
+    });
+    warnings.sort();
+    InstancePlan {
+        ops,
+        warnings,
+        unmanaged,
+        managed,
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,543 @@
+use super::*;
+use crate::directory::{GroupName, Person};
+use crate::policy::{
+    Grant, InstanceSelector, RoleSpec, SafetyRails, ServiceAccount, UsernameRule, UsernameSource,
+};
+use chrono::TimeZone;
+use proptest::prelude::*;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0)
+        .single()
+        .expect("date")
+}
+
+fn role(n: &str) -> RoleName {
+    RoleName::new(n).expect("valid")
+}
+
+fn user(n: &str) -> Username {
+    Username::new(n).expect("valid")
+}
+
+fn inst() -> InstanceName {
+    InstanceName::new("prod").expect("valid")
+}
+
+fn policy() -> Policy {
+    Policy {
+        username: UsernameRule {
+            source: UsernameSource::Email,
+            prefix: String::new(),
+            lowercase: true,
+        },
+        grants: vec![
+            Grant {
+                group: GroupName("eng".into()),
+                roles: [role("Op")].into(),
+                instances: InstanceSelector::default(),
+            },
+            Grant {
+                group: GroupName("analytics".into()),
+                roles: [role("marketing-analyst")].into(),
+                instances: InstanceSelector::default(),
+            },
+        ],
+        scope_groups: vec![(GroupName("everyone".into()), InstanceSelector::default())],
+        default_roles: [role("Viewer")].into(),
+        roles: vec![RoleSpec {
+            name: role("marketing-analyst"),
+            permissions: [
+                Permission::new("can_read", "DAG:marketing"),
+                Permission::new("can_edit", "DAG:marketing"),
+            ]
+            .into(),
+            instances: InstanceSelector::default(),
+        }],
+        protected: [user("admin")].into(),
+        service_accounts: vec![ServiceAccount {
+            username: user("svc-ci"),
+            email: "ci@example.com".into(),
+            roles: [role("Op")].into(),
+            instances: InstanceSelector::default(),
+        }],
+        leavers: LeaverRule {
+            delete_after_secs: Some(7 * 86400),
+        },
+        safety: SafetyRails::default(),
+    }
+}
+
+fn person(id: &str, groups: &[&str], status: PersonStatus) -> Person {
+    Person {
+        id: PersonId(id.into()),
+        username: id.into(),
+        email: Some(format!("{id}@example.com")),
+        first_name: Some("First".into()),
+        last_name: Some(id.into()),
+        status,
+        groups: groups.iter().map(|g| GroupName((*g).into())).collect(),
+    }
+}
+
+fn directory(people: Vec<Person>) -> DirectorySnapshot {
+    let groups = people
+        .iter()
+        .flat_map(|p| p.groups.iter().cloned())
+        .collect();
+    DirectorySnapshot {
+        people: people.into_iter().map(|p| (p.id.clone(), p)).collect(),
+        groups,
+    }
+}
+
+fn desired_for(p: &Policy, dir: &DirectorySnapshot) -> (DesiredInstance, Vec<Warning>) {
+    let name = inst();
+    let labels = BTreeMap::new();
+    let (mut d, w) = desired(
+        p,
+        dir,
+        &[InstanceRef {
+            name: &name,
+            labels: &labels,
+            airlock_user: "airlock",
+        }],
+    );
+    (d.remove(&name).expect("instance"), w)
+}
+
+fn catalog() -> BTreeSet<Permission> {
+    [
+        Permission::new("can_read", "DAG:marketing"),
+        Permission::new("can_edit", "DAG:marketing"),
+        Permission::new("can_read", "DAGs"),
+    ]
+    .into()
+}
+
+fn builtin_roles() -> Vec<Role> {
+    BUILTIN_ROLES
+        .iter()
+        .map(|r| Role {
+            name: role(r),
+            permissions: BTreeSet::new(),
+        })
+        .collect()
+}
+
+/// Applies a plan to an in-memory instance the way the engine applies it to Airflow.
+fn apply(
+    actual: &mut ActualInstance,
+    managed: &mut BTreeMap<Username, ManagedRecord>,
+    plan: &InstancePlan,
+    at: DateTime<Utc>,
+) {
+    for p in &plan.ops {
+        match &p.op {
+            Op::CreateRole { role, permissions } => actual.roles.push(Role {
+                name: role.clone(),
+                permissions: permissions.clone(),
+            }),
+            Op::UpdateRole { role, add, remove } => {
+                let r = actual
+                    .roles
+                    .iter_mut()
+                    .find(|r| &r.name == role)
+                    .expect("role exists");
+                r.permissions.extend(add.iter().cloned());
+                r.permissions.retain(|p| !remove.contains(p));
+            }
+            Op::CreateAccount {
+                username,
+                email,
+                first_name,
+                last_name,
+                roles,
+            } => actual.accounts.push(Account {
+                username: username.clone(),
+                email: email.clone(),
+                first_name: first_name.clone(),
+                last_name: last_name.clone(),
+                roles: roles.clone(),
+                active: true,
+                last_login: None,
+                login_count: None,
+                fail_login_count: None,
+                created_on: None,
+                changed_on: None,
+            }),
+            Op::SetRoles { username, to, .. } => {
+                let a = actual
+                    .accounts
+                    .iter_mut()
+                    .find(|a| &a.username == username)
+                    .expect("account");
+                a.roles = to.clone();
+                managed.entry(username.clone()).or_default().suspended_at = None;
+            }
+            Op::UpdateProfile {
+                username,
+                email,
+                first_name,
+                last_name,
+            } => {
+                let a = actual
+                    .accounts
+                    .iter_mut()
+                    .find(|a| &a.username == username)
+                    .expect("account");
+                if let Some(e) = email {
+                    a.email = e.clone();
+                }
+                if let Some(f) = first_name {
+                    a.first_name = f.clone();
+                }
+                if let Some(l) = last_name {
+                    a.last_name = l.clone();
+                }
+            }
+            Op::Suspend { username, .. } => {
+                let a = actual
+                    .accounts
+                    .iter_mut()
+                    .find(|a| &a.username == username)
+                    .expect("account");
+                a.roles.clear();
+                managed.entry(username.clone()).or_default().suspended_at = Some(at);
+            }
+            Op::Delete { username } => {
+                actual.accounts.retain(|a| &a.username != username);
+                managed.remove(username);
+            }
+        }
+    }
+    for u in &plan.managed {
+        managed.entry(u.clone()).or_default();
+    }
+}
+
+fn plan_of(
+    d: &DesiredInstance,
+    a: &ActualInstance,
+    m: &BTreeMap<Username, ManagedRecord>,
+    p: &Policy,
+    at: DateTime<Utc>,
+) -> InstancePlan {
+    let name = inst();
+    plan_instance(&PlanInput {
+        instance: &name,
+        desired: d,
+        actual: a,
+        managed: m,
+        protected: &p.protected,
+        leavers: p.leavers,
+        now: at,
+    })
+}
+
+#[test]
+fn a_first_sync_creates_roles_then_accounts_with_reasons() {
+    let p = policy();
+    let dir = directory(vec![
+        person("ada", &["eng"], PersonStatus::Active),
+        person("bob", &["analytics"], PersonStatus::Active),
+        person("cy", &["everyone"], PersonStatus::Active),
+        person("dee", &["eng"], PersonStatus::Suspended),
+        person("eve", &[], PersonStatus::Active),
+    ]);
+    let (d, _) = desired_for(&p, &dir);
+    let actual = ActualInstance {
+        accounts: vec![],
+        roles: builtin_roles(),
+        catalog: Some(catalog()),
+    };
+    let plan = plan_of(&d, &actual, &BTreeMap::new(), &p, now());
+    let kinds: Vec<(&str, String)> = plan
+        .ops
+        .iter()
+        .map(|o| (o.op.kind(), o.op.target()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("create_role", "role marketing-analyst".to_string()),
+            ("create_account", "account ada@example.com".to_string()),
+            ("create_account", "account bob@example.com".to_string()),
+            ("create_account", "account cy@example.com".to_string()),
+            ("create_account", "account svc-ci".to_string()),
+        ]
+    );
+    assert_eq!(plan.ops[1].reason, "group eng grants Op");
+    assert_eq!(plan.ops[3].reason, "in scope: default roles");
+}
+
+#[test]
+fn a_leaver_is_suspended_at_once_and_deleted_only_after_the_grace_period() {
+    let p = policy();
+    let (d, _) = desired_for(
+        &p,
+        &directory(vec![person("dee", &["eng"], PersonStatus::Suspended)]),
+    );
+    let mut actual = ActualInstance {
+        accounts: vec![],
+        roles: builtin_roles(),
+        catalog: Some(catalog()),
+    };
+    let mut managed = BTreeMap::new();
+    let (before, _) = desired_for(
+        &p,
+        &directory(vec![person("dee", &["eng"], PersonStatus::Active)]),
+    );
+    let first = plan_of(&before, &actual, &managed, &p, now());
+    apply(&mut actual, &mut managed, &first, now());
+
+    let plan = plan_of(&d, &actual, &managed, &p, now());
+    let suspend = plan
+        .ops
+        .iter()
+        .find(|o| o.op.kind() == "suspend")
+        .expect("suspend planned");
+    assert_eq!(suspend.reason, "leaver: suspended in the directory");
+    apply(&mut actual, &mut managed, &plan, now());
+    assert!(
+        plan_of(&d, &actual, &managed, &p, now() + chrono::Duration::days(6))
+            .ops
+            .is_empty()
+    );
+    let later = plan_of(&d, &actual, &managed, &p, now() + chrono::Duration::days(7));
+    assert_eq!(later.ops.len(), 1);
+    assert_eq!(later.ops[0].op.kind(), "delete");
+}
+
+#[test]
+fn unmanaged_and_protected_accounts_are_reported_not_touched() {
+    let p = policy();
+    let (d, _) = desired_for(&p, &directory(vec![]));
+    let stray = |n: &str| Account {
+        username: user(n),
+        email: format!("{n}@x"),
+        first_name: "a".into(),
+        last_name: "b".into(),
+        roles: [role("Admin")].into(),
+        active: true,
+        last_login: None,
+        login_count: None,
+        fail_login_count: None,
+        created_on: None,
+        changed_on: None,
+    };
+    let actual = ActualInstance {
+        accounts: vec![stray("admin"), stray("hand-made")],
+        roles: builtin_roles(),
+        catalog: None,
+    };
+    let plan = plan_of(&d, &actual, &BTreeMap::new(), &p, now());
+    assert!(plan
+        .ops
+        .iter()
+        .all(|o| o.op.kind() == "create_role" || o.op.target() == "account svc-ci"));
+    assert_eq!(plan.unmanaged, vec![user("hand-made")]);
+}
+
+#[test]
+fn permissions_missing_on_the_instance_are_reported_and_left_out() {
+    let p = policy();
+    let (d, _) = desired_for(&p, &directory(vec![]));
+    let actual = ActualInstance {
+        accounts: vec![],
+        roles: builtin_roles(),
+        catalog: Some([Permission::new("can_read", "DAG:marketing")].into()),
+    };
+    let plan = plan_of(&d, &actual, &BTreeMap::new(), &p, now());
+    match &plan.ops[0].op {
+        Op::CreateRole { permissions, .. } => assert_eq!(permissions.len(), 1),
+        other => panic!("expected create_role, got {other:?}"),
+    }
+    assert!(
+        plan.warnings[0]
+            .message
+            .contains("can_edit on DAG:marketing"),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+#[test]
+fn two_people_with_one_username_get_no_account_and_a_warning() {
+    let p = policy();
+    let mut a = person("ada", &["eng"], PersonStatus::Active);
+    let mut b = person("ada2", &["eng"], PersonStatus::Active);
+    a.email = Some("Ada@example.com".into());
+    b.email = Some("ada@example.com".into());
+    let (d, w) = desired_for(&p, &directory(vec![a, b]));
+    assert!(!d.accounts.contains_key(&user("ada@example.com")));
+    assert!(w.iter().any(|w| w.message.contains("all map to username")));
+}
+
+// ---- properties ----
+
+fn arb_person() -> impl Strategy<Value = Person> {
+    (
+        "[a-f]{1,3}",
+        proptest::collection::btree_set(
+            prop::sample::select(vec!["eng", "analytics", "everyone", "other"]),
+            0..3,
+        ),
+        prop::sample::select(vec![
+            PersonStatus::Active,
+            PersonStatus::Active,
+            PersonStatus::Suspended,
+            PersonStatus::Staged,
+        ]),
+        prop::bool::ANY,
+    )
+        .prop_map(|(id, groups, status, renamed)| {
+            let mut p = person(&id, &groups.into_iter().collect::<Vec<_>>(), status);
+            if renamed {
+                p.last_name = Some(format!("{id}-renamed"));
+            }
+            p
+        })
+}
+
+fn arb_account() -> impl Strategy<Value = Account> {
+    (
+        prop::sample::select(vec!["a", "b", "c", "d", "e", "admin", "svc-ci", "zz"]),
+        prop::bool::ANY,
+        proptest::collection::btree_set(
+            prop::sample::select(vec!["Op", "Viewer", "Admin", "marketing-analyst"]),
+            0..3,
+        ),
+    )
+        .prop_map(|(n, as_email, roles)| {
+            let name = if as_email && n.len() == 1 {
+                format!("{n}@example.com")
+            } else {
+                n.to_string()
+            };
+            Account {
+                username: user(&name),
+                email: format!("{name}-x@example.com"),
+                first_name: "First".into(),
+                last_name: "Old".into(),
+                roles: roles.into_iter().map(role).collect(),
+                active: true,
+                last_login: None,
+                login_count: None,
+                fail_login_count: None,
+                created_on: None,
+                changed_on: None,
+            }
+        })
+}
+
+fn arb_world() -> impl Strategy<
+    Value = (
+        DirectorySnapshot,
+        ActualInstance,
+        BTreeMap<Username, ManagedRecord>,
+    ),
+> {
+    (
+        proptest::collection::vec(arb_person(), 0..8),
+        proptest::collection::vec(arb_account(), 0..8),
+        proptest::collection::btree_set(
+            prop::sample::select(vec![
+                "a@example.com",
+                "b",
+                "c@example.com",
+                "zz",
+                "admin",
+                "e",
+            ]),
+            0..4,
+        ),
+        prop::bool::ANY,
+    )
+        .prop_map(|(people, accounts, managed, suspended)| {
+            let mut dedup: BTreeMap<Username, Account> = BTreeMap::new();
+            for a in accounts {
+                dedup.insert(a.username.clone(), a);
+            }
+            let mut roles = builtin_roles();
+            roles.push(Role {
+                name: role("marketing-analyst"),
+                permissions: [Permission::new("can_read", "DAGs")].into(),
+            });
+            let managed = managed
+                .into_iter()
+                .map(|u| {
+                    (
+                        user(u),
+                        ManagedRecord {
+                            suspended_at: suspended.then(|| now() - chrono::Duration::days(30)),
+                        },
+                    )
+                })
+                .collect();
+            (
+                directory(people),
+                ActualInstance {
+                    accounts: dedup.into_values().collect(),
+                    roles,
+                    catalog: Some(catalog()),
+                },
+                managed,
+            )
+        })
+}
+
+proptest! {
+    #[test]
+    fn planning_the_desired_state_against_itself_is_empty((dir, _, _) in arb_world()) {
+        let p = policy();
+        let (d, _) = desired_for(&p, &dir);
+        let mut actual = ActualInstance { accounts: vec![], roles: builtin_roles(), catalog: Some(catalog()) };
+        let mut managed = BTreeMap::new();
+        let first = plan_of(&d, &actual, &managed, &p, now());
+        apply(&mut actual, &mut managed, &first, now());
+        prop_assert!(plan_of(&d, &actual, &managed, &p, now()).ops.is_empty());
+    }
+
+    #[test]
+    fn applying_a_plan_and_planning_again_is_empty((dir, actual, managed) in arb_world()) {
+        let p = policy();
+        let (d, _) = desired_for(&p, &dir);
+        let (mut actual, mut managed) = (actual, managed);
+        let plan = plan_of(&d, &actual, &managed, &p, now());
+        apply(&mut actual, &mut managed, &plan, now());
+        let again = plan_of(&d, &actual, &managed, &p, now());
+        prop_assert!(again.ops.is_empty(), "second plan: {:?}", again.ops);
+    }
+
+    #[test]
+    fn protected_and_unmanaged_accounts_never_appear_in_a_plan((dir, actual, managed) in arb_world()) {
+        let p = policy();
+        let (d, _) = desired_for(&p, &dir);
+        let plan = plan_of(&d, &actual, &managed, &p, now() + chrono::Duration::days(365));
+        for op in &plan.ops {
+            let target = op.op.target();
+            for protected in &p.protected {
+                prop_assert_ne!(&target, &format!("account {protected}"));
+            }
+            prop_assert_ne!(&target, "account airlock");
+            if let Some(name) = target.strip_prefix("account ") {
+                let u = user(name);
+                prop_assert!(d.accounts.contains_key(&u) || managed.contains_key(&u), "{} touched but unmanaged", u);
+            }
+        }
+        for u in &plan.unmanaged {
+            prop_assert!(!managed.contains_key(u) && !d.accounts.contains_key(u));
+        }
+    }
+
+    #[test]
+    fn plans_are_deterministic((dir, actual, managed) in arb_world()) {
+        let p = policy();
+        let (d, _) = desired_for(&p, &dir);
+        let mut shuffled = actual.clone();
+        shuffled.accounts.reverse();
+        shuffled.roles.reverse();
+        prop_assert_eq!(plan_of(&d, &actual, &managed, &p, now()), plan_of(&d, &shuffled, &managed, &p, now()));
+    }
+}
