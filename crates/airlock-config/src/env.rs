@@ -16,6 +16,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "connect_timeout_secs",
     "max_concurrency",
     "max_retries",
+    "token_lifetime_secs",
 ];
 
 pub(crate) fn apply_overrides(

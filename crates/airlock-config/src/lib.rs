@@ -9,13 +9,14 @@
 //! This crate does not open connections or decide what the configuration *means* for a run.
 
 mod env;
+mod policy;
 mod raw;
 mod secret;
 mod validate;
 
 pub use raw::{ApiGeneration, RawConfig};
 pub use secret::{SecretSource, SecretString};
-pub use validate::{Config, InstanceConfig, InventoryConfig, StoreConfig};
+pub use validate::{Config, DirectoryConfig, InstanceConfig, InventoryConfig, StoreConfig};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -118,7 +119,7 @@ pub fn load_str(text: &str, path: &Path, vars: &[(String, String)]) -> Result<Co
     validate::validate(raw, &base_dir, &lookup).map_err(invalid)
 }
 
-fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+pub(crate) fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
     // toml's Display spans several lines with a source excerpt; keep the message and the
     // position so the error stays one line and never echoes a value from the file.
     let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");

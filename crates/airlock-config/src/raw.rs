@@ -19,6 +19,22 @@ pub struct RawConfig {
     /// Airflow instances, keyed by airlock's name for each (`[instances.prod]`).
     #[serde(default)]
     pub instances: BTreeMap<String, RawInstance>,
+    /// The access policy file (groups -> roles, roles as code, leavers, safety rails),
+    /// relative to this file. Needed by `plan`, `apply` and `sync`.
+    pub policy: Option<PathBuf>,
+    /// The directory that is the source of truth for people and groups.
+    pub directory: Option<RawDirectory>,
+}
+
+/// `[directory]`: which directory to read.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawDirectory {
+    /// A YAML or CSV file (`kind = "file"`).
+    File {
+        /// Path, relative to the config file; `.yaml`/`.yml` or `.csv`.
+        path: PathBuf,
+    },
 }
 
 /// `[store]`.
@@ -77,4 +93,7 @@ pub struct RawInstance {
     pub max_retries: Option<u32>,
     /// PEM file with extra CA certificates to trust for this instance's TLS.
     pub ca_file: Option<PathBuf>,
+    /// Lifetime of the tokens this Airflow issues, in seconds (Airflow's
+    /// `[api_auth] jwt_expiration_time`, default 86400). Leavers are deleted only after it.
+    pub token_lifetime_secs: Option<u64>,
 }

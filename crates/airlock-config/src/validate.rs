@@ -21,6 +21,20 @@ pub struct Config {
     pub inventory: InventoryConfig,
     /// Instances, sorted by name.
     pub instances: Vec<InstanceConfig>,
+    /// The access policy, if configured.
+    pub policy: Option<airlock_core::policy::Policy>,
+    /// The directory, if configured.
+    pub directory: Option<DirectoryConfig>,
+}
+
+/// The directory to read, validated.
+#[derive(Debug, Clone)]
+pub enum DirectoryConfig {
+    /// A YAML or CSV file (absolute path).
+    File {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 impl Config {
@@ -69,6 +83,8 @@ pub struct InstanceConfig {
     pub max_retries: u32,
     /// Extra trusted CA certificates, PEM.
     pub ca_pem: Option<Vec<u8>>,
+    /// Lifetime of tokens the instance issues.
+    pub token_lifetime: Duration,
 }
 
 pub(crate) fn validate(
@@ -119,6 +135,21 @@ pub(crate) fn validate(
         }
     }
 
+    let directory = raw.directory.map(|d| match d {
+        crate::raw::RawDirectory::File { path } => {
+            let path = if path.is_absolute() {
+                path
+            } else {
+                base_dir.join(path)
+            };
+            DirectoryConfig::File { path }
+        }
+    });
+    let policy = raw.policy.and_then(|p| {
+        let path = if p.is_absolute() { p } else { base_dir.join(p) };
+        crate::policy::load(&path, &instances, &mut errors)
+    });
+
     match (errors.is_empty(), store_url) {
         (true, Some(url)) => Ok(Config {
             store: StoreConfig { url },
@@ -126,6 +157,8 @@ pub(crate) fn validate(
                 inactive_after_days,
             },
             instances,
+            policy,
+            directory,
         }),
         _ => {
             errors.sort_by(|a, b| a.key.cmp(&b.key));
@@ -265,6 +298,13 @@ fn instance(
             }
         }
     });
+    let token_lifetime = Duration::from_secs(raw.token_lifetime_secs.unwrap_or(86_400));
+    if token_lifetime.is_zero() {
+        errors.push(ConfigError::new(
+            key("token_lifetime_secs"),
+            "must be at least 1",
+        ));
+    }
     if errors.len() > before {
         return None;
     }
@@ -280,6 +320,7 @@ fn instance(
         max_concurrency,
         max_retries,
         ca_pem,
+        token_lifetime,
     })
 }
 
