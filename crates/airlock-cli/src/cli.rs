@@ -75,6 +75,112 @@ pub enum Command {
     /// inactive-<N>d (no login for longer than inventory.inactive_after_days),
     /// created-outside-airlock, deactivated, no-roles.
     Inventory(InventoryArgs),
+
+    /// Show what a sync would change: read the directory and every instance, apply the policy,
+    /// print a sorted diff with a reason for each operation. Changes nothing in Airflow.
+    ///
+    /// `--out plan.json` saves the plan for `airlock apply --plan plan.json`, which refuses it
+    /// if anything it was computed from has changed since.
+    Plan(PlanArgs),
+
+    /// Compute the plan (or load a saved one), check the safety rails, ask for confirmation,
+    /// and apply it with bounded concurrency. Every change and refusal goes to the audit trail.
+    Apply(ApplyArgs),
+
+    /// Plan and apply without asking, for cron and CI; prints one summary line.
+    ///
+    /// Exit codes: 0 in sync (or changes applied), 1 an error or a failed operation,
+    /// 3 refused by a safety rail (nothing was changed).
+    Sync(SyncArgs),
+
+    /// Put existing Airflow accounts under airlock's management, so that they are suspended
+    /// when their person leaves the directory.
+    Adopt(AdoptArgs),
+
+    /// Check or export the tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Only this instance (repeatable).
+    #[arg(long, short = 'i', value_name = "NAME")]
+    pub instance: Vec<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+    /// Save the plan as JSON to this file, for `airlock apply --plan`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// List unmanaged accounts too.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Only this instance (repeatable); must match the saved plan's instances if --plan is given.
+    #[arg(long, short = 'i', value_name = "NAME")]
+    pub instance: Vec<String>,
+    /// Apply this saved plan (refused if the state changed since it was made).
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Lift the caps on suspensions and deletions, and the directory-shrink check.
+    #[arg(long)]
+    pub allow_mass_deprovision: bool,
+    /// Operations in flight at once (over all instances).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Only this instance (repeatable).
+    #[arg(long, short = 'i', value_name = "NAME")]
+    pub instance: Vec<String>,
+    /// Lift the caps on suspensions and deletions, and the directory-shrink check.
+    #[arg(long)]
+    pub allow_mass_deprovision: bool,
+    /// Operations in flight at once (over all instances).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Print HTTP calls by kind and time spent waiting on Airflow, per instance, on stderr.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// The instance.
+    #[arg(long, short = 'i', value_name = "NAME")]
+    pub instance: String,
+    /// Usernames to adopt (they must exist in Airflow).
+    #[arg(required = true, value_name = "USERNAME")]
+    pub usernames: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; report the first modified, deleted, inserted or reordered event.
+    Verify,
+    /// Stream the audit trail.
+    Export {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Start after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         }) => diff(load(config_path)?, args).await,
         Command::Inventory(args) => run_inventory(load(config_path)?, args).await,
+        Command::Plan(args) => crate::provision::plan(load(config_path)?, args).await,
+        Command::Apply(args) => crate::provision::apply(load(config_path)?, args).await,
+        Command::Sync(args) => crate::provision::sync(load(config_path)?, args).await,
+        Command::Adopt(args) => crate::provision::adopt(load(config_path)?, args).await,
+        Command::Audit(cmd) => crate::provision::audit(load(config_path)?, cmd).await,
     }
 }
 
@@ -64,7 +69,7 @@ fn config_check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 /// The instances named with `--instance`, or all of them.
-fn select<'a>(config: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a InstanceConfig>> {
+pub(crate) fn select<'a>(config: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a InstanceConfig>> {
     if names.is_empty() {
         return Ok(config.instances.iter().collect());
     }
@@ -79,7 +84,7 @@ fn select<'a>(config: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a In
         .collect()
 }
 
-async fn open_store(config: &Config, opts: OpenOptions) -> anyhow::Result<Store> {
+pub(crate) async fn open_store(config: &Config, opts: OpenOptions) -> anyhow::Result<Store> {
     Ok(Store::open(config.store.url.expose_secret(), opts).await?)
 }
 

@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod output;
+mod provision;
 
 use clap::Parser;
 use std::process::ExitCode;

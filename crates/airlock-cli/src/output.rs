@@ -305,3 +305,127 @@ mod tests {
         assert_eq!(csv_cell("ada@example.com"), "ada@example.com");
     }
 }
+
+fn roles_list(roles: &std::collections::BTreeSet<airlock_core::RoleName>) -> String {
+    let v: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    format!("[{}]", v.join(", "))
+}
+
+/// One line per operation, terraform-style: `+` create, `~` change, `-` suspend, `x` delete.
+pub fn plan_lines(plan: &airlock_engine::sync::Plan) -> Vec<String> {
+    use airlock_core::plan::Op;
+    let mut lines = Vec::new();
+    for (name, p) in plan.instance_names.iter().zip(&plan.instances) {
+        let counts = {
+            let mut m: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+            for o in &p.ops {
+                *m.entry(o.op.kind()).or_default() += 1;
+            }
+            m.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
+        };
+        lines.push(format!(
+            "== {name}: {}",
+            if p.ops.is_empty() { "no changes".to_string() } else { counts }
+        ));
+        for o in &p.ops {
+            let text = match &o.op {
+                Op::CreateRole { role, permissions } => format!("+ role {role} ({} permissions)", permissions.len()),
+                Op::UpdateRole { role, add, remove } => format!("~ role {role} (+{} -{} permissions)", add.len(), remove.len()),
+                Op::CreateAccount { username, roles, .. } => format!("+ account {username} {}", roles_list(roles)),
+                Op::SetRoles { username, from, to } => format!("~ account {username} {} -> {}", roles_list(from), roles_list(to)),
+                Op::UpdateProfile { username, email, first_name, last_name } => {
+                    let mut f = Vec::new();
+                    if let Some(e) = email {
+                        f.push(format!("email -> {e}"));
+                    }
+                    if let Some(n) = first_name {
+                        f.push(format!("first name -> {n}"));
+                    }
+                    if let Some(n) = last_name {
+                        f.push(format!("last name -> {n}"));
+                    }
+                    format!("~ account {username} {}", f.join(", "))
+                }
+                Op::Suspend { username, roles } => format!("- account {username} suspend (strip {}, rotate password)", roles_list(roles)),
+                Op::Delete { username } => format!("x account {username} delete"),
+            };
+            lines.push(format!("  {text}    # {}", o.reason));
+        }
+        for w in &p.warnings {
+            lines.push(format!("  ! {}", w.message));
+        }
+    }
+    lines
+}
+
+pub fn plan(plan: &airlock_engine::sync::Plan, verbose: bool) {
+    for l in plan_lines(plan) {
+        println!("{l}");
+    }
+    for w in &plan.warnings {
+        let at = w.instance.as_ref().map(|i| format!("{i}: ")).unwrap_or_default();
+        println!("! {at}{}", w.message);
+    }
+    for (name, p) in plan.instance_names.iter().zip(&plan.instances) {
+        if p.unmanaged.is_empty() {
+            continue;
+        }
+        if verbose {
+            let list: Vec<&str> = p.unmanaged.iter().map(|u| u.as_str()).collect();
+            println!("{name}: unmanaged (left alone): {}", list.join(", "));
+        } else {
+            println!("{name}: {} unmanaged account(s) left alone (-v lists them; `airlock adopt` manages them)", p.unmanaged.len());
+        }
+    }
+    let counts: Vec<String> = plan.counts().iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!(
+        "plan {}: {} ({} people in the directory)",
+        &plan.fingerprint[..12],
+        if counts.is_empty() { "no changes".to_string() } else { counts.join(", ") },
+        plan.directory_people
+    );
+}
+
+pub fn apply_report(r: &airlock_engine::sync::ApplyReport) {
+    for res in &r.results {
+        if let Some(e) = &res.error {
+            eprintln!("error: {} {} on {}: {e}", res.op.op.kind(), res.op.op.target(), res.op.instance);
+        }
+        if let Some(n) = &res.note {
+            eprintln!("note: {} {}: {n}", res.op.op.kind(), res.op.op.target());
+        }
+    }
+    let mut by_kind: std::collections::BTreeMap<&str, (usize, usize)> = std::collections::BTreeMap::new();
+    for res in &r.results {
+        let e = by_kind.entry(res.op.op.kind()).or_default();
+        if res.error.is_some() {
+            e.1 += 1;
+        } else {
+            e.0 += 1;
+        }
+    }
+    let parts: Vec<String> = by_kind
+        .iter()
+        .map(|(k, (ok, failed))| if *failed > 0 { format!("{ok} {k} ({failed} failed)") } else { format!("{ok} {k}") })
+        .collect();
+    let skipped = if r.skipped > 0 { format!(", {} not started (interrupted)", r.skipped) } else { String::new() };
+    println!(
+        "applied: {}{skipped} in {:.1}s (run {})",
+        if parts.is_empty() { "nothing".to_string() } else { parts.join(", ") },
+        r.elapsed.as_secs_f64(),
+        r.run_id
+    );
+}
+
+pub fn call_stats(stats: &std::collections::BTreeMap<airlock_core::InstanceName, airlock_airflow::CallStats>) {
+    for (name, s) in stats {
+        let calls: Vec<String> = s.calls.iter().map(|(c, n)| format!("{c}={n}")).collect();
+        eprintln!(
+            "{name}: {} HTTP calls ({}), {} retries, {:.2}s waiting on Airflow",
+            s.total(),
+            calls.join(", "),
+            s.retries,
+            s.waiting.as_secs_f64()
+        );
+    }
+}

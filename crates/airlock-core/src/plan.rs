@@ -322,9 +322,12 @@ impl Op {
         match self {
             Op::CreateRole { .. } | Op::UpdateRole { .. } => 0,
             Op::CreateAccount { .. } => 1,
-            Op::SetRoles { .. } | Op::UpdateProfile { .. } => 2,
-            Op::Suspend { .. } => 3,
-            Op::Delete { .. } => 4,
+            // Profile and roles of one account are separate PATCHes; separate phases keep
+            // them from running at the same time.
+            Op::UpdateProfile { .. } => 2,
+            Op::SetRoles { .. } => 3,
+            Op::Suspend { .. } => 4,
+            Op::Delete { .. } => 5,
         }
     }
 

@@ -7,6 +7,9 @@ pub enum EngineError {
     /// A call to Airflow failed.
     #[error(transparent)]
     Airflow(#[from] airlock_airflow::Error),
+    /// The directory could not be read completely.
+    #[error(transparent)]
+    Directory(#[from] airlock_directory::DirectoryError),
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] airlock_store::StoreError),

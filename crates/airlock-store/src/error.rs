@@ -118,6 +118,26 @@ pub enum StoreError {
         /// The value found.
         value: String,
     },
+
+    /// The audit log's head record is gone, so no event can be appended after a known end.
+    #[error("could not {op} in state store at {location}: the audit log's head record is missing (the log was tampered with; run `airlock audit verify`)")]
+    AuditHeadMissing {
+        /// The operation, as a verb phrase (`"append to the audit log"`).
+        op: &'static str,
+        /// The file path or redacted URL.
+        location: String,
+    },
+
+    /// A stored audit event is not an event airlock can read (its JSON was damaged).
+    #[error("could not read audit event {seq} in state store at {location}: {cause} (run `airlock audit verify`)")]
+    AuditEventUnreadable {
+        /// The event's `seq` column.
+        seq: i64,
+        /// The file path or redacted URL.
+        location: String,
+        /// Why it cannot be read.
+        cause: String,
+    },
 }
 
 /// True when SQLite gave up waiting for a lock (`SQLITE_BUSY`, or `SQLITE_LOCKED` for a

@@ -11,14 +11,20 @@
 //! waits for the write lock and then reports [`StoreError::StoreLocked`] rather than failing at
 //! once.
 //!
-//! Not here: the audit log (airlock-audit), the meaning of a snapshot's payload (the store keeps
-//! it as opaque JSON text), and creating PostgreSQL databases or roles (the operator does).
+//! The audit log is kept here too (`audit`): hash-chained events appended under a lock that
+//! serializes writers across processes, read in pages, verified against a recorded head.
+//!
+//! Not here: what audit events mean and how they are hashed (airlock-audit), the meaning of a
+//! snapshot's payload (the store keeps it as opaque JSON text), and creating PostgreSQL
+//! databases or roles (the operator does).
 
 #![warn(missing_docs)]
 
 mod accounts;
+mod audit;
 mod error;
 mod location;
+mod managed;
 mod migrations;
 mod open;
 mod snapshots;
@@ -28,8 +34,10 @@ use std::time::Duration;
 
 use sqlx::AnyPool;
 
+pub use audit::AuditPages;
 pub use error::StoreError;
 pub use location::redact_url;
+pub use managed::{ManagedAccount, ManagedOrigin, RunStatus};
 pub use migrations::supported_schema_version;
 pub use snapshots::{SnapshotId, SnapshotMeta, SnapshotRun, SnapshotStatus, StoredSnapshot};
 

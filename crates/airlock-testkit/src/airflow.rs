@@ -16,7 +16,7 @@
 //! role. What it does not do: run a scheduler, DAG processor or triggerer (the REST API is what
 //! airlock talks to), or use any database but SQLite.
 
-mod supervisor;
+pub(crate) mod supervisor;
 mod template;
 
 use std::fmt;

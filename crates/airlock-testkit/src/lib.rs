@@ -6,6 +6,8 @@
 //! - [`proxy`]: a small fault-injecting HTTP/1.1 proxy to put in front of a real server
 //!   (error statuses, delays, resets, truncated and garbage bodies).
 //! - [`postgres`]: throw-away databases on the machine's PostgreSQL.
+//! - [`slapd`]: a real OpenLDAP server with its own throw-away configuration and a seeded,
+//!   JumpCloud-shaped directory (users, nested and empty groups, StartTLS and LDAPS).
 //!
 //! ```no_run
 //! use airlock_testkit::airflow::{self, AirflowVersion};
@@ -29,7 +31,9 @@
 pub mod airflow;
 pub mod postgres;
 pub mod proxy;
+pub mod slapd;
 
 pub use airflow::{AirflowServer, AirflowServerBuilder, AirflowVersion};
 pub use postgres::{fresh_pg_database, pg_admin_url, PgTestDb};
 pub use proxy::{Fault, FaultProxy, Rule};
+pub use slapd::Slapd;

@@ -2,6 +2,7 @@
 //! SQLite (a temporary file) and on PostgreSQL (a fresh database on the machine's server, see
 //! `support`), plus the checks only one backend can have (files, locks, connection failures).
 
+mod audit;
 mod postgres_only;
 mod sqlite_only;
 mod suite;

@@ -1,0 +1,42 @@
+//! airlock's audit trail: every change airlock makes to an Airflow, and every refusal by a
+//! safety rail, as an append-only chain of [`AuditEvent`]s in which each event carries the
+//! SHA-256 hash of its own contents and of the event before it.
+//!
+//! - [`seal`] / [`seal_after`] turn a [`NewEvent`] into the next link of the chain.
+//! - [`verify`] (or a [`Verifier`] fed one event at a time) walks a chain and reports the first
+//!   place it was modified, deleted from, inserted into, reordered or cut short, as a
+//!   [`ChainBreak`] whose message is one line naming the event.
+//! - [`to_jsonl_line`] / [`from_jsonl_line`] are the export format (one JSON object per line),
+//!   which is also the form the store keeps each event in.
+//! - [`ocsf`] maps events onto OCSF's Account Change (3001) and Group Management (3006) classes,
+//!   for shipping to a SIEM later.
+//!
+//! The hash format (what exactly is hashed, and how) is described in [`chain`]; the store of
+//! the events is `airlock-store`, which serializes appends across processes.
+//!
+//! This crate is pure: no I/O, no async, no clock (callers pass the time in). The only impurity
+//! is [`NewEvent::new`], which draws the random part of a uuid v7 id.
+//!
+//! What a hash chain does not do: stop someone who can write to the store from rewriting the
+//! whole chain (or its tail) and recomputing every hash, since no secret is involved. Verifying
+//! against a head recorded somewhere else (a previous `airlock audit verify` output, a SIEM)
+//! catches that.
+#![warn(missing_docs)]
+
+mod canonical;
+pub mod chain;
+mod event;
+mod jsonl;
+pub mod ocsf;
+pub mod operation;
+mod verify;
+
+pub use chain::{seal, seal_after, GENESIS_HASH};
+pub use event::{AuditEvent, Head, NewEvent, Outcome, Target, ACTOR_AIRLOCK};
+pub use jsonl::{from_jsonl_line, to_jsonl_line};
+pub use operation::{
+    ACCOUNT_CREATE, ACCOUNT_DELETE, ACCOUNT_REACTIVATE, ACCOUNT_SET_ROLES, ACCOUNT_SUSPEND,
+    ACCOUNT_UPDATE_PROFILE, OPERATIONS, PLAN_SAVED, RAIL_REFUSED, ROLE_CREATE, ROLE_DELETE,
+    ROLE_UPDATE, RUN_FINISH, RUN_START,
+};
+pub use verify::{verify, ChainBreak, Verifier, VerifySummary};

@@ -1,0 +1,77 @@
+//! The names of the operations an audit event records (`AuditEvent::operation`).
+//!
+//! Names are `noun.verb`, lowercase, stable: they are part of the hashed contents of every
+//! event, appear in exports and are what a SIEM filters on, so an operation is never renamed
+//! (a new behaviour gets a new name). [`crate::ocsf::mapping`] says which OCSF activity each
+//! one becomes.
+//!
+//! A safety rail that refuses a single operation is recorded under that operation's own name
+//! with [`crate::Outcome::Refused`]; [`RAIL_REFUSED`] is for a refusal that stops a whole run
+//! (for example "a directory source has not been read completely yet, so nothing that removes
+//! access may run").
+
+/// airlock created an account in an Airflow instance.
+pub const ACCOUNT_CREATE: &str = "account.create";
+/// airlock replaced the roles of an account (`before`/`after` hold the role lists).
+pub const ACCOUNT_SET_ROLES: &str = "account.set_roles";
+/// airlock changed an account's profile: first/last name, email.
+pub const ACCOUNT_UPDATE_PROFILE: &str = "account.update_profile";
+/// airlock suspended an account: it can no longer log in, but still exists.
+pub const ACCOUNT_SUSPEND: &str = "account.suspend";
+/// airlock lifted a suspension: the account can log in again.
+pub const ACCOUNT_REACTIVATE: &str = "account.reactivate";
+/// airlock deleted an account.
+pub const ACCOUNT_DELETE: &str = "account.delete";
+/// airlock created a role.
+pub const ROLE_CREATE: &str = "role.create";
+/// airlock changed a role's permissions (`before`/`after` hold the permission lists).
+pub const ROLE_UPDATE: &str = "role.update";
+/// airlock deleted a role.
+pub const ROLE_DELETE: &str = "role.delete";
+/// A run (sync, apply, SCIM push) started.
+pub const RUN_START: &str = "run.start";
+/// A run finished; its outcome says how.
+pub const RUN_FINISH: &str = "run.finish";
+/// A safety rail refused to let a whole run go on.
+pub const RAIL_REFUSED: &str = "rail.refused";
+/// A plan was saved for later review or apply.
+pub const PLAN_SAVED: &str = "plan.saved";
+
+/// Every operation name this build knows, sorted.
+pub const OPERATIONS: &[&str] = &[
+    ACCOUNT_CREATE,
+    ACCOUNT_DELETE,
+    ACCOUNT_REACTIVATE,
+    ACCOUNT_SET_ROLES,
+    ACCOUNT_SUSPEND,
+    ACCOUNT_UPDATE_PROFILE,
+    PLAN_SAVED,
+    RAIL_REFUSED,
+    ROLE_CREATE,
+    ROLE_DELETE,
+    ROLE_UPDATE,
+    RUN_FINISH,
+    RUN_START,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_names_are_sorted_unique_and_dotted_lowercase() {
+        let mut sorted = OPERATIONS.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted, OPERATIONS);
+        for op in OPERATIONS {
+            let (noun, verb) = op.split_once('.').expect("noun.verb");
+            assert!(!noun.is_empty() && !verb.is_empty(), "{op}");
+            assert!(
+                op.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_'),
+                "{op}"
+            );
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! `plan`, `apply`, `sync`, `adopt` and `audit`: the provisioning commands. Each builds the
+//! engine from the config and hands results to `output`.
+
+use crate::cli::{AdoptArgs, ApplyArgs, AuditCommand, ExportFormat, PlanArgs, ReportFormat, SyncArgs};
+use crate::commands::{open_store, select};
+use crate::output;
+use airlock_audit::{NewEvent, Outcome, Target, ACTOR_AIRLOCK};
+use airlock_config::{Config, DirectoryConfig};
+use airlock_core::{SystemClock, Username};
+use airlock_directory::{file::FileSource, Source};
+use airlock_engine::sync::{ApplyOptions, Engine, Plan, Refusal};
+use airlock_engine::client_for;
+use airlock_store::{ManagedOrigin, OpenOptions, RunStatus, Store};
+use anyhow::{bail, Context as _};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Exit code of `sync` when a safety rail refused the run.
+const EXIT_REFUSED: u8 = 3;
+
+fn source(config: &Config) -> anyhow::Result<Source> {
+    match &config.directory {
+        Some(DirectoryConfig::File { path }) => Ok(Source::File(FileSource::new(path.clone()))),
+        None => bail!("no [directory] configured: add one (kind = \"file\", \"jumpcloud\" or \"ldap\") to the config"),
+    }
+}
+
+struct Setup {
+    source: Source,
+    store: Store,
+}
+
+async fn setup(config: &Config) -> anyhow::Result<Setup> {
+    if config.policy.is_none() {
+        bail!("no policy configured: set `policy = \"policy.toml\"` in the config (see README, Policy)");
+    }
+    Ok(Setup { source: source(config)?, store: open_store(config, OpenOptions::create()).await? })
+}
+
+fn engine<'a>(config: &'a Config, setup: &'a Setup, names: &[String], concurrency: usize) -> anyhow::Result<Engine<'a>> {
+    let instances = select(config, names)?;
+    let mut clients = std::collections::BTreeMap::new();
+    for inst in &instances {
+        clients.insert(inst.name.clone(), client_for(inst)?);
+    }
+    Ok(Engine {
+        policy: config.policy.as_ref().context("no policy configured")?,
+        instances,
+        clients,
+        source: &setup.source,
+        store: &setup.store,
+        clock: &SystemClock,
+        concurrency,
+    })
+}
+
+pub async fn plan(config: Config, args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let s = setup(&config).await?;
+    let engine = engine(&config, &s, &args.instance, 1)?;
+    let observed = engine.observe().await?;
+    let plan = engine.plan(&observed);
+    if let Some(path) = &args.out {
+        let json = serde_json::to_string_pretty(&plan)?;
+        // Write beside, then rename: a half-written plan file must never be applied.
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        let mut e = NewEvent::new(chrono::Utc::now(), ACTOR_AIRLOCK, airlock_audit::operation::PLAN_SAVED, Outcome::Planned);
+        e.target = Some(Target::Run);
+        e.reason = Some(format!("plan {} saved to {}", &plan.fingerprint[..12], path.display()));
+        e.after = serde_json::to_value(plan.counts()).ok();
+        s.store.append_audit(vec![e]).await?;
+    }
+    match args.output {
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        ReportFormat::Text => output::plan(&plan, args.verbose),
+    }
+    s.store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn confirm(plan: &Plan) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to apply without confirmation: stdin is not a terminal; pass --yes");
+    }
+    eprint!("Apply {} operation(s)? Only 'yes' is accepted: ", plan.ops().count());
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+/// Sets the flag on Ctrl-C / SIGTERM so the engine stops launching operations.
+fn cancel_on_signal() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("\ninterrupted: finishing operations in flight, starting no new ones");
+        f.store(true, Ordering::SeqCst);
+    });
+    flag
+}
+
+fn progress_bar(total: usize) -> Option<Arc<dyn Fn(usize, usize) + Send + Sync>> {
+    if !std::io::stderr().is_terminal() || total == 0 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} operations ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(Arc::new(move |done, _total| bar.set_position(done as u64)))
+}
+
+enum Flow {
+    Confirm,
+    Yes,
+}
+
+async fn run_apply(
+    config: &Config,
+    s: &Setup,
+    names: &[String],
+    concurrency: usize,
+    allow_mass: bool,
+    saved: Option<Plan>,
+    flow: Flow,
+    kind: &str,
+    stats: bool,
+) -> anyhow::Result<ExitCode> {
+    let engine = engine(config, s, names, concurrency)?;
+    let run_id = engine.begin_run(kind).await?;
+    let observed = match engine.observe().await {
+        Ok(o) => o,
+        Err(e) => {
+            engine.finish_run(&run_id, RunStatus::Failed, None, &serde_json::json!({ "error": e.to_string() })).await?;
+            return Err(e.into());
+        }
+    };
+    let fresh = engine.plan(&observed);
+    let plan = match saved {
+        Some(saved) if saved.fingerprint != fresh.fingerprint => {
+            let r = Refusal::StalePlan { saved: saved.fingerprint[..12].to_string(), now: fresh.fingerprint[..12].to_string() };
+            engine.finish_run(&run_id, RunStatus::Refused, None, &serde_json::json!({ "refused": r.to_string() })).await?;
+            bail!("{r}");
+        }
+        Some(saved) => saved,
+        None => fresh,
+    };
+    if let Some(r) = engine.check_rails(&plan, &observed, allow_mass, &run_id).await? {
+        engine
+            .finish_run(&run_id, RunStatus::Refused, Some(plan.directory_people), &serde_json::json!({ "refused": r.to_string(), "rail": r.rail() }))
+            .await?;
+        eprintln!("refused: {r}");
+        return Ok(ExitCode::from(EXIT_REFUSED));
+    }
+    if plan.is_empty() {
+        engine.finish_run(&run_id, RunStatus::Succeeded, Some(plan.directory_people), &serde_json::json!({ "ops": 0 })).await?;
+        // Scope matches still become managed on an empty plan.
+        engine.apply(&plan, &run_id, &ApplyOptions::default()).await?;
+        if stats {
+            output::call_stats(&total_stats(&engine));
+        }
+        println!("in sync: no changes ({} people, {} instance(s))", plan.directory_people, plan.instances.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if matches!(flow, Flow::Confirm) {
+        output::plan(&plan, false);
+        if !confirm(&plan)? {
+            engine.finish_run(&run_id, RunStatus::Refused, Some(plan.directory_people), &serde_json::json!({ "cancelled": true })).await?;
+            println!("not applied");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let opts = ApplyOptions {
+        allow_mass_deprovision: allow_mass,
+        cancel: cancel_on_signal(),
+        progress: progress_bar(plan.ops().count()),
+    };
+    let report = engine.apply(&plan, &run_id, &opts).await?;
+    let interrupted = opts.cancel.load(Ordering::SeqCst);
+    let status = if interrupted {
+        RunStatus::Interrupted
+    } else if report.failed() > 0 {
+        RunStatus::Failed
+    } else {
+        RunStatus::Succeeded
+    };
+    let summary = serde_json::json!({
+        "ops": report.results.len(), "failed": report.failed(), "skipped": report.skipped,
+        "counts": plan.counts(), "elapsed_ms": report.elapsed.as_millis() as u64,
+    });
+    engine.finish_run(&run_id, status, Some(plan.directory_people), &summary).await?;
+    output::apply_report(&report);
+    if stats {
+        output::call_stats(&total_stats(&engine));
+    }
+    Ok(if report.failed() > 0 || interrupted { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Calls over the whole run: the clients are created per run.
+fn total_stats(engine: &Engine<'_>) -> std::collections::BTreeMap<airlock_core::InstanceName, airlock_airflow::CallStats> {
+    engine.clients.iter().map(|(k, c)| (k.clone(), c.stats())).collect()
+}
+
+pub async fn apply(config: Config, args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let saved = match &args.plan {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan {}", path.display()))?;
+            let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{} is not an airlock plan", path.display()))?;
+            Some(plan)
+        }
+    };
+    let names: Vec<String> = match (&saved, args.instance.is_empty()) {
+        (Some(p), true) => p.instance_names.iter().map(ToString::to_string).collect(),
+        _ => args.instance.clone(),
+    };
+    let s = setup(&config).await?;
+    let flow = if args.yes { Flow::Yes } else { Flow::Confirm };
+    let code = run_apply(&config, &s, &names, args.concurrency, args.allow_mass_deprovision, saved, flow, "apply", false).await;
+    s.store.close().await;
+    code
+}
+
+pub async fn sync(config: Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let s = setup(&config).await?;
+    let code = run_apply(&config, &s, &args.instance, args.concurrency, args.allow_mass_deprovision, None, Flow::Yes, "sync", args.stats).await;
+    s.store.close().await;
+    code
+}
+
+pub async fn adopt(config: Config, args: AdoptArgs) -> anyhow::Result<ExitCode> {
+    let inst = select(&config, std::slice::from_ref(&args.instance))?[0];
+    let client = client_for(inst)?;
+    let store = open_store(&config, OpenOptions::create()).await?;
+    for name in &args.usernames {
+        let username = Username::new(name.clone())?;
+        let account = client.get_user(&username).await?;
+        store
+            .manage_account(inst.name.as_str(), account.username.as_str(), ManagedOrigin::Adopted, chrono::Utc::now().timestamp_millis())
+            .await?;
+        let mut e = NewEvent::new(chrono::Utc::now(), ACTOR_AIRLOCK, "account.adopt", Outcome::Succeeded);
+        e.instance = Some(inst.name.to_string());
+        e.target = Some(Target::Account { username: account.username.to_string() });
+        e.reason = Some("adopted by an operator".into());
+        e.before = serde_json::to_value(&account.roles).ok().map(|r| serde_json::json!({ "roles": r }));
+        store.append_audit(vec![e]).await?;
+        println!("adopted {} on {}", account.username, inst.name);
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(&config, OpenOptions::existing()).await?;
+    let code = match cmd {
+        AuditCommand::Verify => match store.verify_audit().await? {
+            Ok(summary) => {
+                println!("audit trail intact: {} events, head {}", summary.count, summary.last_hash);
+                ExitCode::SUCCESS
+            }
+            Err(brk) => {
+                eprintln!("error: audit trail broken: {brk}");
+                ExitCode::from(1)
+            }
+        },
+        AuditCommand::Export { format: ExportFormat::Jsonl, after } => {
+            let mut pages = store.audit_pages(after + 1, 500);
+            let mut out = std::io::stdout().lock();
+            while let Some(page) = pages.next_page().await? {
+                for e in &page {
+                    writeln!(out, "{}", airlock_audit::to_jsonl_line(e))?;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
+}

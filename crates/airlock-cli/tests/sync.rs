@@ -1,0 +1,246 @@
+//! `airlock plan`, `apply`, `sync` and `audit` as an operator runs them, against a real
+//! Airflow 3.3.2 and a file directory. Each test uses its own email domain and role names so it
+//! can share the server with the others; accounts outside its scope are unmanaged to it.
+
+use airlock_testkit::{AirflowServer, AirflowVersion};
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+fn v3() -> &'static AirflowServer {
+    airlock_testkit::airflow::shared(AirflowVersion::V3)
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    domain: String,
+    role: String,
+}
+
+fn unique() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{nanos:x}{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+impl World {
+    fn new(safety: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = unique();
+        let w = Self { dir, domain: format!("t{id}.example.com"), role: format!("analyst-{id}") };
+        std::fs::write(
+            w.path("airlock.toml"),
+            format!(
+                "policy = \"policy.toml\"\n[directory]\nkind = \"file\"\npath = \"people.yaml\"\n\
+                 [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n",
+                v3().base_url
+            ),
+        )
+        .expect("config");
+        std::fs::write(
+            w.path("policy.toml"),
+            format!(
+                "[[grants]]\ngroup = \"eng\"\nroles = [\"Op\"]\n\n[[grants]]\ngroup = \"analytics\"\nroles = [\"{role}\"]\n\n\
+                 [roles.{role}]\npermissions = [{{ action = \"can_read\", resource = \"DAGs\" }}]\n\n\
+                 [leavers]\ndelete_after_days = 2\n\n{safety}",
+                role = w.role
+            ),
+        )
+        .expect("policy");
+        w
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.path().join(f)
+    }
+
+    fn people(&self, people: &[(&str, &str)]) {
+        let mut y = String::from("people:\n");
+        for (name, group) in people {
+            y.push_str(&format!(
+                "  - username: {name}\n    email: {name}@{d}\n    first_name: {name}\n    last_name: Test\n    groups: [{group}]\n",
+                d = self.domain
+            ));
+        }
+        std::fs::write(self.path("people.yaml"), y).expect("people");
+    }
+
+    fn email(&self, name: &str) -> String {
+        format!("{name}@{}", self.domain)
+    }
+
+    fn airlock(&self) -> Command {
+        let mut cmd = Command::cargo_bin("airlock").expect("binary");
+        cmd.current_dir(self.dir.path())
+            .env_remove("AIRLOCK_CONFIG")
+            .env("AF3_PW", &v3().admin_password)
+            .arg("--config")
+            .arg(self.path("airlock.toml"));
+        cmd
+    }
+
+    fn stdout(&self, args: &[&str]) -> String {
+        let out = self.airlock().args(args).assert().success();
+        String::from_utf8_lossy(&out.get_output().stdout).to_string()
+    }
+}
+
+/// The roles Airflow itself reports for `username`.
+fn roles_in_airflow(username: &str) -> Vec<String> {
+    let http = reqwest::blocking::Client::new();
+    let srv = v3();
+    let token: serde_json::Value = http
+        .post(format!("{}/auth/token", srv.base_url))
+        .json(&serde_json::json!({ "username": srv.admin_user, "password": srv.admin_password }))
+        .send()
+        .expect("token")
+        .json()
+        .expect("token json");
+    let user: serde_json::Value = http
+        .get(format!("{}/auth/fab/v1/users/{username}", srv.base_url))
+        .bearer_auth(token["access_token"].as_str().expect("token"))
+        .send()
+        .expect("get user")
+        .json()
+        .expect("user json");
+    user["roles"].as_array().map(|r| r.iter().filter_map(|x| x["name"].as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+#[test]
+fn plan_then_sync_creates_roles_and_accounts_and_a_second_sync_changes_nothing() {
+    let w = World::new("");
+    w.people(&[("ada", "eng"), ("bob", "analytics")]);
+    let plan = w.stdout(&["plan"]);
+    assert!(plan.contains(&format!("+ role {} (1 permissions)", w.role)), "{plan}");
+    assert!(plan.contains(&format!("+ account {} [Op]    # group eng grants Op", w.email("ada"))), "{plan}");
+    assert!(plan.contains("unmanaged account(s) left alone"), "{plan}");
+    assert!(roles_in_airflow(&w.email("ada")).is_empty(), "plan changes nothing");
+
+    let out = w.stdout(&["sync"]);
+    assert!(out.contains("applied: 2 create_account, 1 create_role"), "{out}");
+    assert_eq!(roles_in_airflow(&w.email("ada")), vec!["Op"]);
+    assert_eq!(roles_in_airflow(&w.email("bob")), vec![w.role.clone()]);
+
+    let again = w.stdout(&["sync", "--stats"]);
+    assert!(again.starts_with("in sync: no changes"), "{again}");
+}
+
+#[test]
+fn a_leaver_is_suspended_and_everything_is_in_a_verifiable_audit_trail() {
+    let w = World::new("");
+    w.people(&[("cy", "eng"), ("dee", "eng")]);
+    w.stdout(&["sync"]);
+    w.people(&[("cy", "eng")]);
+    let plan = w.stdout(&["plan"]);
+    assert!(plan.contains(&format!("- account {} suspend (strip [Op], rotate password)", w.email("dee"))), "{plan}");
+    assert!(plan.contains("leaver: no longer in the directory"), "{plan}");
+    let out = w.stdout(&["sync"]);
+    assert!(out.contains("applied: 1 suspend"), "{out}");
+    assert!(roles_in_airflow(&w.email("dee")).is_empty());
+    assert_eq!(roles_in_airflow(&w.email("cy")), vec!["Op"], "others untouched");
+
+    let verify = w.stdout(&["audit", "verify"]);
+    assert!(verify.starts_with("audit trail intact"), "{verify}");
+    let export = w.stdout(&["audit", "export"]);
+    let ops: Vec<String> = export
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("jsonl")["operation"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(ops.contains(&"account.create".to_string()) && ops.contains(&"account.suspend".to_string()), "{ops:?}");
+}
+
+#[test]
+fn an_empty_directory_is_refused_as_an_outage_and_nothing_changes() {
+    let w = World::new("");
+    w.people(&[("eve", "eng")]);
+    w.stdout(&["sync"]);
+    std::fs::write(w.path("people.yaml"), "people: []\n").expect("empty");
+    w.airlock()
+        .arg("sync")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("refused: directory returned no people"));
+    assert_eq!(roles_in_airflow(&w.email("eve")), vec!["Op"]);
+    let export = w.stdout(&["audit", "export"]);
+    assert!(export.contains("\"rail.refused\""), "the refusal is audited");
+}
+
+#[test]
+fn mass_deprovisioning_stops_before_any_write_unless_allowed() {
+    let w = World::new("[safety]\nmax_deprovisions = 1\nmin_directory_ratio = 0.1\n");
+    w.people(&[("f1", "eng"), ("f2", "eng"), ("f3", "eng")]);
+    w.stdout(&["sync"]);
+    w.people(&[("f1", "eng")]);
+    w.airlock()
+        .arg("sync")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("more than safety.max_deprovisions = 1"));
+    assert_eq!(roles_in_airflow(&w.email("f2")), vec!["Op"]);
+    let out = w.stdout(&["sync", "--allow-mass-deprovision"]);
+    assert!(out.contains("applied: 2 suspend"), "{out}");
+}
+
+#[test]
+fn a_saved_plan_is_refused_once_the_state_it_came_from_changed() {
+    let w = World::new("");
+    w.people(&[("gil", "eng")]);
+    let plan_file = w.path("plan.json");
+    w.stdout(&["plan", "--out", plan_file.to_str().expect("utf8")]);
+    w.people(&[("gil", "eng"), ("hal", "eng")]);
+    w.airlock()
+        .args(["apply", "--yes", "--plan", plan_file.to_str().expect("utf8")])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("the state changed since this plan was made"));
+    assert!(roles_in_airflow(&w.email("gil")).is_empty(), "nothing applied");
+
+    w.stdout(&["plan", "--out", plan_file.to_str().expect("utf8")]);
+    let out = w.stdout(&["apply", "--yes", "--plan", plan_file.to_str().expect("utf8")]);
+    assert!(out.contains("applied: 2 create_account"), "{out}");
+}
+
+#[test]
+fn apply_without_a_terminal_needs_yes() {
+    let w = World::new("");
+    w.people(&[("ivy", "eng")]);
+    w.airlock()
+        .arg("apply")
+        .write_stdin("")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("pass --yes"));
+}
+
+#[test]
+fn a_tampered_audit_trail_is_detected_with_its_location() {
+    let w = World::new("");
+    w.people(&[("jo", "eng"), ("kim", "eng")]);
+    w.stdout(&["sync"]);
+    let db = w.path("airlock.db");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.expect("open db");
+        let json: String = sqlx::query_scalar("SELECT event_json FROM audit_events WHERE seq = 2")
+            .fetch_one(&mut conn)
+            .await
+            .expect("event 2");
+        let forged = json.replace("\"Op\"", "\"Admin\"");
+        assert_ne!(json, forged, "event 2 mentions the Op role");
+        sqlx::query("UPDATE audit_events SET event_json = $1 WHERE seq = 2")
+            .bind(forged)
+            .execute(&mut conn)
+            .await
+            .expect("tamper");
+    });
+    w.airlock()
+        .args(["audit", "verify"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("event 2"));
+}

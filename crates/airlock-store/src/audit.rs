@@ -1,0 +1,311 @@
+//! The audit log's storage: appending sealed events, reading them back in pages, and
+//! verifying the stored chain against its recorded head.
+//!
+//! Each event is one `audit_events` row: `event_json` holds the whole event in the export
+//! format (`airlock_audit::to_jsonl_line`), and `seq`, `id`, `at_ms`, `prev_hash`, `hash` copy
+//! parts of it for ordering and lookups. The one-row `audit_head` table holds the last event's
+//! `seq` and `hash`, so events deleted from the end are noticed.
+//!
+//! Appends are serialized across processes and replicas on both databases: the first
+//! statement of every append transaction is `UPDATE audit_head SET seq = seq WHERE id = 1`,
+//! which takes PostgreSQL's row lock on the head, and SQLite's write lock before the
+//! transaction has read anything (a deferred SQLite transaction that reads first and writes
+//! later cannot wait for the lock and fails instead). Only then is the head read, the events
+//! sealed after it, inserted, and the head moved, in one commit.
+//!
+//! Not here: what an event means, the hash format and the verification rules (all in
+//! `airlock-audit`); nothing here ever updates or deletes an event.
+
+use airlock_audit::{AuditEvent, ChainBreak, Head, NewEvent, Verifier, VerifySummary};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor, Row as _};
+
+use crate::{Backend, Store, StoreError};
+
+/// Takes the append lock: PostgreSQL's row lock, SQLite's write lock.
+const LOCK_HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
+const READ_HEAD_SQL: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
+const MOVE_HEAD_SQL: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
+const INSERT_EVENT_SQL: &str = "INSERT INTO audit_events \
+     (seq, id, at_ms, event_json, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)";
+const EVENTS_FROM_SQL: &str = "SELECT seq, id, at_ms, event_json, prev_hash, hash \
+     FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2";
+/// PostgreSQL: one snapshot for the head and every page of events (SQLite's read transaction
+/// already is one).
+const SNAPSHOT_SQL: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
+/// How many events [`Store::verify_audit`] reads per query.
+const VERIFY_PAGE_SIZE: u32 = 500;
+
+/// One `audit_events` row as stored.
+struct StoredRow {
+    seq: i64,
+    id: String,
+    at_ms: i64,
+    event_json: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl StoredRow {
+    fn from_row(row: &AnyRow) -> Result<StoredRow, sqlx::Error> {
+        Ok(StoredRow {
+            seq: row.try_get("seq")?,
+            id: row.try_get("id")?,
+            at_ms: row.try_get("at_ms")?,
+            event_json: row.try_get("event_json")?,
+            prev_hash: row.try_get("prev_hash")?,
+            hash: row.try_get("hash")?,
+        })
+    }
+
+    fn event(&self) -> Result<AuditEvent, String> {
+        airlock_audit::from_jsonl_line(&self.event_json).map_err(|err| err.to_string())
+    }
+
+    /// True when the columns still say what the event says (its `seq` is checked by the
+    /// verifier, as the event's storage position).
+    fn agrees_with(&self, event: &AuditEvent) -> bool {
+        self.id == event.id
+            && self.at_ms == event.at.timestamp_millis()
+            && self.prev_hash == event.prev_hash
+            && self.hash == event.hash
+    }
+}
+
+async fn fetch_rows<'c, E>(
+    executor: E,
+    from: i64,
+    limit: u32,
+) -> Result<Vec<StoredRow>, sqlx::Error>
+where
+    E: Executor<'c, Database = Any>,
+{
+    let rows = sqlx::query(EVENTS_FROM_SQL)
+        .bind(from)
+        .bind(i64::from(limit))
+        .fetch_all(executor)
+        .await?;
+    rows.iter().map(StoredRow::from_row).collect()
+}
+
+/// A `seq` as the BIGINT column stores it; seqs past `i64::MAX` mean `from` is beyond any row.
+fn seq_column(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Seals `events` after the current end of the audit log and stores them, all or none,
+    /// in one transaction; returns them sealed (with their `seq` and hashes), in order.
+    ///
+    /// Safe to call from any number of tasks, processes and replicas at once: appends take
+    /// turns on the head's lock, so the log stays one chain. On SQLite a turn waits up to the
+    /// busy timeout, then fails with [`StoreError::StoreLocked`].
+    pub async fn append_audit(&self, events: Vec<NewEvent>) -> Result<Vec<AuditEvent>, StoreError> {
+        const OP: &str = "append to the audit log";
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fail = |err| self.ctx.query_failed(OP, err);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+
+        // The lock comes first, before anything is read.
+        let locked = sqlx::query(LOCK_HEAD_SQL)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        if locked.rows_affected() == 0 {
+            return Err(self.head_missing(OP));
+        }
+        let mut head = self
+            .read_head(OP, &mut tx)
+            .await?
+            .ok_or_else(|| self.head_missing(OP))?;
+
+        let mut sealed = Vec::with_capacity(events.len());
+        for new in events {
+            let event = airlock_audit::seal_after(&head, new);
+            sqlx::query(INSERT_EVENT_SQL)
+                .bind(seq_column(event.seq))
+                .bind(&event.id)
+                .bind(event.at.timestamp_millis())
+                .bind(airlock_audit::to_jsonl_line(&event))
+                .bind(&event.prev_hash)
+                .bind(&event.hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            head = event.head();
+            sealed.push(event);
+        }
+
+        sqlx::query(MOVE_HEAD_SQL)
+            .bind(seq_column(head.seq))
+            .bind(&head.hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(sealed)
+    }
+
+    /// Up to `limit` events stored at `seq >= from_seq`, in `seq` order, as stored (nothing is
+    /// verified here). To read the whole log, page with [`Store::audit_pages`].
+    pub async fn audit_events(
+        &self,
+        from_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        const OP: &str = "read the audit log";
+        let rows = fetch_rows(&self.pool, seq_column(from_seq), limit)
+            .await
+            .map_err(|err| self.ctx.query_failed(OP, err))?;
+        rows.iter().map(|row| self.readable(row)).collect()
+    }
+
+    /// The recorded end of the audit log: the last event's `seq` and hash (0 and the genesis
+    /// hash when the log is empty).
+    pub async fn audit_head(&self) -> Result<Head, StoreError> {
+        const OP: &str = "read the audit head";
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|err| self.ctx.query_failed(OP, err))?;
+        self.read_head(OP, &mut conn)
+            .await?
+            .ok_or_else(|| self.head_missing(OP))
+    }
+
+    /// Reads the audit log from `from_seq` on, `page_size` events per query, for exports
+    /// that must not hold the whole log in memory. Pages follow the stored order, so a
+    /// damaged event's own `seq` never makes a page repeat or skip rows.
+    pub fn audit_pages(&self, from_seq: u64, page_size: u32) -> AuditPages {
+        AuditPages {
+            store: self.clone(),
+            next: Some(seq_column(from_seq)),
+            page_size: page_size.max(1),
+        }
+    }
+
+    /// Verifies the whole stored audit log against its recorded head, reading both from one
+    /// snapshot (so appends running meanwhile are neither missed nor mistaken for forgeries)
+    /// in pages of bounded size.
+    ///
+    /// The outer error is a store that cannot be read; the inner result is the verdict: a
+    /// summary of the intact chain, or where and how it was broken. A row whose JSON cannot be
+    /// read, or whose columns disagree with its JSON, counts as modified.
+    pub async fn verify_audit(&self) -> Result<Result<VerifySummary, ChainBreak>, StoreError> {
+        const OP: &str = "verify the audit log";
+        let fail = |err| self.ctx.query_failed(OP, err);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        if self.ctx.backend == Backend::Postgres {
+            sqlx::query(SNAPSHOT_SQL)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+        }
+        let Some(head) = self.read_head(OP, &mut tx).await? else {
+            return Ok(Err(ChainBreak::HeadMissing));
+        };
+
+        let mut verifier = Verifier::new();
+        // From the lowest possible key: rows moved below 1 must be seen too.
+        let mut next = Some(i64::MIN);
+        'pages: while let Some(from) = next {
+            let rows = fetch_rows(&mut *tx, from, VERIFY_PAGE_SIZE)
+                .await
+                .map_err(fail)?;
+            next = next_from(&rows, VERIFY_PAGE_SIZE);
+            for row in &rows {
+                let checked = match (u64::try_from(row.seq), row.event()) {
+                    (Ok(position), Ok(event)) if row.agrees_with(&event) => {
+                        verifier.push_stored(position, &event)
+                    }
+                    _ => verifier.push_corrupt(),
+                };
+                if checked.is_err() {
+                    // A definite break: the rest cannot change the verdict.
+                    break 'pages;
+                }
+            }
+        }
+        tx.rollback().await.map_err(fail)?;
+        Ok(verifier.finish(Some(&head)))
+    }
+
+    async fn read_head(
+        &self,
+        op: &'static str,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<Head>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(READ_HEAD_SQL)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|err| self.ctx.query_failed(op, err))?;
+        row.map(|(seq, hash)| {
+            let seq = u64::try_from(seq).map_err(|_| StoreError::UnexpectedValue {
+                op,
+                location: self.ctx.location.clone(),
+                column: "audit_head.seq",
+                value: seq.to_string(),
+            })?;
+            Ok(Head { seq, hash })
+        })
+        .transpose()
+    }
+
+    fn readable(&self, row: &StoredRow) -> Result<AuditEvent, StoreError> {
+        row.event().map_err(|err| StoreError::AuditEventUnreadable {
+            seq: row.seq,
+            location: self.ctx.location.clone(),
+            cause: err,
+        })
+    }
+
+    fn head_missing(&self, op: &'static str) -> StoreError {
+        StoreError::AuditHeadMissing {
+            op,
+            location: self.ctx.location.clone(),
+        }
+    }
+}
+
+/// Where the page after `rows` starts, or `None` when `rows` was the last page.
+fn next_from(rows: &[StoredRow], page_size: u32) -> Option<i64> {
+    if rows.len() < page_size as usize {
+        return None;
+    }
+    rows.last().and_then(|row| row.seq.checked_add(1))
+}
+
+/// The audit log read page by page, in stored order; see [`Store::audit_pages`].
+#[derive(Debug)]
+pub struct AuditPages {
+    store: Store,
+    /// The `seq` column the next page starts at; `None` after the last page.
+    next: Option<i64>,
+    page_size: u32,
+}
+
+impl AuditPages {
+    /// The next page of events, or `None` when the log has been read to its end. Events
+    /// appended while paging are included if they are committed before their page is read.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<AuditEvent>>, StoreError> {
+        const OP: &str = "read the audit log";
+        let Some(from) = self.next else {
+            return Ok(None);
+        };
+        let rows = fetch_rows(&self.store.pool, from, self.page_size)
+            .await
+            .map_err(|err| self.store.ctx.query_failed(OP, err))?;
+        self.next = next_from(&rows, self.page_size);
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        rows.iter()
+            .map(|row| self.store.readable(row))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+}
