@@ -71,25 +71,47 @@ pub fn desired(
     instances: &[InstanceRef<'_>],
 ) -> (BTreeMap<InstanceName, DesiredInstance>, Vec<Warning>) {
     let mut warnings = BTreeSet::new();
+    // Derive every person's username once, not once per instance.
+    let people: Vec<(&crate::directory::Person, Result<Username, String>)> = directory
+        .people
+        .values()
+        .map(|p| (p, policy.username.derive(p)))
+        .collect();
     let mut out = BTreeMap::new();
     for inst in instances {
+        // The grants that apply here, indexed by group, each with its reason rendered once:
+        // per person only their own (few) groups are looked up.
+        let mut grants: BTreeMap<&crate::directory::GroupName, Vec<(&BTreeSet<RoleName>, String)>> =
+            BTreeMap::new();
+        for g in policy
+            .grants
+            .iter()
+            .filter(|g| g.instances.matches(inst.name, inst.labels))
+        {
+            let names: Vec<&str> = g.roles.iter().map(RoleName::as_str).collect();
+            grants.entry(&g.group).or_default().push((
+                &g.roles,
+                format!("group {} grants {}", g.group, names.join(", ")),
+            ));
+        }
+        let scope: BTreeSet<&crate::directory::GroupName> = policy
+            .scope_groups
+            .iter()
+            .filter(|(_, sel)| sel.matches(inst.name, inst.labels))
+            .map(|(g, _)| g)
+            .collect();
         let mut d = DesiredInstance::default();
         let mut claimed: BTreeMap<Username, Vec<PersonId>> = BTreeMap::new();
-        for person in directory.people.values() {
-            let granted: Vec<_> = policy
-                .grants
+        for (person, derived) in &people {
+            let granted: Vec<&(&BTreeSet<RoleName>, String)> = person
+                .groups
                 .iter()
-                .filter(|g| {
-                    person.groups.contains(&g.group) && g.instances.matches(inst.name, inst.labels)
-                })
+                .filter_map(|g| grants.get(g))
+                .flatten()
                 .collect();
-            let scoped = policy
-                .scope_groups
-                .iter()
-                .any(|(g, sel)| person.groups.contains(g) && sel.matches(inst.name, inst.labels));
-            let in_scope = !granted.is_empty() || scoped;
-            let username = match policy.username.derive(person) {
-                Ok(u) => u,
+            let in_scope = !granted.is_empty() || person.groups.iter().any(|g| scope.contains(g));
+            let username = match derived {
+                Ok(u) => u.clone(),
                 Err(why) => {
                     if in_scope && person.status == PersonStatus::Active {
                         warnings.insert(Warning {
@@ -111,11 +133,10 @@ pub fn desired(
                 continue;
             }
             let mut roles = BTreeSet::new();
-            let mut reasons = Vec::new();
-            for g in &granted {
-                roles.extend(g.roles.iter().cloned());
-                let names: Vec<&str> = g.roles.iter().map(RoleName::as_str).collect();
-                reasons.push(format!("group {} grants {}", g.group, names.join(", ")));
+            let mut reasons = Vec::with_capacity(granted.len());
+            for (granted_roles, reason) in granted {
+                roles.extend(granted_roles.iter().cloned());
+                reasons.push(reason.clone());
             }
             if roles.is_empty() && !policy.default_roles.is_empty() {
                 roles.extend(policy.default_roles.iter().cloned());
@@ -157,19 +178,17 @@ pub fn desired(
                 });
             }
         }
-        for person_less in d
+        let no_email: Vec<Username> = d
             .accounts
             .values()
             .filter(|a| a.email.is_empty())
             .map(|a| a.username.clone())
-            .collect::<Vec<_>>()
-        {
-            d.accounts.remove(&person_less);
+            .collect();
+        for u in no_email {
+            d.accounts.remove(&u);
             warnings.insert(Warning {
                 instance: Some(inst.name.clone()),
-                message: format!(
-                    "{person_less} has no email in the directory; Airflow requires one"
-                ),
+                message: format!("{u} has no email in the directory; Airflow requires one"),
             });
         }
         for sa in policy

@@ -92,7 +92,12 @@ impl GroupsField {
         match self {
             GroupsField::None => Vec::new(),
             GroupsField::List(v) => v,
-            GroupsField::Joined(s) => s.split(';').map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect(),
+            GroupsField::Joined(s) => s
+                .split(';')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(String::from)
+                .collect(),
         }
     }
 }
@@ -112,26 +117,39 @@ impl FileSource {
     pub async fn read(&self) -> Result<DirectorySnapshot, FileError> {
         let text = tokio::fs::read_to_string(&self.path)
             .await
-            .map_err(|source| FileError::Read { path: self.path.clone(), source })?;
+            .map_err(|source| FileError::Read {
+                path: self.path.clone(),
+                source,
+            })?;
         parse(&self.path, &text)
     }
 }
 
 fn invalid(path: &Path, message: impl Into<String>) -> FileError {
-    FileError::Invalid { path: path.to_path_buf(), message: message.into() }
+    FileError::Invalid {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 /// Parses a directory file's text; `path` decides the format and names the file in errors.
 pub fn parse(path: &Path, text: &str) -> Result<DirectorySnapshot, FileError> {
-    let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let is_csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let raw = if is_csv {
         let mut people = Vec::new();
-        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
         for (i, row) in reader.deserialize::<RawPerson>().enumerate() {
             // Line numbers count the header as line 1.
             people.push(row.map_err(|e| invalid(path, format!("line {}: {e}", i + 2)))?);
         }
-        RawFile { groups: Vec::new(), people }
+        RawFile {
+            groups: Vec::new(),
+            people,
+        }
     } else {
         serde_yaml_ng::from_str::<RawFile>(text).map_err(|e| invalid(path, e.to_string()))?
     };
@@ -140,22 +158,37 @@ pub fn parse(path: &Path, text: &str) -> Result<DirectorySnapshot, FileError> {
     for (i, p) in raw.people.into_iter().enumerate() {
         let at = |field: &str| format!("people[{i}].{field}");
         if p.username.trim().is_empty() {
-            return Err(invalid(path, format!("{}: must not be empty", at("username"))));
+            return Err(invalid(
+                path,
+                format!("{}: must not be empty", at("username")),
+            ));
         }
         let status = match p.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("") | Some("active") => PersonStatus::Active,
             Some("suspended") | Some("disabled") | Some("locked") => PersonStatus::Suspended,
             Some("staged") => PersonStatus::Staged,
             Some(other) => {
-                return Err(invalid(path, format!("{}: unknown status `{other}` (active, suspended or staged)", at("status"))))
+                return Err(invalid(
+                    path,
+                    format!(
+                        "{}: unknown status `{other}` (active, suspended or staged)",
+                        at("status")
+                    ),
+                ))
             }
         };
         if let Some(email) = &p.email {
             if !email.is_empty() && !email.contains('@') {
-                return Err(invalid(path, format!("{}: `{email}` is not an email address", at("email"))));
+                return Err(invalid(
+                    path,
+                    format!("{}: `{email}` is not an email address", at("email")),
+                ));
             }
         }
-        let id = PersonId(p.id.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| p.username.clone()));
+        let id = PersonId(
+            p.id.filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| p.username.clone()),
+        );
         let groups: BTreeSet<GroupName> = p.groups.names().into_iter().map(GroupName).collect();
         snap.groups.extend(groups.iter().cloned());
         let person = Person {
@@ -183,8 +216,14 @@ mod tests {
         let y = "groups: [empty]\npeople:\n  - username: ada\n    email: ada@example.com\n    groups: [eng]\n  - id: x2\n    username: bob\n    status: suspended\n";
         let s = parse(Path::new("d.yaml"), y).expect("valid");
         assert_eq!(s.people.len(), 2);
-        assert_eq!(s.people[&PersonId("x2".into())].status, PersonStatus::Suspended);
-        assert!(s.groups.contains(&GroupName("empty".into())) && s.groups.contains(&GroupName("eng".into())));
+        assert_eq!(
+            s.people[&PersonId("x2".into())].status,
+            PersonStatus::Suspended
+        );
+        assert!(
+            s.groups.contains(&GroupName("empty".into()))
+                && s.groups.contains(&GroupName("eng".into()))
+        );
     }
 
     #[test]
@@ -196,9 +235,17 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_the_entry() {
-        let e = parse(Path::new("d.yaml"), "people:\n  - username: a\n    status: gone\n").expect_err("bad");
+        let e = parse(
+            Path::new("d.yaml"),
+            "people:\n  - username: a\n    status: gone\n",
+        )
+        .expect_err("bad");
         assert_eq!(e.to_string(), "directory file d.yaml: people[0].status: unknown status `gone` (active, suspended or staged)");
-        let e = parse(Path::new("d.yaml"), "people:\n  - username: a\n  - username: a\n").expect_err("dup");
+        let e = parse(
+            Path::new("d.yaml"),
+            "people:\n  - username: a\n  - username: a\n",
+        )
+        .expect_err("dup");
         assert!(e.to_string().contains("people[1].id: duplicate id `a`"));
         let e = parse(Path::new("d.yaml"), "peple: []\n").expect_err("unknown");
         assert!(e.to_string().contains("unknown field `peple`"));

@@ -748,7 +748,8 @@ mod tests {
             (None, false, true, true, Suspended),
         ];
         for (state, suspended, activated, locked, want) in cases {
-            let got = status_of(&user(state, suspended, activated, locked)).unwrap();
+            let got =
+                status_of(&user(state, suspended, activated, locked)).expect("test input is valid");
             assert_eq!(
                 got, want,
                 "{state:?} suspended={suspended} activated={activated} locked={locked}"
@@ -759,13 +760,17 @@ mod tests {
 
     #[test]
     fn base_url_must_be_https_unless_loopback() {
-        let ok = |s: &str| check_base_url(Url::parse(s).unwrap());
+        let ok = |s: &str| check_base_url(Url::parse(s).expect("test input is valid"));
         assert_eq!(
-            ok("https://console.jumpcloud.com").unwrap().as_str(),
+            ok("https://console.jumpcloud.com")
+                .expect("test input is valid")
+                .as_str(),
             "https://console.jumpcloud.com/"
         );
         assert_eq!(
-            ok("http://127.0.0.1:8080/jc").unwrap().as_str(),
+            ok("http://127.0.0.1:8080/jc")
+                .expect("test input is valid")
+                .as_str(),
             "http://127.0.0.1:8080/jc/"
         );
         assert!(ok("http://console.jumpcloud.com").is_err());
@@ -793,9 +798,9 @@ mod tests {
     #[test]
     fn urls_carry_paging_and_a_percent_encoded_group_id() {
         let mut settings = JumpCloudSettings::new(SecretString::from("k".to_owned()));
-        settings.base_url = Url::parse("http://127.0.0.1:9/prefix").unwrap();
+        settings.base_url = Url::parse("http://127.0.0.1:9/prefix").expect("test input is valid");
         settings.page_size = 50;
-        let source = JumpCloudSource::new(settings).unwrap();
+        let source = JumpCloudSource::new(settings).expect("test input is valid");
         let url = source.url(&["api", "v2", "usergroups", "a/b", "members"], &[], 100);
         assert_eq!(
             url.as_str(),

@@ -7,7 +7,7 @@
 //! page), a paged subtree search for groups, unbind. Membership comes either from the groups'
 //! `member` lists ([`Membership::GroupMember`]) or from the people's `memberOf`
 //! ([`Membership::MemberOf`]); groups that are members of groups count transitively, cycles
-//! included (see [`snapshot`]).
+//! included.
 //!
 //! Completeness is the rule: a size, time or administrative limit, a referral, a page that
 //! fails midway or an attribute sent in ranges fails the read ([`ErrorKind::Incomplete`]);

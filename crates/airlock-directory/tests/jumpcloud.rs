@@ -209,6 +209,7 @@ async fn client_sends_only_spec_declared_parameters_and_headers() {
             .unwrap_or_else(|e| panic!("{e}"));
         let mut problems = op.check_query(&request.query);
         problems.extend(op.check_headers(&request.headers));
+        problems.extend(op.check_field_names(&request.query));
         assert!(problems.is_empty(), "{problems:#?}");
 
         let limit: u32 = request
@@ -356,6 +357,11 @@ fn spec_checks_catch_invented_missing_mistyped_and_undeclared_things() {
     assert!(!users.check_headers(&q(&[("x-tenant", "1")])).is_empty());
     assert!(!users
         .check_headers(&q(&[("accept", "text/html")]))
+        .is_empty());
+    let unknown_field = q(&[("fields", "_id nickname"), ("sort", "-_id")]);
+    assert_eq!(users.check_field_names(&unknown_field).len(), 1);
+    assert!(groups
+        .check_field_names(&q(&[("sort", "name"), ("fields", "id,name")]))
         .is_empty());
     assert!(spec
         .operation("get", "/api/v2/usergroups/abc/nonsense")

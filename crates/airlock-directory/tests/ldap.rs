@@ -12,7 +12,7 @@ use airlock_directory::ldap::{
     Disabled, ErrorClass, ErrorKind, LdapError, LdapSettings, LdapSource, Membership, Operation,
 };
 use airlock_directory::{DirectoryError, Source};
-use airlock_testkit::slapd::{self, ldif_line, Slapd, LIMITED_SIZE};
+use airlock_testkit::slapd::{self, ldif_binary_line, ldif_line, Slapd, LIMITED_SIZE};
 use secrecy::SecretString;
 use url::Url;
 
@@ -473,4 +473,61 @@ async fn tricky_names_in_dns_match_their_group_memberships() {
     let people = by_username(&read_ok(s).await);
     assert_eq!(people["plus"].0, ["crew"]);
     assert_eq!(people["accent"].0, ["crew"]);
+}
+
+#[tokio::test]
+async fn the_active_directory_preset_reads_guids_account_control_and_nested_member_of() {
+    let kit = slapd::shared();
+    let ou = kit.fresh_ou("ad").expect("fresh ou");
+    // The kit's slapd has AD's account attributes on an auxiliary class; people and groups
+    // otherwise use OpenLDAP's classes (AD's `user`, `group` and objectCategory do not exist).
+    let ascii_guid: Vec<u8> = (0x01..=0x10).collect();
+    let binary_guid: Vec<u8> = (0xf0..=0xff).collect();
+    kit.ldif(&format!(
+        "dn: cn=Ann Admin,{ou}\nobjectClass: inetOrgPerson\nobjectClass: airlockAdAccount\n\
+         cn: Ann Admin\nsn: Admin\ngivenName: Ann\nmail: ann@corp.example.com\n\
+         sAMAccountName: ann\nuserAccountControl: 512\n{}\n\n\
+         dn: cn=Dan Disabled,{ou}\nobjectClass: inetOrgPerson\nobjectClass: airlockAdAccount\n\
+         cn: Dan Disabled\nsn: Disabled\nsAMAccountName: dan\nuserAccountControl: 514\n{}\n\n\
+         dn: cn=Inner,{ou}\nobjectClass: groupOfNames\ncn: Inner\n\
+         member: cn=Ann Admin,{ou}\nmember: cn=Dan Disabled,{ou}\n\n\
+         dn: cn=Outer,{ou}\nobjectClass: groupOfNames\ncn: Outer\nmember: cn=Inner,{ou}\n",
+        ldif_binary_line("objectGUID", &ascii_guid),
+        ldif_binary_line("objectGUID", &binary_guid),
+    ))
+    .expect("seed");
+
+    let mut s = LdapSettings::active_directory(
+        Url::parse(&kit.url).expect("kit url"),
+        ou,
+        kit.bind_dn.clone(),
+        SecretString::from(kit.bind_password.clone()),
+    );
+    s.user_filter = "(objectClass=airlockAdAccount)".into();
+    s.group_filter = "(objectClass=groupOfNames)".into();
+    let snapshot = read_ok(s).await;
+
+    let ids: Vec<(&str, &str, PersonStatus)> = snapshot
+        .people
+        .values()
+        .map(|p| (p.id.0.as_str(), p.username.as_str(), p.status))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (
+                "04030201-0605-0807-090a-0b0c0d0e0f10",
+                "ann",
+                PersonStatus::Active
+            ),
+            (
+                "f3f2f1f0-f5f4-f7f6-f8f9-fafbfcfdfeff",
+                "dan",
+                PersonStatus::Suspended
+            ),
+        ]
+    );
+    let people = by_username(&snapshot);
+    assert_eq!(people["ann"].0, ["Inner", "Outer"]);
+    assert_eq!(people["dan"].0, ["Inner", "Outer"]);
 }

@@ -73,7 +73,10 @@ fn key(username: &str) -> String {
 
 impl Store {
     /// Every account airlock manages in `instance`.
-    pub async fn managed_accounts(&self, instance: &str) -> Result<Vec<ManagedAccount>, StoreError> {
+    pub async fn managed_accounts(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<ManagedAccount>, StoreError> {
         let rows = sqlx::query(
             "SELECT username, origin, since_ms, suspended_at_ms FROM managed_accounts \
              WHERE instance = $1 ORDER BY username_key",
@@ -120,7 +123,12 @@ impl Store {
 
     /// Records that airlock suspended `username` at `at_ms` (`None` clears it: the person
     /// returned).
-    pub async fn set_suspended(&self, instance: &str, username: &str, at_ms: Option<i64>) -> Result<(), StoreError> {
+    pub async fn set_suspended(
+        &self,
+        instance: &str,
+        username: &str,
+        at_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE managed_accounts SET suspended_at_ms = $1 WHERE instance = $2 AND username_key = $3")
             .bind(at_ms)
             .bind(instance)
@@ -143,7 +151,12 @@ impl Store {
     }
 
     /// Records the start of a run; returns its id.
-    pub async fn begin_run(&self, id: &str, kind: &str, started_at_ms: i64) -> Result<(), StoreError> {
+    pub async fn begin_run(
+        &self,
+        id: &str,
+        kind: &str,
+        started_at_ms: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO sync_runs (id, kind, status, started_at_ms) VALUES ($1, $2, 'running', $3)")
             .bind(id)
             .bind(kind)

@@ -325,8 +325,11 @@ mod tests {
             LINK,
             HeaderValue::from_static(r#"</api/v2/usergroups?skip=10>; rel="next""#),
         );
-        let request = Url::parse("http://127.0.0.1:1/api/v2/usergroups?skip=0").unwrap();
-        let next = next_link(&headers, &request).unwrap().unwrap();
+        let request =
+            Url::parse("http://127.0.0.1:1/api/v2/usergroups?skip=0").expect("test input is valid");
+        let next = next_link(&headers, &request)
+            .expect("a valid link")
+            .expect("a next link");
         assert_eq!(
             next.as_str(),
             "http://127.0.0.1:1/api/v2/usergroups?skip=10"

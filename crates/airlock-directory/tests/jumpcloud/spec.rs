@@ -335,6 +335,46 @@ impl Operation<'_> {
         }
     }
 
+    /// Property names of one listed item in the 200 answer (`results[]` for v1 lists, the
+    /// array's items for v2 lists), merged across `allOf`.
+    pub fn item_properties(&self) -> BTreeSet<String> {
+        let doc = &self.api.doc;
+        let Ok(schema) = self.response_schema() else {
+            return BTreeSet::new();
+        };
+        let schema = resolve(doc, schema);
+        let list = if schema["type"] == "array" {
+            schema
+        } else {
+            resolve(doc, &schema["properties"]["results"])
+        };
+        let mut item = Shape::default();
+        shape(doc, &list["items"], &mut item);
+        item.properties.keys().map(|k| k.to_string()).collect()
+    }
+
+    /// `fields` and `sort` name properties the listed items have (v1 separates names with
+    /// spaces, v2 with commas; `-` marks a descending sort).
+    pub fn check_field_names(&self, query: &[(String, String)]) -> Vec<String> {
+        let known = self.item_properties();
+        let mut problems = Vec::new();
+        for (name, value) in query {
+            if name != "fields" && name != "sort" {
+                continue;
+            }
+            for field in value.split([' ', ',']).filter(|f| !f.is_empty()) {
+                let field = field.trim_start_matches('-');
+                if !known.contains(field) {
+                    problems.push(format!(
+                        "{}: {name} names {field:?}, which the answer's items do not have",
+                        self.name()
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
     /// Validates a 200 body; returns every problem with its JSON path.
     pub fn check_response(&self, body: &Value) -> Vec<String> {
         let mut problems = Vec::new();
