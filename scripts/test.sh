@@ -40,8 +40,13 @@ ensure_tools() {
   local missing=()
   command -v openssl >/dev/null || missing+=(openssl)
   command -v python3 >/dev/null || missing+=(python3 python3-venv)
+  # OpenLDAP for the LDAP directory tests (the test kit runs its own slapd on free ports).
+  [ -x /usr/sbin/slapd ] || missing+=(slapd)
+  command -v ldapmodify >/dev/null || missing+=(ldap-utils)
   if ((${#missing[@]})); then
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 }
 

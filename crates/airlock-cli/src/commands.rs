@@ -69,7 +69,10 @@ fn config_check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 /// The instances named with `--instance`, or all of them.
-pub(crate) fn select<'a>(config: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a InstanceConfig>> {
+pub(crate) fn select<'a>(
+    config: &'a Config,
+    names: &[String],
+) -> anyhow::Result<Vec<&'a InstanceConfig>> {
     if names.is_empty() {
         return Ok(config.instances.iter().collect());
     }

@@ -321,19 +321,43 @@ pub fn plan_lines(plan: &airlock_engine::sync::Plan) -> Vec<String> {
             for o in &p.ops {
                 *m.entry(o.op.kind()).or_default() += 1;
             }
-            m.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
+            m.iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         lines.push(format!(
             "== {name}: {}",
-            if p.ops.is_empty() { "no changes".to_string() } else { counts }
+            if p.ops.is_empty() {
+                "no changes".to_string()
+            } else {
+                counts
+            }
         ));
         for o in &p.ops {
             let text = match &o.op {
-                Op::CreateRole { role, permissions } => format!("+ role {role} ({} permissions)", permissions.len()),
-                Op::UpdateRole { role, add, remove } => format!("~ role {role} (+{} -{} permissions)", add.len(), remove.len()),
-                Op::CreateAccount { username, roles, .. } => format!("+ account {username} {}", roles_list(roles)),
-                Op::SetRoles { username, from, to } => format!("~ account {username} {} -> {}", roles_list(from), roles_list(to)),
-                Op::UpdateProfile { username, email, first_name, last_name } => {
+                Op::CreateRole { role, permissions } => {
+                    format!("+ role {role} ({} permissions)", permissions.len())
+                }
+                Op::UpdateRole { role, add, remove } => format!(
+                    "~ role {role} (+{} -{} permissions)",
+                    add.len(),
+                    remove.len()
+                ),
+                Op::CreateAccount {
+                    username, roles, ..
+                } => format!("+ account {username} {}", roles_list(roles)),
+                Op::SetRoles { username, from, to } => format!(
+                    "~ account {username} {} -> {}",
+                    roles_list(from),
+                    roles_list(to)
+                ),
+                Op::UpdateProfile {
+                    username,
+                    email,
+                    first_name,
+                    last_name,
+                } => {
                     let mut f = Vec::new();
                     if let Some(e) = email {
                         f.push(format!("email -> {e}"));
@@ -346,7 +370,10 @@ pub fn plan_lines(plan: &airlock_engine::sync::Plan) -> Vec<String> {
                     }
                     format!("~ account {username} {}", f.join(", "))
                 }
-                Op::Suspend { username, roles } => format!("- account {username} suspend (strip {}, rotate password)", roles_list(roles)),
+                Op::Suspend { username, roles } => format!(
+                    "- account {username} suspend (strip {}, rotate password)",
+                    roles_list(roles)
+                ),
                 Op::Delete { username } => format!("x account {username} delete"),
             };
             lines.push(format!("  {text}    # {}", o.reason));
@@ -363,7 +390,11 @@ pub fn plan(plan: &airlock_engine::sync::Plan, verbose: bool) {
         println!("{l}");
     }
     for w in &plan.warnings {
-        let at = w.instance.as_ref().map(|i| format!("{i}: ")).unwrap_or_default();
+        let at = w
+            .instance
+            .as_ref()
+            .map(|i| format!("{i}: "))
+            .unwrap_or_default();
         println!("! {at}{}", w.message);
     }
     for (name, p) in plan.instance_names.iter().zip(&plan.instances) {
@@ -377,11 +408,19 @@ pub fn plan(plan: &airlock_engine::sync::Plan, verbose: bool) {
             println!("{name}: {} unmanaged account(s) left alone (-v lists them; `airlock adopt` manages them)", p.unmanaged.len());
         }
     }
-    let counts: Vec<String> = plan.counts().iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let counts: Vec<String> = plan
+        .counts()
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
     println!(
         "plan {}: {} ({} people in the directory)",
         &plan.fingerprint[..12],
-        if counts.is_empty() { "no changes".to_string() } else { counts.join(", ") },
+        if counts.is_empty() {
+            "no changes".to_string()
+        } else {
+            counts.join(", ")
+        },
         plan.directory_people
     );
 }
@@ -389,13 +428,19 @@ pub fn plan(plan: &airlock_engine::sync::Plan, verbose: bool) {
 pub fn apply_report(r: &airlock_engine::sync::ApplyReport) {
     for res in &r.results {
         if let Some(e) = &res.error {
-            eprintln!("error: {} {} on {}: {e}", res.op.op.kind(), res.op.op.target(), res.op.instance);
+            eprintln!(
+                "error: {} {} on {}: {e}",
+                res.op.op.kind(),
+                res.op.op.target(),
+                res.op.instance
+            );
         }
         if let Some(n) = &res.note {
             eprintln!("note: {} {}: {n}", res.op.op.kind(), res.op.op.target());
         }
     }
-    let mut by_kind: std::collections::BTreeMap<&str, (usize, usize)> = std::collections::BTreeMap::new();
+    let mut by_kind: std::collections::BTreeMap<&str, (usize, usize)> =
+        std::collections::BTreeMap::new();
     for res in &r.results {
         let e = by_kind.entry(res.op.op.kind()).or_default();
         if res.error.is_some() {
@@ -406,18 +451,34 @@ pub fn apply_report(r: &airlock_engine::sync::ApplyReport) {
     }
     let parts: Vec<String> = by_kind
         .iter()
-        .map(|(k, (ok, failed))| if *failed > 0 { format!("{ok} {k} ({failed} failed)") } else { format!("{ok} {k}") })
+        .map(|(k, (ok, failed))| {
+            if *failed > 0 {
+                format!("{ok} {k} ({failed} failed)")
+            } else {
+                format!("{ok} {k}")
+            }
+        })
         .collect();
-    let skipped = if r.skipped > 0 { format!(", {} not started (interrupted)", r.skipped) } else { String::new() };
+    let skipped = if r.skipped > 0 {
+        format!(", {} not started (interrupted)", r.skipped)
+    } else {
+        String::new()
+    };
     println!(
         "applied: {}{skipped} in {:.1}s (run {})",
-        if parts.is_empty() { "nothing".to_string() } else { parts.join(", ") },
+        if parts.is_empty() {
+            "nothing".to_string()
+        } else {
+            parts.join(", ")
+        },
         r.elapsed.as_secs_f64(),
         r.run_id
     );
 }
 
-pub fn call_stats(stats: &std::collections::BTreeMap<airlock_core::InstanceName, airlock_airflow::CallStats>) {
+pub fn call_stats(
+    stats: &std::collections::BTreeMap<airlock_core::InstanceName, airlock_airflow::CallStats>,
+) {
     for (name, s) in stats {
         let calls: Vec<String> = s.calls.iter().map(|(c, n)| format!("{c}={n}")).collect();
         eprintln!(

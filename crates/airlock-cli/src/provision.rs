@@ -1,15 +1,19 @@
 //! `plan`, `apply`, `sync`, `adopt` and `audit`: the provisioning commands. Each builds the
 //! engine from the config and hands results to `output`.
 
-use crate::cli::{AdoptArgs, ApplyArgs, AuditCommand, ExportFormat, PlanArgs, ReportFormat, SyncArgs};
+use crate::cli::{
+    AdoptArgs, ApplyArgs, AuditCommand, ExportFormat, PlanArgs, ReportFormat, SyncArgs,
+};
 use crate::commands::{open_store, select};
 use crate::output;
 use airlock_audit::{NewEvent, Outcome, Target, ACTOR_AIRLOCK};
 use airlock_config::{Config, DirectoryConfig};
 use airlock_core::{SystemClock, Username};
+use airlock_directory::jumpcloud::{JumpCloudSettings, JumpCloudSource};
+use airlock_directory::ldap::{LdapSettings, LdapSource, Membership};
 use airlock_directory::{file::FileSource, Source};
-use airlock_engine::sync::{ApplyOptions, Engine, Plan, Refusal};
 use airlock_engine::client_for;
+use airlock_engine::sync::{ApplyOptions, Engine, Plan, Refusal};
 use airlock_store::{ManagedOrigin, OpenOptions, RunStatus, Store};
 use anyhow::{bail, Context as _};
 use std::io::{IsTerminal, Write};
@@ -23,8 +27,74 @@ const EXIT_REFUSED: u8 = 3;
 fn source(config: &Config) -> anyhow::Result<Source> {
     match &config.directory {
         Some(DirectoryConfig::File { path }) => Ok(Source::File(FileSource::new(path.clone()))),
+        Some(DirectoryConfig::JumpCloud { api_key, org_id, base_url, groups, timeout, max_retries }) => {
+            let mut s = JumpCloudSettings::new(api_key.clone());
+            s.org_id = org_id.clone();
+            s.base_url = base_url.clone();
+            s.group_filter = groups.clone();
+            s.timeout = *timeout;
+            s.max_retries = *max_retries;
+            Ok(Source::JumpCloud(JumpCloudSource::new(s)?))
+        }
+        Some(DirectoryConfig::Ldap(l)) => Ok(Source::Ldap(LdapSource::new(ldap_settings(l)?))),
         None => bail!("no [directory] configured: add one (kind = \"file\", \"jumpcloud\" or \"ldap\") to the config"),
     }
+}
+
+fn ldap_settings(l: &airlock_config::LdapConfig) -> anyhow::Result<LdapSettings> {
+    let url = |u: &Option<url::Url>| u.clone().context("directory.url is required");
+    let mut s = match l.preset.as_str() {
+        "jumpcloud" => {
+            let mut s = LdapSettings::jumpcloud(l.org_id.as_deref().unwrap_or_default(), &l.bind_dn, l.bind_password.clone());
+            if let Some(u) = &l.url {
+                s.url = u.clone();
+            }
+            s
+        }
+        "active_directory" => LdapSettings::active_directory(
+            url(&l.url)?,
+            l.base_dn.clone().unwrap_or_default(),
+            &l.bind_dn,
+            l.bind_password.clone(),
+        ),
+        _ => LdapSettings::new(
+            url(&l.url)?,
+            &l.bind_dn,
+            l.bind_password.clone(),
+            l.user_base_dn.clone().unwrap_or_default(),
+            l.group_base_dn.clone().unwrap_or_default(),
+        ),
+    };
+    s.starttls = l.starttls;
+    s.ca_pem = l.ca_pem.clone();
+    let set = |target: &mut String, v: &Option<String>| {
+        if let Some(v) = v {
+            *target = v.clone();
+        }
+    };
+    set(&mut s.user_base_dn, &l.user_base_dn);
+    set(&mut s.group_base_dn, &l.group_base_dn);
+    set(&mut s.user_filter, &l.user_filter);
+    set(&mut s.group_filter, &l.group_filter);
+    set(&mut s.username_attr, &l.username_attr);
+    set(&mut s.id_attr, &l.id_attr);
+    set(&mut s.email_attr, &l.email_attr);
+    match l.membership.as_deref() {
+        Some("member_of") => s.membership = Membership::MemberOf { attr: "memberOf".into() },
+        Some("member") => s.membership = Membership::GroupMember { member_attr: "member".into() },
+        _ => {}
+    }
+    if let Some(p) = l.page_size {
+        s.page_size = p;
+    }
+    if let Some(t) = l.timeout {
+        s.timeout = t;
+    }
+    let problems = s.problems();
+    if !problems.is_empty() {
+        bail!("directory: {}", problems.join("; "));
+    }
+    Ok(s)
 }
 
 struct Setup {
@@ -36,10 +106,18 @@ async fn setup(config: &Config) -> anyhow::Result<Setup> {
     if config.policy.is_none() {
         bail!("no policy configured: set `policy = \"policy.toml\"` in the config (see README, Policy)");
     }
-    Ok(Setup { source: source(config)?, store: open_store(config, OpenOptions::create()).await? })
+    Ok(Setup {
+        source: source(config)?,
+        store: open_store(config, OpenOptions::create()).await?,
+    })
 }
 
-fn engine<'a>(config: &'a Config, setup: &'a Setup, names: &[String], concurrency: usize) -> anyhow::Result<Engine<'a>> {
+fn engine<'a>(
+    config: &'a Config,
+    setup: &'a Setup,
+    names: &[String],
+    concurrency: usize,
+) -> anyhow::Result<Engine<'a>> {
     let instances = select(config, names)?;
     let mut clients = std::collections::BTreeMap::new();
     for inst in &instances {
@@ -67,9 +145,18 @@ pub async fn plan(config: Config, args: PlanArgs) -> anyhow::Result<ExitCode> {
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, json).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-        let mut e = NewEvent::new(chrono::Utc::now(), ACTOR_AIRLOCK, airlock_audit::operation::PLAN_SAVED, Outcome::Planned);
+        let mut e = NewEvent::new(
+            chrono::Utc::now(),
+            ACTOR_AIRLOCK,
+            airlock_audit::operation::PLAN_SAVED,
+            Outcome::Planned,
+        );
         e.target = Some(Target::Run);
-        e.reason = Some(format!("plan {} saved to {}", &plan.fingerprint[..12], path.display()));
+        e.reason = Some(format!(
+            "plan {} saved to {}",
+            &plan.fingerprint[..12],
+            path.display()
+        ));
         e.after = serde_json::to_value(plan.counts()).ok();
         s.store.append_audit(vec![e]).await?;
     }
@@ -85,7 +172,10 @@ fn confirm(plan: &Plan) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         bail!("refusing to apply without confirmation: stdin is not a terminal; pass --yes");
     }
-    eprint!("Apply {} operation(s)? Only 'yes' is accepted: ", plan.ops().count());
+    eprint!(
+        "Apply {} operation(s)? Only 'yes' is accepted: ",
+        plan.ops().count()
+    );
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
@@ -99,10 +189,11 @@ fn cancel_on_signal() -> Arc<AtomicBool> {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -149,41 +240,86 @@ async fn run_apply(
     let observed = match engine.observe().await {
         Ok(o) => o,
         Err(e) => {
-            engine.finish_run(&run_id, RunStatus::Failed, None, &serde_json::json!({ "error": e.to_string() })).await?;
+            engine
+                .finish_run(
+                    &run_id,
+                    RunStatus::Failed,
+                    None,
+                    &serde_json::json!({ "error": e.to_string() }),
+                )
+                .await?;
             return Err(e.into());
         }
     };
     let fresh = engine.plan(&observed);
     let plan = match saved {
         Some(saved) if saved.fingerprint != fresh.fingerprint => {
-            let r = Refusal::StalePlan { saved: saved.fingerprint[..12].to_string(), now: fresh.fingerprint[..12].to_string() };
-            engine.finish_run(&run_id, RunStatus::Refused, None, &serde_json::json!({ "refused": r.to_string() })).await?;
+            let r = Refusal::StalePlan {
+                saved: saved.fingerprint[..12].to_string(),
+                now: fresh.fingerprint[..12].to_string(),
+            };
+            engine
+                .finish_run(
+                    &run_id,
+                    RunStatus::Refused,
+                    None,
+                    &serde_json::json!({ "refused": r.to_string() }),
+                )
+                .await?;
             bail!("{r}");
         }
         Some(saved) => saved,
         None => fresh,
     };
-    if let Some(r) = engine.check_rails(&plan, &observed, allow_mass, &run_id).await? {
+    if let Some(r) = engine
+        .check_rails(&plan, &observed, allow_mass, &run_id)
+        .await?
+    {
         engine
-            .finish_run(&run_id, RunStatus::Refused, Some(plan.directory_people), &serde_json::json!({ "refused": r.to_string(), "rail": r.rail() }))
+            .finish_run(
+                &run_id,
+                RunStatus::Refused,
+                Some(plan.directory_people),
+                &serde_json::json!({ "refused": r.to_string(), "rail": r.rail() }),
+            )
             .await?;
         eprintln!("refused: {r}");
         return Ok(ExitCode::from(EXIT_REFUSED));
     }
     if plan.is_empty() {
-        engine.finish_run(&run_id, RunStatus::Succeeded, Some(plan.directory_people), &serde_json::json!({ "ops": 0 })).await?;
+        engine
+            .finish_run(
+                &run_id,
+                RunStatus::Succeeded,
+                Some(plan.directory_people),
+                &serde_json::json!({ "ops": 0 }),
+            )
+            .await?;
         // Scope matches still become managed on an empty plan.
-        engine.apply(&plan, &run_id, &ApplyOptions::default()).await?;
+        engine
+            .apply(&plan, &run_id, &ApplyOptions::default())
+            .await?;
         if stats {
             output::call_stats(&total_stats(&engine));
         }
-        println!("in sync: no changes ({} people, {} instance(s))", plan.directory_people, plan.instances.len());
+        println!(
+            "in sync: no changes ({} people, {} instance(s))",
+            plan.directory_people,
+            plan.instances.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if matches!(flow, Flow::Confirm) {
         output::plan(&plan, false);
         if !confirm(&plan)? {
-            engine.finish_run(&run_id, RunStatus::Refused, Some(plan.directory_people), &serde_json::json!({ "cancelled": true })).await?;
+            engine
+                .finish_run(
+                    &run_id,
+                    RunStatus::Refused,
+                    Some(plan.directory_people),
+                    &serde_json::json!({ "cancelled": true }),
+                )
+                .await?;
             println!("not applied");
             return Ok(ExitCode::from(1));
         }
@@ -206,25 +342,39 @@ async fn run_apply(
         "ops": report.results.len(), "failed": report.failed(), "skipped": report.skipped,
         "counts": plan.counts(), "elapsed_ms": report.elapsed.as_millis() as u64,
     });
-    engine.finish_run(&run_id, status, Some(plan.directory_people), &summary).await?;
+    engine
+        .finish_run(&run_id, status, Some(plan.directory_people), &summary)
+        .await?;
     output::apply_report(&report);
     if stats {
         output::call_stats(&total_stats(&engine));
     }
-    Ok(if report.failed() > 0 || interrupted { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if report.failed() > 0 || interrupted {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Calls over the whole run: the clients are created per run.
-fn total_stats(engine: &Engine<'_>) -> std::collections::BTreeMap<airlock_core::InstanceName, airlock_airflow::CallStats> {
-    engine.clients.iter().map(|(k, c)| (k.clone(), c.stats())).collect()
+fn total_stats(
+    engine: &Engine<'_>,
+) -> std::collections::BTreeMap<airlock_core::InstanceName, airlock_airflow::CallStats> {
+    engine
+        .clients
+        .iter()
+        .map(|(k, c)| (k.clone(), c.stats()))
+        .collect()
 }
 
 pub async fn apply(config: Config, args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let saved = match &args.plan {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan {}", path.display()))?;
-            let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{} is not an airlock plan", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read plan {}", path.display()))?;
+            let plan: Plan = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an airlock plan", path.display()))?;
             Some(plan)
         }
     };
@@ -234,14 +384,36 @@ pub async fn apply(config: Config, args: ApplyArgs) -> anyhow::Result<ExitCode> 
     };
     let s = setup(&config).await?;
     let flow = if args.yes { Flow::Yes } else { Flow::Confirm };
-    let code = run_apply(&config, &s, &names, args.concurrency, args.allow_mass_deprovision, saved, flow, "apply", false).await;
+    let code = run_apply(
+        &config,
+        &s,
+        &names,
+        args.concurrency,
+        args.allow_mass_deprovision,
+        saved,
+        flow,
+        "apply",
+        false,
+    )
+    .await;
     s.store.close().await;
     code
 }
 
 pub async fn sync(config: Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
     let s = setup(&config).await?;
-    let code = run_apply(&config, &s, &args.instance, args.concurrency, args.allow_mass_deprovision, None, Flow::Yes, "sync", args.stats).await;
+    let code = run_apply(
+        &config,
+        &s,
+        &args.instance,
+        args.concurrency,
+        args.allow_mass_deprovision,
+        None,
+        Flow::Yes,
+        "sync",
+        args.stats,
+    )
+    .await;
     s.store.close().await;
     code
 }
@@ -254,13 +426,27 @@ pub async fn adopt(config: Config, args: AdoptArgs) -> anyhow::Result<ExitCode> 
         let username = Username::new(name.clone())?;
         let account = client.get_user(&username).await?;
         store
-            .manage_account(inst.name.as_str(), account.username.as_str(), ManagedOrigin::Adopted, chrono::Utc::now().timestamp_millis())
+            .manage_account(
+                inst.name.as_str(),
+                account.username.as_str(),
+                ManagedOrigin::Adopted,
+                chrono::Utc::now().timestamp_millis(),
+            )
             .await?;
-        let mut e = NewEvent::new(chrono::Utc::now(), ACTOR_AIRLOCK, "account.adopt", Outcome::Succeeded);
+        let mut e = NewEvent::new(
+            chrono::Utc::now(),
+            ACTOR_AIRLOCK,
+            "account.adopt",
+            Outcome::Succeeded,
+        );
         e.instance = Some(inst.name.to_string());
-        e.target = Some(Target::Account { username: account.username.to_string() });
+        e.target = Some(Target::Account {
+            username: account.username.to_string(),
+        });
         e.reason = Some("adopted by an operator".into());
-        e.before = serde_json::to_value(&account.roles).ok().map(|r| serde_json::json!({ "roles": r }));
+        e.before = serde_json::to_value(&account.roles)
+            .ok()
+            .map(|r| serde_json::json!({ "roles": r }));
         store.append_audit(vec![e]).await?;
         println!("adopted {} on {}", account.username, inst.name);
     }
@@ -273,7 +459,10 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<ExitCode
     let code = match cmd {
         AuditCommand::Verify => match store.verify_audit().await? {
             Ok(summary) => {
-                println!("audit trail intact: {} events, head {}", summary.count, summary.last_hash);
+                println!(
+                    "audit trail intact: {} events, head {}",
+                    summary.count, summary.last_hash
+                );
                 ExitCode::SUCCESS
             }
             Err(brk) => {
@@ -281,7 +470,10 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<ExitCode
                 ExitCode::from(1)
             }
         },
-        AuditCommand::Export { format: ExportFormat::Jsonl, after } => {
+        AuditCommand::Export {
+            format: ExportFormat::Jsonl,
+            after,
+        } => {
             let mut pages = store.audit_pages(after + 1, 500);
             let mut out = std::io::stdout().lock();
             while let Some(page) = pages.next_page().await? {

@@ -31,7 +31,11 @@ impl World {
     fn new(safety: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let id = unique();
-        let w = Self { dir, domain: format!("t{id}.example.com"), role: format!("analyst-{id}") };
+        let w = Self {
+            dir,
+            domain: format!("t{id}.example.com"),
+            role: format!("analyst-{id}"),
+        };
         std::fs::write(
             w.path("airlock.toml"),
             format!(
@@ -107,7 +111,14 @@ fn roles_in_airflow(username: &str) -> Vec<String> {
         .expect("get user")
         .json()
         .expect("user json");
-    user["roles"].as_array().map(|r| r.iter().filter_map(|x| x["name"].as_str().map(String::from)).collect()).unwrap_or_default()
+    user["roles"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| x["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]
@@ -115,13 +126,28 @@ fn plan_then_sync_creates_roles_and_accounts_and_a_second_sync_changes_nothing()
     let w = World::new("");
     w.people(&[("ada", "eng"), ("bob", "analytics")]);
     let plan = w.stdout(&["plan"]);
-    assert!(plan.contains(&format!("+ role {} (1 permissions)", w.role)), "{plan}");
-    assert!(plan.contains(&format!("+ account {} [Op]    # group eng grants Op", w.email("ada"))), "{plan}");
+    assert!(
+        plan.contains(&format!("+ role {} (1 permissions)", w.role)),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!(
+            "+ account {} [Op]    # group eng grants Op",
+            w.email("ada")
+        )),
+        "{plan}"
+    );
     assert!(plan.contains("unmanaged account(s) left alone"), "{plan}");
-    assert!(roles_in_airflow(&w.email("ada")).is_empty(), "plan changes nothing");
+    assert!(
+        roles_in_airflow(&w.email("ada")).is_empty(),
+        "plan changes nothing"
+    );
 
     let out = w.stdout(&["sync"]);
-    assert!(out.contains("applied: 2 create_account, 1 create_role"), "{out}");
+    assert!(
+        out.contains("applied: 2 create_account, 1 create_role"),
+        "{out}"
+    );
     assert_eq!(roles_in_airflow(&w.email("ada")), vec!["Op"]);
     assert_eq!(roles_in_airflow(&w.email("bob")), vec![w.role.clone()]);
 
@@ -136,21 +162,42 @@ fn a_leaver_is_suspended_and_everything_is_in_a_verifiable_audit_trail() {
     w.stdout(&["sync"]);
     w.people(&[("cy", "eng")]);
     let plan = w.stdout(&["plan"]);
-    assert!(plan.contains(&format!("- account {} suspend (strip [Op], rotate password)", w.email("dee"))), "{plan}");
-    assert!(plan.contains("leaver: no longer in the directory"), "{plan}");
+    assert!(
+        plan.contains(&format!(
+            "- account {} suspend (strip [Op], rotate password)",
+            w.email("dee")
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("leaver: no longer in the directory"),
+        "{plan}"
+    );
     let out = w.stdout(&["sync"]);
     assert!(out.contains("applied: 1 suspend"), "{out}");
     assert!(roles_in_airflow(&w.email("dee")).is_empty());
-    assert_eq!(roles_in_airflow(&w.email("cy")), vec!["Op"], "others untouched");
+    assert_eq!(
+        roles_in_airflow(&w.email("cy")),
+        vec!["Op"],
+        "others untouched"
+    );
 
     let verify = w.stdout(&["audit", "verify"]);
     assert!(verify.starts_with("audit trail intact"), "{verify}");
     let export = w.stdout(&["audit", "export"]);
     let ops: Vec<String> = export
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("jsonl")["operation"].as_str().unwrap_or_default().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("jsonl")["operation"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
         .collect();
-    assert!(ops.contains(&"account.create".to_string()) && ops.contains(&"account.suspend".to_string()), "{ops:?}");
+    assert!(
+        ops.contains(&"account.create".to_string()) && ops.contains(&"account.suspend".to_string()),
+        "{ops:?}"
+    );
 }
 
 #[test]
@@ -163,10 +210,15 @@ fn an_empty_directory_is_refused_as_an_outage_and_nothing_changes() {
         .arg("sync")
         .assert()
         .code(3)
-        .stderr(predicate::str::contains("refused: directory returned no people"));
+        .stderr(predicate::str::contains(
+            "refused: directory returned no people",
+        ));
     assert_eq!(roles_in_airflow(&w.email("eve")), vec!["Op"]);
     let export = w.stdout(&["audit", "export"]);
-    assert!(export.contains("\"rail.refused\""), "the refusal is audited");
+    assert!(
+        export.contains("\"rail.refused\""),
+        "the refusal is audited"
+    );
 }
 
 #[test]
@@ -179,7 +231,9 @@ fn mass_deprovisioning_stops_before_any_write_unless_allowed() {
         .arg("sync")
         .assert()
         .code(3)
-        .stderr(predicate::str::contains("more than safety.max_deprovisions = 1"));
+        .stderr(predicate::str::contains(
+            "more than safety.max_deprovisions = 1",
+        ));
     assert_eq!(roles_in_airflow(&w.email("f2")), vec!["Op"]);
     let out = w.stdout(&["sync", "--allow-mass-deprovision"]);
     assert!(out.contains("applied: 2 suspend"), "{out}");
@@ -193,14 +247,29 @@ fn a_saved_plan_is_refused_once_the_state_it_came_from_changed() {
     w.stdout(&["plan", "--out", plan_file.to_str().expect("utf8")]);
     w.people(&[("gil", "eng"), ("hal", "eng")]);
     w.airlock()
-        .args(["apply", "--yes", "--plan", plan_file.to_str().expect("utf8")])
+        .args([
+            "apply",
+            "--yes",
+            "--plan",
+            plan_file.to_str().expect("utf8"),
+        ])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("the state changed since this plan was made"));
-    assert!(roles_in_airflow(&w.email("gil")).is_empty(), "nothing applied");
+        .stderr(predicate::str::contains(
+            "the state changed since this plan was made",
+        ));
+    assert!(
+        roles_in_airflow(&w.email("gil")).is_empty(),
+        "nothing applied"
+    );
 
     w.stdout(&["plan", "--out", plan_file.to_str().expect("utf8")]);
-    let out = w.stdout(&["apply", "--yes", "--plan", plan_file.to_str().expect("utf8")]);
+    let out = w.stdout(&[
+        "apply",
+        "--yes",
+        "--plan",
+        plan_file.to_str().expect("utf8"),
+    ]);
     assert!(out.contains("applied: 2 create_account"), "{out}");
 }
 
@@ -225,7 +294,11 @@ fn a_tampered_audit_trail_is_detected_with_its_location() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.expect("open db");
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .connect()
+            .await
+            .expect("open db");
         let json: String = sqlx::query_scalar("SELECT event_json FROM audit_events WHERE seq = 2")
             .fetch_one(&mut conn)
             .await

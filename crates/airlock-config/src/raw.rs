@@ -35,6 +35,68 @@ pub enum RawDirectory {
         /// Path, relative to the config file; `.yaml`/`.yml` or `.csv`.
         path: PathBuf,
     },
+    /// JumpCloud's REST API (`kind = "jumpcloud"`).
+    Jumpcloud {
+        /// API key (`x-api-key`); a secret: `{ env = "JUMPCLOUD_API_KEY" }`.
+        api_key: SecretSource,
+        /// Organisation id, for multi-tenant admins (`x-org-id`).
+        org_id: Option<String>,
+        /// `us` (default), `eu` or `in`.
+        region: Option<String>,
+        /// Explicit API base URL (overrides `region`).
+        base_url: Option<String>,
+        /// Only read these groups (default: all).
+        groups: Option<Vec<String>>,
+        /// Timeout of one call, in seconds (default 30).
+        timeout_secs: Option<u64>,
+        /// Retries of transient failures (default 5).
+        max_retries: Option<u32>,
+    },
+    /// An LDAP directory (`kind = "ldap"`): OpenLDAP, JumpCloud LDAP-as-a-Service, AD.
+    Ldap(RawLdap),
+}
+
+/// `[directory]` with `kind = "ldap"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLdap {
+    /// `openldap` (default), `jumpcloud` or `active_directory`: sensible attributes and filters.
+    pub preset: Option<String>,
+    /// `ldap://` or `ldaps://` URL (the JumpCloud preset defaults to ldaps://ldap.jumpcloud.com:636).
+    pub url: Option<String>,
+    /// JumpCloud organisation id (JumpCloud preset).
+    pub org_id: Option<String>,
+    /// Base DN (Active Directory preset: both people and groups under it).
+    pub base_dn: Option<String>,
+    /// DN airlock binds as.
+    pub bind_dn: String,
+    /// Its password; a secret.
+    pub bind_password: SecretSource,
+    /// Upgrade an ldap:// connection with StartTLS.
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM file with extra CA certificates.
+    pub ca_file: Option<PathBuf>,
+    /// Where people are.
+    pub user_base_dn: Option<String>,
+    /// Where groups are.
+    pub group_base_dn: Option<String>,
+    /// Filter selecting people.
+    pub user_filter: Option<String>,
+    /// Filter selecting groups.
+    pub group_filter: Option<String>,
+    /// Attribute holding the username.
+    pub username_attr: Option<String>,
+    /// Attribute holding the stable id.
+    pub id_attr: Option<String>,
+    /// Attribute holding the email.
+    pub email_attr: Option<String>,
+    /// `member` (groups list members, nested groups resolved) or `member_of` (people list groups).
+    pub membership: Option<String>,
+    /// Paged-results page size (default 500).
+    pub page_size: Option<u32>,
+    /// Timeout of one operation, in seconds (default 30).
+    pub timeout_secs: Option<u64>,
 }
 
 /// `[store]`.

@@ -35,6 +35,65 @@ pub enum DirectoryConfig {
         /// The file.
         path: PathBuf,
     },
+    /// JumpCloud's REST API.
+    JumpCloud {
+        /// API key.
+        api_key: SecretString,
+        /// Organisation id.
+        org_id: Option<String>,
+        /// API base URL.
+        base_url: Url,
+        /// Only these groups.
+        groups: Option<Vec<String>>,
+        /// Timeout of one call.
+        timeout: Duration,
+        /// Retries.
+        max_retries: u32,
+    },
+    /// An LDAP directory.
+    Ldap(Box<LdapConfig>),
+}
+
+/// LDAP settings, validated (attribute and filter defaults come from the preset in the
+/// directory crate; `None` keeps the preset's value).
+#[derive(Debug, Clone)]
+pub struct LdapConfig {
+    /// `openldap`, `jumpcloud` or `active_directory`.
+    pub preset: String,
+    /// Server URL.
+    pub url: Option<Url>,
+    /// JumpCloud organisation id.
+    pub org_id: Option<String>,
+    /// AD base DN.
+    pub base_dn: Option<String>,
+    /// Bind DN.
+    pub bind_dn: String,
+    /// Bind password.
+    pub bind_password: SecretString,
+    /// StartTLS.
+    pub starttls: bool,
+    /// Extra CA certificates.
+    pub ca_pem: Option<Vec<u8>>,
+    /// People base.
+    pub user_base_dn: Option<String>,
+    /// Groups base.
+    pub group_base_dn: Option<String>,
+    /// People filter.
+    pub user_filter: Option<String>,
+    /// Groups filter.
+    pub group_filter: Option<String>,
+    /// Username attribute.
+    pub username_attr: Option<String>,
+    /// Id attribute.
+    pub id_attr: Option<String>,
+    /// Email attribute.
+    pub email_attr: Option<String>,
+    /// `member` or `member_of`.
+    pub membership: Option<String>,
+    /// Page size.
+    pub page_size: Option<u32>,
+    /// Timeout.
+    pub timeout: Option<Duration>,
 }
 
 impl Config {
@@ -135,16 +194,7 @@ pub(crate) fn validate(
         }
     }
 
-    let directory = raw.directory.map(|d| match d {
-        crate::raw::RawDirectory::File { path } => {
-            let path = if path.is_absolute() {
-                path
-            } else {
-                base_dir.join(path)
-            };
-            DirectoryConfig::File { path }
-        }
-    });
+    let directory = raw.directory.and_then(|d| directory(d, base_dir, lookup, &mut errors));
     let policy = raw.policy.and_then(|p| {
         let path = if p.is_absolute() { p } else { base_dir.join(p) };
         crate::policy::load(&path, &instances, &mut errors)
@@ -163,6 +213,116 @@ pub(crate) fn validate(
         _ => {
             errors.sort_by(|a, b| a.key.cmp(&b.key));
             Err(errors)
+        }
+    }
+}
+
+fn directory(
+    raw: crate::raw::RawDirectory,
+    base_dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<DirectoryConfig> {
+    use crate::raw::RawDirectory;
+    match raw {
+        RawDirectory::Ldap(l) => {
+            let key = |f: &str| format!("directory.{f}");
+            let preset = l.preset.unwrap_or_else(|| "openldap".into());
+            if !matches!(preset.as_str(), "openldap" | "jumpcloud" | "active_directory") {
+                errors.push(ConfigError::new(key("preset"), "must be openldap, jumpcloud or active_directory"));
+            }
+            let url = l.url.as_deref().and_then(|u| match Url::parse(u) {
+                Ok(u) if matches!(u.scheme(), "ldap" | "ldaps") => Some(u),
+                Ok(_) => {
+                    errors.push(ConfigError::new(key("url"), "must be an ldap:// or ldaps:// URL"));
+                    None
+                }
+                Err(e) => {
+                    errors.push(ConfigError::new(key("url"), format!("not a valid URL: {e}")));
+                    None
+                }
+            });
+            match preset.as_str() {
+                "jumpcloud" if l.org_id.is_none() => errors.push(ConfigError::new(key("org_id"), "the jumpcloud preset needs org_id")),
+                "active_directory" if l.base_dn.is_none() || url.is_none() => {
+                    errors.push(ConfigError::new(key("base_dn"), "the active_directory preset needs url and base_dn"))
+                }
+                "openldap" if url.is_none() || l.user_base_dn.is_none() || l.group_base_dn.is_none() => errors.push(
+                    ConfigError::new(key("url"), "the openldap preset needs url, user_base_dn and group_base_dn"),
+                ),
+                _ => {}
+            }
+            if let Some(m) = &l.membership {
+                if !matches!(m.as_str(), "member" | "member_of") {
+                    errors.push(ConfigError::new(key("membership"), "must be member or member_of"));
+                }
+            }
+            let bind_password = l
+                .bind_password
+                .resolve(base_dir, lookup)
+                .map_err(|m| errors.push(ConfigError::new(key("bind_password"), m)))
+                .ok();
+            let ca_pem = l.ca_file.and_then(|p| {
+                let p = if p.is_absolute() { p } else { base_dir.join(p) };
+                std::fs::read(&p)
+                    .map_err(|e| errors.push(ConfigError::new(key("ca_file"), format!("cannot read {}: {e}", p.display()))))
+                    .ok()
+            });
+            Some(DirectoryConfig::Ldap(Box::new(LdapConfig {
+                preset,
+                url,
+                org_id: l.org_id,
+                base_dn: l.base_dn,
+                bind_dn: l.bind_dn,
+                bind_password: bind_password?,
+                starttls: l.starttls,
+                ca_pem,
+                user_base_dn: l.user_base_dn,
+                group_base_dn: l.group_base_dn,
+                user_filter: l.user_filter,
+                group_filter: l.group_filter,
+                username_attr: l.username_attr,
+                id_attr: l.id_attr,
+                email_attr: l.email_attr,
+                membership: l.membership,
+                page_size: l.page_size,
+                timeout: l.timeout_secs.map(Duration::from_secs),
+            })))
+        }
+        RawDirectory::File { path } => {
+            let path = if path.is_absolute() { path } else { base_dir.join(path) };
+            Some(DirectoryConfig::File { path })
+        }
+        RawDirectory::Jumpcloud { api_key, org_id, region, base_url, groups, timeout_secs, max_retries } => {
+            let api_key = api_key
+                .resolve(base_dir, lookup)
+                .map_err(|m| errors.push(ConfigError::new("directory.api_key", m)))
+                .ok();
+            let base = match (base_url, region.as_deref()) {
+                (Some(u), _) => u,
+                (None, None | Some("us")) => "https://console.jumpcloud.com".to_string(),
+                (None, Some("eu")) => "https://console.eu.jumpcloud.com".to_string(),
+                (None, Some("in")) => "https://console.in.jumpcloud.com".to_string(),
+                (None, Some(other)) => {
+                    errors.push(ConfigError::new("directory.region", format!("unknown region `{other}` (us, eu or in)")));
+                    return None;
+                }
+            };
+            let base_url = Url::parse(&base)
+                .map_err(|e| errors.push(ConfigError::new("directory.base_url", format!("not a valid URL: {e}"))))
+                .ok();
+            let timeout = Duration::from_secs(timeout_secs.unwrap_or(30));
+            if timeout.is_zero() {
+                errors.push(ConfigError::new("directory.timeout_secs", "must be at least 1"));
+            }
+            Some(DirectoryConfig::JumpCloud {
+                api_key: api_key?,
+                org_id,
+                base_url: base_url?,
+                groups,
+                timeout,
+                max_retries: max_retries.unwrap_or(5),
+            })
         }
     }
 }

@@ -13,7 +13,8 @@ use airlock_audit::{operation, NewEvent, Outcome, Target, ACTOR_AIRLOCK};
 use airlock_config::InstanceConfig;
 use airlock_core::directory::DirectorySnapshot;
 use airlock_core::plan::{
-    self, ActualInstance, DesiredInstance, InstancePlan, InstanceRef, ManagedRecord, Op, PlanInput, PlannedOp, Warning,
+    self, ActualInstance, DesiredInstance, InstancePlan, InstanceRef, ManagedRecord, Op, PlanInput,
+    PlannedOp, Warning,
 };
 use airlock_core::policy::Policy;
 use airlock_core::{Clock, InstanceName, Role, Username};
@@ -220,8 +221,11 @@ impl<'a> Engine<'a> {
         let directory_read = started.elapsed();
         let reads = self.instances.iter().map(|inst| async move {
             let client = &self.clients[&inst.name];
-            let (accounts, roles, catalog) =
-                tokio::try_join!(client.list_users(), client.list_roles(), client.list_permissions())?;
+            let (accounts, roles, catalog) = tokio::try_join!(
+                client.list_users(),
+                client.list_roles(),
+                client.list_permissions()
+            )?;
             let catalog = match catalog {
                 PermissionCatalog::Pairs(p) => Some(p),
                 PermissionCatalog::Actions(_) => None,
@@ -233,11 +237,21 @@ impl<'a> Engine<'a> {
                 .into_iter()
                 .filter_map(|m| {
                     let u = Username::new(m.username).ok()?;
-                    let suspended_at = m.suspended_at_ms.and_then(|t| Utc.timestamp_millis_opt(t).single());
+                    let suspended_at = m
+                        .suspended_at_ms
+                        .and_then(|t| Utc.timestamp_millis_opt(t).single());
                     Some((u, ManagedRecord { suspended_at }))
                 })
                 .collect::<BTreeMap<_, _>>();
-            Ok::<_, EngineError>((inst.name.clone(), ActualInstance { accounts, roles, catalog }, managed))
+            Ok::<_, EngineError>((
+                inst.name.clone(),
+                ActualInstance {
+                    accounts,
+                    roles,
+                    catalog,
+                },
+                managed,
+            ))
         });
         let mut actual = BTreeMap::new();
         let mut managed = BTreeMap::new();
@@ -246,7 +260,12 @@ impl<'a> Engine<'a> {
             actual.insert(name.clone(), a);
             managed.insert(name, m);
         }
-        Ok(Observed { directory, actual, managed, directory_read })
+        Ok(Observed {
+            directory,
+            actual,
+            managed,
+            directory_read,
+        })
     }
 
     /// Plans every instance from observed state. Pure apart from the clock.
@@ -254,7 +273,11 @@ impl<'a> Engine<'a> {
         let refs: Vec<InstanceRef<'_>> = self
             .instances
             .iter()
-            .map(|i| InstanceRef { name: &i.name, labels: &i.labels, airlock_user: &i.username })
+            .map(|i| InstanceRef {
+                name: &i.name,
+                labels: &i.labels,
+                airlock_user: &i.username,
+            })
             .collect();
         let (desired, warnings) = plan::desired(self.policy, &observed.directory, &refs);
         let now = self.clock.now();
@@ -266,14 +289,27 @@ impl<'a> Engine<'a> {
         let mut names = Vec::new();
         // What can change this plan: accounts that are desired or managed, and policy roles.
         // Unmanaged accounts created meanwhile by someone else must not invalidate it.
-        let relevant: BTreeMap<InstanceName, (BTreeSet<Username>, BTreeSet<airlock_core::RoleName>)> = self
+        let relevant: BTreeMap<
+            InstanceName,
+            (BTreeSet<Username>, BTreeSet<airlock_core::RoleName>),
+        > = self
             .instances
             .iter()
             .map(|i| {
                 let d = desired.get(&i.name);
-                let mut users: BTreeSet<Username> = d.map(|d| d.accounts.keys().cloned().collect()).unwrap_or_default();
-                users.extend(observed.managed.get(&i.name).into_iter().flat_map(|m| m.keys().cloned()));
-                let roles = d.map(|d| d.roles.keys().cloned().collect()).unwrap_or_default();
+                let mut users: BTreeSet<Username> = d
+                    .map(|d| d.accounts.keys().cloned().collect())
+                    .unwrap_or_default();
+                users.extend(
+                    observed
+                        .managed
+                        .get(&i.name)
+                        .into_iter()
+                        .flat_map(|m| m.keys().cloned()),
+                );
+                let roles = d
+                    .map(|d| d.roles.keys().cloned().collect())
+                    .unwrap_or_default();
                 (i.name.clone(), (users, roles))
             })
             .collect();
@@ -304,10 +340,29 @@ impl<'a> Engine<'a> {
     }
 
     /// Checks the safety rails; a refusal is recorded in the audit trail.
-    pub async fn check_rails(&self, plan: &Plan, observed: &Observed, allow_mass: bool, run_id: &str) -> Result<Option<Refusal>, EngineError> {
-        let refusal = rails(self.policy, plan, observed, self.store.last_directory_people().await?, allow_mass);
+    pub async fn check_rails(
+        &self,
+        plan: &Plan,
+        observed: &Observed,
+        allow_mass: bool,
+        run_id: &str,
+    ) -> Result<Option<Refusal>, EngineError> {
+        let refusal = rails(
+            self.policy,
+            plan,
+            observed,
+            self.store.last_directory_people().await?,
+            allow_mass,
+        );
         if let Some(r) = &refusal {
-            let mut e = NewEvent::new(self.clock.now(), ACTOR_AIRLOCK, operation::RAIL_REFUSED, Outcome::Refused { rail: r.rail().into() });
+            let mut e = NewEvent::new(
+                self.clock.now(),
+                ACTOR_AIRLOCK,
+                operation::RAIL_REFUSED,
+                Outcome::Refused {
+                    rail: r.rail().into(),
+                },
+            );
             e.run_id = Some(run_id.to_string());
             e.target = Some(Target::Run);
             e.reason = Some(r.to_string());
@@ -320,26 +375,51 @@ impl<'a> Engine<'a> {
     /// Starts a run record.
     pub async fn begin_run(&self, kind: &str) -> Result<String, EngineError> {
         let id = uuid::Uuid::now_v7().to_string();
-        self.store.begin_run(&id, kind, ms(self.clock.now())).await?;
+        self.store
+            .begin_run(&id, kind, ms(self.clock.now()))
+            .await?;
         Ok(id)
     }
 
     /// Ends a run record.
-    pub async fn finish_run(&self, id: &str, status: RunStatus, directory_people: Option<usize>, summary: &serde_json::Value) -> Result<(), EngineError> {
+    pub async fn finish_run(
+        &self,
+        id: &str,
+        status: RunStatus,
+        directory_people: Option<usize>,
+        summary: &serde_json::Value,
+    ) -> Result<(), EngineError> {
         let people = directory_people.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-        self.store.finish_run(id, status, ms(self.clock.now()), people, &summary.to_string()).await?;
+        self.store
+            .finish_run(
+                id,
+                status,
+                ms(self.clock.now()),
+                people,
+                &summary.to_string(),
+            )
+            .await?;
         Ok(())
     }
 
     /// Applies a plan phase by phase, with bounded concurrency, recording every result in
     /// the audit trail and the managed-accounts table as it goes.
-    pub async fn apply(&self, plan: &Plan, run_id: &str, opts: &ApplyOptions) -> Result<ApplyReport, EngineError> {
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        run_id: &str,
+        opts: &ApplyOptions,
+    ) -> Result<ApplyReport, EngineError> {
         let started = Instant::now();
         let total = plan.ops().count();
         let mut results = Vec::new();
         let mut skipped = 0;
         let mut done = 0usize;
-        let before_stats: BTreeMap<_, _> = self.clients.iter().map(|(k, c)| (k.clone(), c.stats())).collect();
+        let before_stats: BTreeMap<_, _> = self
+            .clients
+            .iter()
+            .map(|(k, c)| (k.clone(), c.stats()))
+            .collect();
         for phase in 0..=5u8 {
             let batch: Vec<&PlannedOp> = plan.ops().filter(|o| o.op.phase() == phase).collect();
             if batch.is_empty() {
@@ -374,10 +454,15 @@ impl<'a> Engine<'a> {
         let now = ms(self.clock.now());
         for (name, p) in plan.instance_names.iter().zip(&plan.instances) {
             let known = self.store.managed_accounts(name.as_str()).await?;
-            let known: BTreeSet<String> = known.into_iter().map(|m| m.username.to_lowercase()).collect();
+            let known: BTreeSet<String> = known
+                .into_iter()
+                .map(|m| m.username.to_lowercase())
+                .collect();
             for u in &p.managed {
                 if !known.contains(u.key()) {
-                    self.store.manage_account(name.as_str(), u.as_str(), ManagedOrigin::Scope, now).await?;
+                    self.store
+                        .manage_account(name.as_str(), u.as_str(), ManagedOrigin::Scope, now)
+                        .await?;
                 }
             }
         }
@@ -386,7 +471,13 @@ impl<'a> Engine<'a> {
             .iter()
             .map(|(k, c)| (k.clone(), delta(&before_stats[k], &c.stats())))
             .collect();
-        Ok(ApplyReport { run_id: run_id.to_string(), results, skipped, elapsed: started.elapsed(), stats })
+        Ok(ApplyReport {
+            run_id: run_id.to_string(),
+            results,
+            skipped,
+            elapsed: started.elapsed(),
+            stats,
+        })
     }
 
     async fn apply_one(&self, p: &PlannedOp, run_id: &str) -> Result<OpResult, EngineError> {
@@ -394,10 +485,30 @@ impl<'a> Engine<'a> {
         let client = &self.clients[&p.instance];
         let now = self.clock.now();
         let mut note = None;
-        let (op_name, target, before, after, result): (&str, Target, serde_json::Value, serde_json::Value, Result<(), airlock_airflow::Error>) = match &p.op {
+        let (op_name, target, before, after, result): (
+            &str,
+            Target,
+            serde_json::Value,
+            serde_json::Value,
+            Result<(), airlock_airflow::Error>,
+        ) = match &p.op {
             Op::CreateRole { role, permissions } => {
-                let r = client.create_role(&Role { name: role.clone(), permissions: permissions.clone() }).await.map(|_| ());
-                (operation::ROLE_CREATE, Target::Role { name: role.to_string() }, serde_json::Value::Null, serde_json::json!({ "permissions": permissions }), r)
+                let r = client
+                    .create_role(&Role {
+                        name: role.clone(),
+                        permissions: permissions.clone(),
+                    })
+                    .await
+                    .map(|_| ());
+                (
+                    operation::ROLE_CREATE,
+                    Target::Role {
+                        name: role.to_string(),
+                    },
+                    serde_json::Value::Null,
+                    serde_json::json!({ "permissions": permissions }),
+                    r,
+                )
             }
             Op::UpdateRole { role, add, remove } => {
                 let current = client.get_role(role).await;
@@ -415,9 +526,23 @@ impl<'a> Engine<'a> {
                     }
                     Err(e) => Err(e),
                 };
-                (operation::ROLE_UPDATE, Target::Role { name: role.to_string() }, serde_json::json!({ "remove": remove }), serde_json::json!({ "add": add }), r)
+                (
+                    operation::ROLE_UPDATE,
+                    Target::Role {
+                        name: role.to_string(),
+                    },
+                    serde_json::json!({ "remove": remove }),
+                    serde_json::json!({ "add": add }),
+                    r,
+                )
             }
-            Op::CreateAccount { username, email, first_name, last_name, roles } => {
+            Op::CreateAccount {
+                username,
+                email,
+                first_name,
+                last_name,
+                roles,
+            } => {
                 let r = client
                     .create_user(&NewUser {
                         username: username.clone(),
@@ -430,12 +555,18 @@ impl<'a> Engine<'a> {
                     .await
                     .map(|_| ());
                 if r.is_ok() {
-                    self.store.manage_account(inst, username.as_str(), ManagedOrigin::Created, ms(now)).await?;
-                    self.store.record_created_account(inst, username.as_str(), ms(now)).await?;
+                    self.store
+                        .manage_account(inst, username.as_str(), ManagedOrigin::Created, ms(now))
+                        .await?;
+                    self.store
+                        .record_created_account(inst, username.as_str(), ms(now))
+                        .await?;
                 }
                 (
                     operation::ACCOUNT_CREATE,
-                    Target::Account { username: username.to_string() },
+                    Target::Account {
+                        username: username.to_string(),
+                    },
                     serde_json::Value::Null,
                     serde_json::json!({ "email": email, "first_name": first_name, "last_name": last_name, "roles": roles }),
                     r,
@@ -444,17 +575,40 @@ impl<'a> Engine<'a> {
             Op::SetRoles { username, from, to } => {
                 let r = client.set_user_roles(username, to).await.map(|_| ());
                 if r.is_ok() {
-                    self.store.manage_account(inst, username.as_str(), ManagedOrigin::Scope, ms(now)).await?;
-                    self.store.set_suspended(inst, username.as_str(), None).await?;
+                    self.store
+                        .manage_account(inst, username.as_str(), ManagedOrigin::Scope, ms(now))
+                        .await?;
+                    self.store
+                        .set_suspended(inst, username.as_str(), None)
+                        .await?;
                 }
-                (operation::ACCOUNT_SET_ROLES, Target::Account { username: username.to_string() }, serde_json::json!({ "roles": from }), serde_json::json!({ "roles": to }), r)
+                (
+                    operation::ACCOUNT_SET_ROLES,
+                    Target::Account {
+                        username: username.to_string(),
+                    },
+                    serde_json::json!({ "roles": from }),
+                    serde_json::json!({ "roles": to }),
+                    r,
+                )
             }
-            Op::UpdateProfile { username, email, first_name, last_name } => {
-                let upd = ProfileUpdate { email: email.clone(), first_name: first_name.clone(), last_name: last_name.clone() };
+            Op::UpdateProfile {
+                username,
+                email,
+                first_name,
+                last_name,
+            } => {
+                let upd = ProfileUpdate {
+                    email: email.clone(),
+                    first_name: first_name.clone(),
+                    last_name: last_name.clone(),
+                };
                 let r = client.update_profile(username, &upd).await.map(|_| ());
                 (
                     operation::ACCOUNT_UPDATE_PROFILE,
-                    Target::Account { username: username.to_string() },
+                    Target::Account {
+                        username: username.to_string(),
+                    },
                     serde_json::Value::Null,
                     serde_json::json!({ "email": email, "first_name": first_name, "last_name": last_name }),
                     r,
@@ -463,14 +617,27 @@ impl<'a> Engine<'a> {
             Op::Suspend { username, roles } => {
                 // Roles first: that is what cuts access, including tokens already issued (after
                 // Airflow's cache_ttl). Then the password, so no new token can be obtained.
-                let mut r = client.set_user_roles(username, &BTreeSet::new()).await.map(|_| ());
+                let mut r = client
+                    .set_user_roles(username, &BTreeSet::new())
+                    .await
+                    .map(|_| ());
                 if r.is_ok() {
                     r = client.rotate_password(username).await;
                 }
                 if r.is_ok() {
-                    self.store.set_suspended(inst, username.as_str(), Some(ms(now))).await?;
+                    self.store
+                        .set_suspended(inst, username.as_str(), Some(ms(now)))
+                        .await?;
                 }
-                (operation::ACCOUNT_SUSPEND, Target::Account { username: username.to_string() }, serde_json::json!({ "roles": roles }), serde_json::json!({ "roles": [], "password": "rotated" }), r)
+                (
+                    operation::ACCOUNT_SUSPEND,
+                    Target::Account {
+                        username: username.to_string(),
+                    },
+                    serde_json::json!({ "roles": roles }),
+                    serde_json::json!({ "roles": [], "password": "rotated" }),
+                    r,
+                )
             }
             Op::Delete { username } => {
                 let r = match client.delete_user(username).await {
@@ -480,7 +647,15 @@ impl<'a> Engine<'a> {
                 if r.is_ok() {
                     self.store.forget_managed(inst, username.as_str()).await?;
                 }
-                (operation::ACCOUNT_DELETE, Target::Account { username: username.to_string() }, serde_json::json!({ "exists": true }), serde_json::json!({ "exists": false }), r)
+                (
+                    operation::ACCOUNT_DELETE,
+                    Target::Account {
+                        username: username.to_string(),
+                    },
+                    serde_json::json!({ "exists": true }),
+                    serde_json::json!({ "exists": false }),
+                    r,
+                )
             }
         };
         let error = result.err().map(|e| e.to_string());
@@ -502,7 +677,11 @@ impl<'a> Engine<'a> {
         if let Some(e) = &error {
             tracing::warn!(instance = inst, op = p.op.kind(), target = %p.op.target(), error = %e, "operation failed");
         }
-        Ok(OpResult { op: p.clone(), error, note })
+        Ok(OpResult {
+            op: p.clone(),
+            error,
+            note,
+        })
     }
 }
 
@@ -520,29 +699,47 @@ fn delta(before: &CallStats, after: &CallStats) -> CallStats {
 }
 
 /// The safety rails, as a pure function.
-pub fn rails(policy: &Policy, plan: &Plan, observed: &Observed, last_people: Option<i64>, allow_mass: bool) -> Option<Refusal> {
+pub fn rails(
+    policy: &Policy,
+    plan: &Plan,
+    observed: &Observed,
+    last_people: Option<i64>,
+    allow_mass: bool,
+) -> Option<Refusal> {
     let now = observed.directory.people.len();
     let managed_total: usize = observed.managed.values().map(BTreeMap::len).sum();
     let deprovisions = plan.ops().filter(|o| o.op.is_deprovision()).count();
     if !allow_mass {
         if now == 0 && (managed_total > 0 || last_people.unwrap_or(0) > 0) {
-            return Some(Refusal::DirectoryEmpty { managed: managed_total });
+            return Some(Refusal::DirectoryEmpty {
+                managed: managed_total,
+            });
         }
         if let Some(before) = last_people.and_then(|b| usize::try_from(b).ok()) {
             let ratio = policy.safety.min_directory_ratio;
             if before > 0 && (now as f64) < ratio * before as f64 {
-                return Some(Refusal::DirectoryShrank { now, before, ratio_pct: (ratio * 100.0).round() as u32 });
+                return Some(Refusal::DirectoryShrank {
+                    now,
+                    before,
+                    ratio_pct: (ratio * 100.0).round() as u32,
+                });
             }
         }
         if deprovisions > policy.safety.max_deprovisions {
-            return Some(Refusal::TooManyDeprovisions { count: deprovisions, cap: policy.safety.max_deprovisions });
+            return Some(Refusal::TooManyDeprovisions {
+                count: deprovisions,
+                cap: policy.safety.max_deprovisions,
+            });
         }
         for (name, p) in plan.instance_names.iter().zip(&plan.instances) {
             let count = p.ops.iter().filter(|o| o.op.is_deprovision()).count();
             let managed = observed.managed.get(name).map(BTreeMap::len).unwrap_or(0);
             // Small instances would trip a fraction on a single leaver; the absolute cap
             // covers them.
-            if count > 1 && managed > 0 && count as f64 > policy.safety.max_deprovision_fraction * managed as f64 {
+            if count > 1
+                && managed > 0
+                && count as f64 > policy.safety.max_deprovision_fraction * managed as f64
+            {
                 return Some(Refusal::TooLargeFraction {
                     instance: name.to_string(),
                     count,
@@ -592,7 +789,12 @@ pub fn fingerprint(
                 .roles
                 .iter()
                 .filter(|r| role_names.contains(&r.name))
-                .map(|r| (r.name.as_str(), r.permissions.iter().map(ToString::to_string).collect()))
+                .map(|r| {
+                    (
+                        r.name.as_str(),
+                        r.permissions.iter().map(ToString::to_string).collect(),
+                    )
+                })
                 .collect();
             roles.sort();
             (name.as_str(), (accounts, roles))

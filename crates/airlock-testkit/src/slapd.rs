@@ -4,7 +4,7 @@
 //! Either way the kit writes its own throw-away configuration (a `slapd.conf`) and database in a
 //! temporary directory, never touching the machine's slapd service or `/etc/ldap/slapd.d`, and
 //! runs `slapd -d none -h "ldap://127.0.0.1:P/ ldaps://127.0.0.1:P2/" -f slapd.conf` under the
-//! same supervisor as the Airflow servers ([`crate::airflow::supervisor`]), so the server dies
+//! same supervisor as the Airflow servers (`airflow/supervisor.rs`), so the server dies
 //! when its handle is dropped or the test process ends, however it ends.
 //!
 //! The server has:
@@ -42,8 +42,13 @@
 //! Tests must not change the sample tree (other tests read it); a test that needs its own
 //! entries creates them under [`Slapd::fresh_ou`] with [`Slapd::ldif`].
 //!
-//! What it does not do: replication, SASL, client certificates, or any other schema than
-//! core, cosine, nis and inetOrgPerson.
+//! Besides core, cosine, nis and inetOrgPerson the schema has an auxiliary class
+//! `airlockAdAccount` with Active Directory's `sAMAccountName`, `userAccountControl` and binary
+//! `objectGUID`, so tests can build AD-shaped people (AD's `user`/`group` classes and
+//! `objectCategory` are not there).
+//!
+//! What it does not do: replication, SASL, client certificates, or imitate Active Directory
+//! beyond those three attributes.
 
 use std::fmt;
 use std::io::Write as _;
@@ -71,6 +76,20 @@ const MODULE_DIR: &str = "/usr/lib/ldap";
 
 /// Where Debian installs the schema files.
 const SCHEMA_DIR: &str = "/etc/ldap/schema";
+
+/// Active Directory's account attributes (with AD's own OIDs) on an auxiliary class, so that
+/// tests can build AD-shaped people: `sAMAccountName`, `userAccountControl` and the binary
+/// `objectGUID`. The class's OID is under OpenLDAP's experimental arc.
+const AD_SCHEMA: &str = "\
+attributetype ( 1.2.840.113556.1.4.221 NAME 'sAMAccountName'
+  EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl'
+  EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.2 NAME 'objectGUID'
+  EQUALITY octetStringMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 SINGLE-VALUE )
+objectclass ( 1.3.6.1.4.1.4203.666.11.1717.1 NAME 'airlockAdAccount' AUXILIARY
+  MAY ( sAMAccountName $ userAccountControl $ objectGUID ) )
+";
 
 /// What to install when a tool is missing.
 const INSTALL_HINT: &str = "install Debian's packages: apt-get install -y slapd ldap-utils openssl";
@@ -246,6 +265,14 @@ pub fn ldif_line(attr: &str, value: &str) -> String {
     }
 }
 
+/// One LDIF line `attr:: <base64>` for a binary value (e.g. an `objectGUID`).
+pub fn ldif_binary_line(attr: &str, value: &[u8]) -> String {
+    format!(
+        "{attr}:: {}",
+        base64::engine::general_purpose::STANDARD.encode(value)
+    )
+}
+
 /// Escapes an attribute value for use in an RDN (RFC 4514): `, + " \ < > ; =` and NUL always,
 /// a leading space or `#` and a trailing space.
 pub fn dn_escape(value: &str) -> String {
@@ -333,6 +360,7 @@ fn start_once(tools: &Tools, org_id: &str) -> Result<Slapd, StartError> {
     let admin_password = random_secret(24);
     let bind_password = random_secret(24);
     write_file(&dir.join("admin.pw"), admin_password.as_bytes())?;
+    write_file(&dir.join("airlock-ad.schema"), AD_SCHEMA.as_bytes())?;
     write_file(
         &dir.join("slapd.conf"),
         slapd_conf(dir, &base_dn, &admin_dn, &admin_password, &limited_bind_dn).as_bytes(),
@@ -427,6 +455,7 @@ include {SCHEMA_DIR}/core.schema
 include {SCHEMA_DIR}/cosine.schema
 include {SCHEMA_DIR}/nis.schema
 include {SCHEMA_DIR}/inetorgperson.schema
+include {dir}/airlock-ad.schema
 modulepath {MODULE_DIR}
 moduleload back_mdb
 moduleload memberof
