@@ -294,18 +294,6 @@ fn write_diff(out: &mut impl Write, d: &SnapshotDiff) -> std::io::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::csv_cell;
-
-    #[test]
-    fn csv_cells_that_look_like_formulas_are_neutralised() {
-        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_cell("ada@example.com"), "ada@example.com");
-    }
-}
-
 fn roles_list(roles: &std::collections::BTreeSet<airlock_core::RoleName>) -> String {
     let v: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
     format!("[{}]", v.join(", "))
@@ -488,5 +476,17 @@ pub fn call_stats(
             s.retries,
             s.waiting.as_secs_f64()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn csv_cells_that_look_like_formulas_are_neutralised() {
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("ada@example.com"), "ada@example.com");
     }
 }

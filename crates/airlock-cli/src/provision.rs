@@ -45,7 +45,11 @@ fn ldap_settings(l: &airlock_config::LdapConfig) -> anyhow::Result<LdapSettings>
     let url = |u: &Option<url::Url>| u.clone().context("directory.url is required");
     let mut s = match l.preset.as_str() {
         "jumpcloud" => {
-            let mut s = LdapSettings::jumpcloud(l.org_id.as_deref().unwrap_or_default(), &l.bind_dn, l.bind_password.clone());
+            let mut s = LdapSettings::jumpcloud(
+                l.org_id.as_deref().unwrap_or_default(),
+                &l.bind_dn,
+                l.bind_password.clone(),
+            );
             if let Some(u) = &l.url {
                 s.url = u.clone();
             }
@@ -80,8 +84,16 @@ fn ldap_settings(l: &airlock_config::LdapConfig) -> anyhow::Result<LdapSettings>
     set(&mut s.id_attr, &l.id_attr);
     set(&mut s.email_attr, &l.email_attr);
     match l.membership.as_deref() {
-        Some("member_of") => s.membership = Membership::MemberOf { attr: "memberOf".into() },
-        Some("member") => s.membership = Membership::GroupMember { member_attr: "member".into() },
+        Some("member_of") => {
+            s.membership = Membership::MemberOf {
+                attr: "memberOf".into(),
+            }
+        }
+        Some("member") => {
+            s.membership = Membership::GroupMember {
+                member_attr: "member".into(),
+            }
+        }
         _ => {}
     }
     if let Some(p) = l.page_size {
@@ -224,17 +236,27 @@ enum Flow {
     Yes,
 }
 
-async fn run_apply(
-    config: &Config,
-    s: &Setup,
-    names: &[String],
+/// How a run was asked for.
+struct RunRequest<'a> {
+    names: &'a [String],
     concurrency: usize,
     allow_mass: bool,
     saved: Option<Plan>,
     flow: Flow,
-    kind: &str,
+    kind: &'static str,
     stats: bool,
-) -> anyhow::Result<ExitCode> {
+}
+
+async fn run_apply(config: &Config, s: &Setup, req: RunRequest<'_>) -> anyhow::Result<ExitCode> {
+    let RunRequest {
+        names,
+        concurrency,
+        allow_mass,
+        saved,
+        flow,
+        kind,
+        stats,
+    } = req;
     let engine = engine(config, s, names, concurrency)?;
     let run_id = engine.begin_run(kind).await?;
     let observed = match engine.observe().await {
@@ -384,36 +406,32 @@ pub async fn apply(config: Config, args: ApplyArgs) -> anyhow::Result<ExitCode> 
     };
     let s = setup(&config).await?;
     let flow = if args.yes { Flow::Yes } else { Flow::Confirm };
-    let code = run_apply(
-        &config,
-        &s,
-        &names,
-        args.concurrency,
-        args.allow_mass_deprovision,
+    let req = RunRequest {
+        names: &names,
+        concurrency: args.concurrency,
+        allow_mass: args.allow_mass_deprovision,
         saved,
         flow,
-        "apply",
-        false,
-    )
-    .await;
+        kind: "apply",
+        stats: false,
+    };
+    let code = run_apply(&config, &s, req).await;
     s.store.close().await;
     code
 }
 
 pub async fn sync(config: Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
     let s = setup(&config).await?;
-    let code = run_apply(
-        &config,
-        &s,
-        &args.instance,
-        args.concurrency,
-        args.allow_mass_deprovision,
-        None,
-        Flow::Yes,
-        "sync",
-        args.stats,
-    )
-    .await;
+    let req = RunRequest {
+        names: &args.instance,
+        concurrency: args.concurrency,
+        allow_mass: args.allow_mass_deprovision,
+        saved: None,
+        flow: Flow::Yes,
+        kind: "sync",
+        stats: args.stats,
+    };
+    let code = run_apply(&config, &s, req).await;
     s.store.close().await;
     code
 }

@@ -16,7 +16,9 @@ mod validate;
 
 pub use raw::{ApiGeneration, RawConfig};
 pub use secret::{SecretSource, SecretString};
-pub use validate::{Config, DirectoryConfig, InstanceConfig, InventoryConfig, LdapConfig, StoreConfig};
+pub use validate::{
+    Config, DirectoryConfig, InstanceConfig, InventoryConfig, LdapConfig, StoreConfig,
+};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

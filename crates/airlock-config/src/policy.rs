@@ -406,7 +406,7 @@ fn validate(
 
     let delete_after_secs = match raw.leavers.delete_after_days {
         None => None,
-        Some(days) if !(days > 0.0) || !days.is_finite() => {
+        Some(days) if days.is_nan() || days <= 0.0 || !days.is_finite() => {
             errors.push(ConfigError::new(
                 "policy.leavers.delete_after_days",
                 "must be a positive number of days",

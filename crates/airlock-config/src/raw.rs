@@ -53,7 +53,7 @@ pub enum RawDirectory {
         max_retries: Option<u32>,
     },
     /// An LDAP directory (`kind = "ldap"`): OpenLDAP, JumpCloud LDAP-as-a-Service, AD.
-    Ldap(RawLdap),
+    Ldap(Box<RawLdap>),
 }
 
 /// `[directory]` with `kind = "ldap"`.

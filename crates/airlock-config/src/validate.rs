@@ -194,7 +194,9 @@ pub(crate) fn validate(
         }
     }
 
-    let directory = raw.directory.and_then(|d| directory(d, base_dir, lookup, &mut errors));
+    let directory = raw
+        .directory
+        .and_then(|d| directory(d, base_dir, lookup, &mut errors));
     let policy = raw.policy.and_then(|p| {
         let path = if p.is_absolute() { p } else { base_dir.join(p) };
         crate::policy::load(&path, &instances, &mut errors)
@@ -228,33 +230,59 @@ fn directory(
         RawDirectory::Ldap(l) => {
             let key = |f: &str| format!("directory.{f}");
             let preset = l.preset.unwrap_or_else(|| "openldap".into());
-            if !matches!(preset.as_str(), "openldap" | "jumpcloud" | "active_directory") {
-                errors.push(ConfigError::new(key("preset"), "must be openldap, jumpcloud or active_directory"));
+            if !matches!(
+                preset.as_str(),
+                "openldap" | "jumpcloud" | "active_directory"
+            ) {
+                errors.push(ConfigError::new(
+                    key("preset"),
+                    "must be openldap, jumpcloud or active_directory",
+                ));
             }
             let url = l.url.as_deref().and_then(|u| match Url::parse(u) {
                 Ok(u) if matches!(u.scheme(), "ldap" | "ldaps") => Some(u),
                 Ok(_) => {
-                    errors.push(ConfigError::new(key("url"), "must be an ldap:// or ldaps:// URL"));
+                    errors.push(ConfigError::new(
+                        key("url"),
+                        "must be an ldap:// or ldaps:// URL",
+                    ));
                     None
                 }
                 Err(e) => {
-                    errors.push(ConfigError::new(key("url"), format!("not a valid URL: {e}")));
+                    errors.push(ConfigError::new(
+                        key("url"),
+                        format!("not a valid URL: {e}"),
+                    ));
                     None
                 }
             });
             match preset.as_str() {
-                "jumpcloud" if l.org_id.is_none() => errors.push(ConfigError::new(key("org_id"), "the jumpcloud preset needs org_id")),
+                "jumpcloud" if l.org_id.is_none() => errors.push(ConfigError::new(
+                    key("org_id"),
+                    "the jumpcloud preset needs org_id",
+                )),
                 "active_directory" if l.base_dn.is_none() || url.is_none() => {
-                    errors.push(ConfigError::new(key("base_dn"), "the active_directory preset needs url and base_dn"))
+                    errors.push(ConfigError::new(
+                        key("base_dn"),
+                        "the active_directory preset needs url and base_dn",
+                    ))
                 }
-                "openldap" if url.is_none() || l.user_base_dn.is_none() || l.group_base_dn.is_none() => errors.push(
-                    ConfigError::new(key("url"), "the openldap preset needs url, user_base_dn and group_base_dn"),
-                ),
+                "openldap"
+                    if url.is_none() || l.user_base_dn.is_none() || l.group_base_dn.is_none() =>
+                {
+                    errors.push(ConfigError::new(
+                        key("url"),
+                        "the openldap preset needs url, user_base_dn and group_base_dn",
+                    ))
+                }
                 _ => {}
             }
             if let Some(m) = &l.membership {
                 if !matches!(m.as_str(), "member" | "member_of") {
-                    errors.push(ConfigError::new(key("membership"), "must be member or member_of"));
+                    errors.push(ConfigError::new(
+                        key("membership"),
+                        "must be member or member_of",
+                    ));
                 }
             }
             let bind_password = l
@@ -265,7 +293,12 @@ fn directory(
             let ca_pem = l.ca_file.and_then(|p| {
                 let p = if p.is_absolute() { p } else { base_dir.join(p) };
                 std::fs::read(&p)
-                    .map_err(|e| errors.push(ConfigError::new(key("ca_file"), format!("cannot read {}: {e}", p.display()))))
+                    .map_err(|e| {
+                        errors.push(ConfigError::new(
+                            key("ca_file"),
+                            format!("cannot read {}: {e}", p.display()),
+                        ))
+                    })
                     .ok()
             });
             Some(DirectoryConfig::Ldap(Box::new(LdapConfig {
@@ -290,10 +323,22 @@ fn directory(
             })))
         }
         RawDirectory::File { path } => {
-            let path = if path.is_absolute() { path } else { base_dir.join(path) };
+            let path = if path.is_absolute() {
+                path
+            } else {
+                base_dir.join(path)
+            };
             Some(DirectoryConfig::File { path })
         }
-        RawDirectory::Jumpcloud { api_key, org_id, region, base_url, groups, timeout_secs, max_retries } => {
+        RawDirectory::Jumpcloud {
+            api_key,
+            org_id,
+            region,
+            base_url,
+            groups,
+            timeout_secs,
+            max_retries,
+        } => {
             let api_key = api_key
                 .resolve(base_dir, lookup)
                 .map_err(|m| errors.push(ConfigError::new("directory.api_key", m)))
@@ -304,16 +349,27 @@ fn directory(
                 (None, Some("eu")) => "https://console.eu.jumpcloud.com".to_string(),
                 (None, Some("in")) => "https://console.in.jumpcloud.com".to_string(),
                 (None, Some(other)) => {
-                    errors.push(ConfigError::new("directory.region", format!("unknown region `{other}` (us, eu or in)")));
+                    errors.push(ConfigError::new(
+                        "directory.region",
+                        format!("unknown region `{other}` (us, eu or in)"),
+                    ));
                     return None;
                 }
             };
             let base_url = Url::parse(&base)
-                .map_err(|e| errors.push(ConfigError::new("directory.base_url", format!("not a valid URL: {e}"))))
+                .map_err(|e| {
+                    errors.push(ConfigError::new(
+                        "directory.base_url",
+                        format!("not a valid URL: {e}"),
+                    ))
+                })
                 .ok();
             let timeout = Duration::from_secs(timeout_secs.unwrap_or(30));
             if timeout.is_zero() {
-                errors.push(ConfigError::new("directory.timeout_secs", "must be at least 1"));
+                errors.push(ConfigError::new(
+                    "directory.timeout_secs",
+                    "must be at least 1",
+                ));
             }
             Some(DirectoryConfig::JumpCloud {
                 api_key: api_key?,

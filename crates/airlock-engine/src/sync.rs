@@ -767,7 +767,8 @@ pub fn fingerprint(
         l: &'a str,
         r: Vec<&'a str>,
     }
-    let actual: BTreeMap<&str, (Vec<AccountKey<'_>>, Vec<(&str, Vec<String>)>)> = observed
+    type RoleKey<'a> = (&'a str, Vec<String>);
+    let actual: BTreeMap<&str, (Vec<AccountKey<'_>>, Vec<RoleKey<'_>>)> = observed
         .actual
         .iter()
         .map(|(name, a)| {

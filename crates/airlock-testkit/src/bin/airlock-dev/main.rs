@@ -173,7 +173,11 @@ async fn start(
     Ok((server, stop))
 }
 
-async fn run(server: &AirflowServer, args: &AirflowUpArgs, mut stop: StopSignal) -> anyhow::Result<()> {
+async fn run(
+    server: &AirflowServer,
+    args: &AirflowUpArgs,
+    mut stop: StopSignal,
+) -> anyhow::Result<()> {
     let seeding = async {
         let seeder = seed::Seeder::connect(server).await?;
         if args.sample {

@@ -183,8 +183,12 @@ impl Seeder {
         parallel: usize,
     ) -> anyhow::Result<()> {
         let users = (1..=count).map(UserSpec::synthetic);
-        self.create_all(users, parallel, Some(Progress::new("synthetic users", count)))
-            .await
+        self.create_all(
+            users,
+            parallel,
+            Some(Progress::new("synthetic users", count)),
+        )
+        .await
     }
 
     async fn create_all(
