@@ -10,7 +10,7 @@ use airlock_audit::{NewEvent, Outcome, Target, ACTOR_AIRLOCK};
 use airlock_config::{Config, DirectoryConfig};
 use airlock_core::{SystemClock, Username};
 use airlock_directory::jumpcloud::{JumpCloudSettings, JumpCloudSource};
-use airlock_directory::ldap::{LdapSettings, LdapSource, Membership};
+use airlock_directory::ldap::{Disabled, LdapSettings, LdapSource, Membership};
 use airlock_directory::{file::FileSource, Source};
 use airlock_engine::client_for;
 use airlock_engine::sync::{ApplyOptions, Engine, Plan, Refusal};
@@ -94,6 +94,16 @@ fn ldap_settings(l: &airlock_config::LdapConfig) -> anyhow::Result<LdapSettings>
                 member_attr: "member".into(),
             }
         }
+        _ => {}
+    }
+    match (&l.disabled_attr, &l.disabled_values) {
+        (Some(attr), Some(values)) => {
+            s.disabled = Disabled::ValueIn {
+                attr: attr.clone(),
+                values: values.clone(),
+            }
+        }
+        (Some(attr), None) => s.disabled = Disabled::Present { attr: attr.clone() },
         _ => {}
     }
     if let Some(p) = l.page_size {

@@ -111,14 +111,16 @@ fn roles_in_airflow(username: &str) -> Vec<String> {
         .expect("get user")
         .json()
         .expect("user json");
-    user["roles"]
+    let mut roles: Vec<String> = user["roles"]
         .as_array()
         .map(|r| {
             r.iter()
                 .filter_map(|x| x["name"].as_str().map(String::from))
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    roles.sort();
+    roles
 }
 
 #[test]
@@ -316,4 +318,54 @@ fn a_tampered_audit_trail_is_detected_with_its_location() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("event 2"));
+}
+
+#[test]
+fn an_ldap_directory_with_nested_groups_drives_the_sync() {
+    let ldap = airlock_testkit::slapd::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = unique();
+    std::fs::write(
+        dir.path().join("airlock.toml"),
+        format!(
+            "policy = \"policy.toml\"\n[directory]\nkind = \"ldap\"\nurl = \"{url}\"\nstarttls = true\nca_file = \"ca.pem\"\n\
+             user_base_dn = \"{base}\"\ngroup_base_dn = \"{base}\"\nbind_dn = \"{bind}\"\nbind_password = {{ env = \"LDAP_PW\" }}\n\
+             disabled_attr = \"employeeType\"\ndisabled_values = [\"suspended\"]\n\
+             [instances.af3]\nurl = \"{af}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n",
+            url = ldap.url,
+            base = ldap.users_dn,
+            bind = ldap.bind_dn,
+            af = v3().base_url
+        ),
+    )
+    .expect("config");
+    std::fs::write(dir.path().join("ca.pem"), &ldap.ca_pem).expect("ca");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        format!(
+            "[usernames]\nfrom = \"directory_username\"\nprefix = \"l{id}-\"\n\n\
+             [[grants]]\ngroup = \"airflow-users\"\nroles = [\"Viewer\"]\n\n[[grants]]\ngroup = \"airflow-admins\"\nroles = [\"Op\"]\n"
+        ),
+    )
+    .expect("policy");
+    let mut cmd = Command::cargo_bin("airlock").expect("binary");
+    cmd.current_dir(dir.path())
+        .env_remove("AIRLOCK_CONFIG")
+        .env("AF3_PW", &v3().admin_password)
+        .env("LDAP_PW", &ldap.bind_password)
+        .args(["--config", "airlock.toml", "sync"]);
+    let out = cmd.assert().success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(stdout.contains("applied: "), "{stdout}");
+    let name = |u: &str| format!("l{id}-{u}");
+    // alice is in airflow-admins directly and in airflow-users through engineering (nested).
+    assert_eq!(roles_in_airflow(&name("alice")), vec!["Op", "Viewer"]);
+    assert_eq!(
+        roles_in_airflow(&name("bob")),
+        vec!["Viewer"],
+        "through data-science"
+    );
+    assert_eq!(roles_in_airflow(&name("frank")), vec!["Op"]);
+    // dave is marked suspended in LDAP (employeeType): no account.
+    assert!(roles_in_airflow(&name("dave")).is_empty());
 }

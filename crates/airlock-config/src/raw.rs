@@ -93,6 +93,11 @@ pub struct RawLdap {
     pub email_attr: Option<String>,
     /// `member` (groups list members, nested groups resolved) or `member_of` (people list groups).
     pub membership: Option<String>,
+    /// An attribute that marks a person disabled: present (e.g. `pwdAccountLockedTime`), or,
+    /// with `disabled_values`, holding one of those values (e.g. `employeeType`).
+    pub disabled_attr: Option<String>,
+    /// Values of `disabled_attr` that mean disabled.
+    pub disabled_values: Option<Vec<String>>,
     /// Paged-results page size (default 500).
     pub page_size: Option<u32>,
     /// Timeout of one operation, in seconds (default 30).

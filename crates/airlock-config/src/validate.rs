@@ -90,6 +90,10 @@ pub struct LdapConfig {
     pub email_attr: Option<String>,
     /// `member` or `member_of`.
     pub membership: Option<String>,
+    /// Disabled marker attribute.
+    pub disabled_attr: Option<String>,
+    /// Values of it that mean disabled (absent: presence means disabled).
+    pub disabled_values: Option<Vec<String>>,
     /// Page size.
     pub page_size: Option<u32>,
     /// Timeout.
@@ -318,6 +322,8 @@ fn directory(
                 id_attr: l.id_attr,
                 email_attr: l.email_attr,
                 membership: l.membership,
+                disabled_attr: l.disabled_attr,
+                disabled_values: l.disabled_values,
                 page_size: l.page_size,
                 timeout: l.timeout_secs.map(Duration::from_secs),
             })))
