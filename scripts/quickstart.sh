@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quickstart: airlock's main job, an access inventory, against a throw-away local Airflow 3.
+# Quickstart: airlock's main job, a directory sync, against a throw-away local Airflow 3.
 #
 #   scripts/quickstart.sh           # run everything, then stop Airflow
 #   scripts/quickstart.sh --keep    # leave Airflow running afterwards, to try more commands
@@ -10,8 +10,9 @@
 #   2. builds `airlock` and the developer tool `airlock-dev` (release),
 #   3. starts a private Airflow 3 on 127.0.0.1 with a few sample users and a custom role
 #      (`airlock-dev airflow-up`), which writes .airlock-quickstart/airlock.toml for it,
-#   4. runs `airlock instances`, `airlock inventory` twice (two snapshots) and
-#      `airlock inventory diff` with that config,
+#   4. adds a sample directory and policy (examples/quickstart/), then runs `airlock instances`,
+#      `airlock plan`, `airlock apply`, a leaver (removed from the directory, `airlock sync`),
+#      `airlock inventory`, `airlock inventory diff` and `airlock audit verify`,
 #   5. stops Airflow (unless --keep).
 #
 # Everything it writes is in .airlock-quickstart/ (git-ignored). Re-running starts over with a
@@ -127,18 +128,47 @@ echo
 echo "the config airlock-dev wrote ($CONFIG; the admin password is in a file next to it):"
 sed 's/^/    /' "$CONFIG"
 
+step "add a sample directory and policy (examples/quickstart/)"
+cp examples/quickstart/people.yaml examples/quickstart/policy.toml "$WORK/"
+# `policy` is a top-level key, so it goes before the tables airlock-dev wrote.
+{ printf 'policy = "policy.toml"\n\n[directory]\nkind = "file"\npath = "people.yaml"\n\n'; cat "$CONFIG"; } >"$CONFIG.new"
+mv "$CONFIG.new" "$CONFIG"
+run "$AIRLOCK" --config "$CONFIG" config check
+
 step "airlock instances: can airlock reach the Airflow and log in?"
 run "$AIRLOCK" --config "$CONFIG" instances
 
-step "airlock inventory: who has access to what (stores a snapshot)"
+step "airlock inventory: who has access to what before the sync (stores a snapshot)"
 run "$AIRLOCK" --config "$CONFIG" inventory
 
-step "airlock inventory, once more: a second snapshot (the table is not shown again)"
-printf '$ %s\n' "$AIRLOCK --config $CONFIG inventory --stats >/dev/null"
-"$AIRLOCK" --config "$CONFIG" inventory --stats >/dev/null
+step "airlock plan: what the directory and the policy say should change"
+run "$AIRLOCK" --config "$CONFIG" plan -v
 
-step "airlock inventory diff: what changed between the two snapshots"
+step "airlock apply: make it so"
+run "$AIRLOCK" --config "$CONFIG" apply --yes
+
+step "a leaver: grace.hopper is removed from the directory; airlock sync suspends her at once"
+python3 - "$WORK/people.yaml" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+start = text.index('  - id: "00u-grace"')
+end = text.index('  - id: ', start + 1)
+open(path, "w").write(text[:start] + text[end:])
+PY
+run "$AIRLOCK" --config "$CONFIG" sync
+
+step "airlock sync again: nothing left to do"
+run "$AIRLOCK" --config "$CONFIG" sync
+
+step "airlock inventory and inventory diff: the result, and what changed"
+"$AIRLOCK" --config "$CONFIG" inventory >/dev/null
 run "$AIRLOCK" --config "$CONFIG" inventory diff
+
+step "airlock audit: every change is in a tamper-evident trail"
+run "$AIRLOCK" --config "$CONFIG" audit verify
+printf '$ %s\n' "$AIRLOCK --config $CONFIG audit export | tail -n 3"
+"$AIRLOCK" --config "$CONFIG" audit export | tail -n 3
 
 succeeded=true
 step "done"
@@ -147,6 +177,7 @@ if $keep; then
 Airflow keeps running at $(cat "$READY") (airlock-dev pid $dev_pid, log $LOG).
 Try more commands, for example:
     $AIRLOCK --config $CONFIG inventory -o csv
+    $AIRLOCK --config $CONFIG plan        # after editing $WORK/people.yaml or $WORK/policy.toml
 Stop it with:
     kill $dev_pid        # or run scripts/quickstart.sh again, which stops it first
 EOF

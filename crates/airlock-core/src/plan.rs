@@ -42,6 +42,10 @@ pub struct DesiredInstance {
     pub roles: BTreeMap<RoleName, BTreeSet<Permission>>,
     /// Why known people get no account here (suspended, staged, out of scope), by username.
     pub excluded: BTreeMap<Username, String>,
+    /// People in the policy's scope whom the directory marks suspended or not yet activated:
+    /// an existing account of theirs is a leaver even if airlock never managed it, because it
+    /// matches the policy's scope.
+    pub inactive_in_scope: BTreeSet<Username>,
 }
 
 /// Something the plan could not do or had to leave out, reported to the operator.
@@ -129,6 +133,9 @@ pub fn desired(
                 (PersonStatus::Active, true) => None,
             };
             if let Some(why) = why_not {
+                if in_scope {
+                    d.inactive_in_scope.insert(username.clone());
+                }
                 d.excluded.insert(username, why.to_string());
                 continue;
             }
@@ -206,6 +213,7 @@ pub fn desired(
                 });
             }
             d.excluded.remove(&sa.username);
+            d.inactive_in_scope.remove(&sa.username);
             d.accounts.insert(
                 sa.username.clone(),
                 DesiredAccount {
@@ -235,6 +243,7 @@ pub fn desired(
                 });
             }
             d.excluded.remove(protected);
+            d.inactive_in_scope.remove(protected);
         }
         out.insert(inst.name.clone(), d);
     }
@@ -582,9 +591,14 @@ pub fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
         if input.desired.accounts.contains_key(*username) || input.protected.contains(*username) {
             continue;
         }
-        let Some(record) = input.managed.get(*username) else {
-            unmanaged.push((*username).clone());
-            continue;
+        let in_scope_leaver = input.desired.inactive_in_scope.contains(*username);
+        let record = match input.managed.get(*username) {
+            Some(r) => r.clone(),
+            None if in_scope_leaver => ManagedRecord::default(),
+            None => {
+                unmanaged.push((*username).clone());
+                continue;
+            }
         };
         managed.insert((*username).clone());
         let why = input

@@ -310,6 +310,45 @@ fn a_leaver_is_suspended_at_once_and_deleted_only_after_the_grace_period() {
 }
 
 #[test]
+fn a_suspended_person_in_scope_loses_an_account_airlock_never_managed() {
+    let p = policy();
+    let (d, _) = desired_for(
+        &p,
+        &directory(vec![person(
+            "hedy",
+            &["analytics"],
+            PersonStatus::Suspended,
+        )]),
+    );
+    let hand_made = Account {
+        username: user("hedy@example.com"),
+        email: "hedy@example.com".into(),
+        first_name: "Hedy".into(),
+        last_name: "L".into(),
+        roles: [role("Viewer")].into(),
+        active: true,
+        last_login: None,
+        login_count: None,
+        fail_login_count: None,
+        created_on: None,
+        changed_on: None,
+    };
+    let actual = ActualInstance {
+        accounts: vec![hand_made],
+        roles: builtin_roles(),
+        catalog: None,
+    };
+    let plan = plan_of(&d, &actual, &BTreeMap::new(), &p, now());
+    let suspend = plan
+        .ops
+        .iter()
+        .find(|o| o.op.kind() == "suspend")
+        .expect("suspended");
+    assert_eq!(suspend.reason, "leaver: suspended in the directory");
+    assert!(plan.unmanaged.is_empty());
+}
+
+#[test]
 fn unmanaged_and_protected_accounts_are_reported_not_touched() {
     let p = policy();
     let (d, _) = desired_for(&p, &directory(vec![]));
@@ -523,11 +562,14 @@ proptest! {
             prop_assert_ne!(&target, "account airlock");
             if let Some(name) = target.strip_prefix("account ") {
                 let u = user(name);
-                prop_assert!(d.accounts.contains_key(&u) || managed.contains_key(&u), "{} touched but unmanaged", u);
+                prop_assert!(
+                    d.accounts.contains_key(&u) || managed.contains_key(&u) || d.inactive_in_scope.contains(&u),
+                    "{} touched but unmanaged", u
+                );
             }
         }
         for u in &plan.unmanaged {
-            prop_assert!(!managed.contains_key(u) && !d.accounts.contains_key(u));
+            prop_assert!(!managed.contains_key(u) && !d.accounts.contains_key(u) && !d.inactive_in_scope.contains(u));
         }
     }
 
