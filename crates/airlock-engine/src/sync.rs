@@ -625,6 +625,11 @@ impl<'a> Engine<'a> {
                     r = client.rotate_password(username).await;
                 }
                 if r.is_ok() {
+                    // An in-scope leaver airlock never managed becomes managed here, so the
+                    // suspension time is kept and the grace period can run.
+                    self.store
+                        .manage_account(inst, username.as_str(), ManagedOrigin::Scope, ms(now))
+                        .await?;
                     self.store
                         .set_suspended(inst, username.as_str(), Some(ms(now)))
                         .await?;
