@@ -369,3 +369,55 @@ fn an_ldap_directory_with_nested_groups_drives_the_sync() {
     // dave is marked suspended in LDAP (employeeType): no account.
     assert!(roles_in_airflow(&name("dave")).is_empty());
 }
+
+/// Creates an account directly in Airflow, as someone would by hand.
+fn create_by_hand(username: &str, roles: &[&str]) {
+    let http = reqwest::blocking::Client::new();
+    let srv = v3();
+    let token: serde_json::Value = http
+        .post(format!("{}/auth/token", srv.base_url))
+        .json(&serde_json::json!({ "username": srv.admin_user, "password": srv.admin_password }))
+        .send()
+        .expect("token")
+        .json()
+        .expect("token json");
+    let roles: Vec<serde_json::Value> = roles
+        .iter()
+        .map(|r| serde_json::json!({ "name": r }))
+        .collect();
+    let resp = http
+        .post(format!("{}/auth/fab/v1/users", srv.base_url))
+        .bearer_auth(token["access_token"].as_str().expect("token"))
+        .json(&serde_json::json!({
+            "username": username, "email": username, "first_name": "Hand", "last_name": "Made",
+            "roles": roles, "password": "Hand-made-1"
+        }))
+        .send()
+        .expect("create");
+    assert!(
+        resp.status().is_success(),
+        "create by hand: {}",
+        resp.status()
+    );
+}
+
+#[test]
+fn a_suspended_person_s_hand_made_account_is_suspended_once_and_then_left_in_sync() {
+    let w = World::new("");
+    w.people(&[("lee", "eng")]);
+    create_by_hand(&w.email("lee"), &["Admin"]);
+    let y = std::fs::read_to_string(w.path("people.yaml")).expect("people");
+    std::fs::write(
+        w.path("people.yaml"),
+        y.replace(
+            "    groups: [eng]",
+            "    status: suspended\n    groups: [eng]",
+        ),
+    )
+    .expect("suspend in directory");
+    let out = w.stdout(&["sync"]);
+    assert!(out.contains("applied: 1 create_role, 1 suspend"), "{out}");
+    assert!(roles_in_airflow(&w.email("lee")).is_empty());
+    let again = w.stdout(&["sync"]);
+    assert!(again.starts_with("in sync: no changes"), "{again}");
+}
