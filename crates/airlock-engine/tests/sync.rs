@@ -1,0 +1,210 @@
+//! The sync engine against a real Airflow 3 behind the fault proxy: a run that Airflow walks
+//! away from, or that is interrupted, leaves a consistent record, and the next run converges
+//! without duplicating anything.
+
+use airlock_airflow::{AirflowClient, Settings};
+use airlock_config::InstanceConfig;
+use airlock_core::policy::{
+    Grant, InstanceSelector, LeaverRule, Policy, SafetyRails, UsernameRule, UsernameSource,
+};
+use airlock_core::{InstanceName, RoleName, SystemClock};
+use airlock_directory::{file::FileSource, Source};
+use airlock_engine::sync::{ApplyOptions, Engine};
+use airlock_store::{OpenOptions, Store};
+use airlock_testkit::{AirflowVersion, Fault, FaultProxy, Rule};
+use secrecy::SecretString;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn policy() -> Policy {
+    Policy {
+        username: UsernameRule {
+            source: UsernameSource::Email,
+            prefix: String::new(),
+            lowercase: true,
+        },
+        grants: vec![Grant {
+            group: airlock_core::directory::GroupName("eng".into()),
+            roles: [RoleName::new("Viewer").expect("valid")].into(),
+            instances: InstanceSelector::default(),
+        }],
+        scope_groups: vec![],
+        default_roles: Default::default(),
+        roles: vec![],
+        protected: Default::default(),
+        service_accounts: vec![],
+        leavers: LeaverRule {
+            delete_after_secs: None,
+        },
+        safety: SafetyRails::default(),
+    }
+}
+
+fn instance_config(url: &str) -> InstanceConfig {
+    let srv = airlock_testkit::airflow::shared(AirflowVersion::V3);
+    InstanceConfig {
+        name: InstanceName::new("af3").expect("valid"),
+        url: url.parse().expect("url"),
+        labels: BTreeMap::new(),
+        username: srv.admin_user.clone(),
+        password: SecretString::from(srv.admin_password.clone()),
+        api: airlock_config::ApiGeneration::Auto,
+        timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(5),
+        max_concurrency: 4,
+        max_retries: 0,
+        ca_pem: None,
+        token_lifetime: Duration::from_secs(86_400),
+    }
+}
+
+fn client(inst: &InstanceConfig) -> AirflowClient {
+    let mut s = Settings::new(
+        inst.name.clone(),
+        inst.url.clone(),
+        inst.username.clone(),
+        inst.password.clone(),
+    );
+    s.max_retries = 0;
+    AirflowClient::new(s).expect("client")
+}
+
+fn people_file(dir: &std::path::Path, domain: &str, n: usize) -> std::path::PathBuf {
+    let mut y = String::from("people:\n");
+    for i in 0..n {
+        y.push_str(&format!(
+            "  - username: p{i}\n    email: p{i}@{domain}\n    groups: [eng]\n"
+        ));
+    }
+    let path = dir.join("people.yaml");
+    std::fs::write(&path, y).expect("people");
+    path
+}
+
+fn unique() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}", n % 0xffff_ffff_ffff)
+}
+
+async fn store(dir: &std::path::Path) -> Store {
+    Store::open(
+        &format!("sqlite://{}", dir.join("airlock.db").display()),
+        OpenOptions::create(),
+    )
+    .await
+    .expect("store")
+}
+
+#[tokio::test]
+async fn a_run_that_airflow_walks_away_from_converges_on_the_next_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let domain = format!("w{}.example.com", unique());
+    let source = Source::File(FileSource::new(people_file(dir.path(), &domain, 6)));
+    let store = store(dir.path()).await;
+    let proxy =
+        FaultProxy::start(&airlock_testkit::airflow::shared(AirflowVersion::V3).base_url).await;
+    let inst = instance_config(&proxy.url());
+    let policy = policy();
+    let mk = || Engine {
+        policy: &policy,
+        instances: vec![&inst],
+        clients: [(inst.name.clone(), client(&inst))].into(),
+        source: &source,
+        store: &store,
+        clock: &SystemClock,
+        concurrency: 1,
+    };
+
+    // Airflow answers the first two creates, then goes away.
+    proxy.add_rule(
+        Rule::new("/auth/fab/v1/users", Fault::Reset)
+            .method("POST")
+            .after(2),
+    );
+    let engine = mk();
+    let observed = engine.observe().await.expect("observe");
+    let plan = engine.plan(&observed);
+    assert_eq!(plan.counts().get("create_account"), Some(&6));
+    let run = engine.begin_run("sync").await.expect("run");
+    let report = engine
+        .apply(&plan, &run, &ApplyOptions::default())
+        .await
+        .expect("apply records failures");
+    assert_eq!(report.failed(), 4, "{:?}", report.results);
+    let audited = store.audit_events(1, 100).await.expect("audit");
+    let failed = audited
+        .iter()
+        .filter(|e| matches!(e.outcome, airlock_audit::Outcome::Failed { .. }))
+        .count();
+    assert_eq!(failed, 4, "each failure is in the audit trail");
+
+    // Airflow is back: the next run plans only what is missing, and then nothing.
+    proxy.clear_rules();
+    let engine = mk();
+    let plan = engine.plan(&engine.observe().await.expect("observe"));
+    assert_eq!(
+        plan.counts().get("create_account"),
+        Some(&4),
+        "no duplicate of the two that succeeded"
+    );
+    let run = engine.begin_run("sync").await.expect("run");
+    let report = engine
+        .apply(&plan, &run, &ApplyOptions::default())
+        .await
+        .expect("apply");
+    assert_eq!(report.failed(), 0);
+    let plan = engine.plan(&engine.observe().await.expect("observe"));
+    assert!(plan.is_empty(), "{:?}", plan.counts());
+    assert!(store.verify_audit().await.expect("read").is_ok());
+}
+
+#[tokio::test]
+async fn an_interrupted_apply_stops_starting_operations_and_the_next_run_finishes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let domain = format!("i{}.example.com", unique());
+    let source = Source::File(FileSource::new(people_file(dir.path(), &domain, 5)));
+    let store = store(dir.path()).await;
+    let inst = instance_config(&airlock_testkit::airflow::shared(AirflowVersion::V3).base_url);
+    let policy = policy();
+    let engine = Engine {
+        policy: &policy,
+        instances: vec![&inst],
+        clients: [(inst.name.clone(), client(&inst))].into(),
+        source: &source,
+        store: &store,
+        clock: &SystemClock,
+        concurrency: 1,
+    };
+    let plan = engine.plan(&engine.observe().await.expect("observe"));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    // Ctrl-C arrives after the second operation.
+    let opts = ApplyOptions {
+        allow_mass_deprovision: false,
+        cancel: cancel.clone(),
+        progress: Some(Arc::new(move |done, _| {
+            if done == 2 {
+                flag.store(true, Ordering::SeqCst);
+            }
+        })),
+    };
+    let run = engine.begin_run("sync").await.expect("run");
+    let report = engine.apply(&plan, &run, &opts).await.expect("apply");
+    assert_eq!(report.results.len(), 2);
+    assert_eq!(report.skipped, 3);
+    let next = engine.plan(&engine.observe().await.expect("observe"));
+    assert_eq!(next.counts().get("create_account"), Some(&3));
+    let run = engine.begin_run("sync").await.expect("run");
+    engine
+        .apply(&next, &run, &ApplyOptions::default())
+        .await
+        .expect("apply");
+    assert!(engine
+        .plan(&engine.observe().await.expect("observe"))
+        .is_empty());
+}
