@@ -27,6 +27,20 @@ impl CallStats {
     pub fn of(&self, call: Call) -> u64 {
         self.calls.get(&call).copied().unwrap_or(0)
     }
+
+    /// The calls made since `before` was taken from the same client.
+    pub fn since(&self, before: &CallStats) -> CallStats {
+        CallStats {
+            calls: self
+                .calls
+                .iter()
+                .map(|(k, v)| (*k, v.saturating_sub(before.of(*k))))
+                .filter(|(_, v)| *v > 0)
+                .collect(),
+            retries: self.retries.saturating_sub(before.retries),
+            waiting: self.waiting.saturating_sub(before.waiting),
+        }
+    }
 }
 
 #[derive(Default)]

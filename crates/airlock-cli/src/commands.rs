@@ -96,17 +96,7 @@ async fn instances(config: Config, args: InstancesArgs) -> anyhow::Result<ExitCo
     let checks = selected.iter().map(|inst| async move {
         match client_for(inst) {
             Ok(client) => doctor::check(&client, inst.url.as_str(), &inst.username).await,
-            Err(e) => doctor::Health {
-                instance: inst.name.to_string(),
-                url: inst.url.to_string(),
-                reachable: false,
-                version: None,
-                api: None,
-                auth_manager: None,
-                credentials_ok: None,
-                missing_permissions: Vec::new(),
-                error: Some(e.to_string()),
-            },
+            Err(e) => doctor::Health::failed(inst.name.as_str(), inst.url.as_str(), e.to_string()),
         }
     });
     let results = futures::future::join_all(checks).await;

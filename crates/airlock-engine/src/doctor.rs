@@ -43,6 +43,29 @@ pub struct Health {
 }
 
 impl Health {
+    /// A report with no check run yet.
+    pub fn new(instance: &str, url: &str) -> Self {
+        Health {
+            instance: instance.to_string(),
+            url: url.to_string(),
+            reachable: false,
+            version: None,
+            api: None,
+            auth_manager: None,
+            credentials_ok: None,
+            missing_permissions: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// A report that failed before any check ran (e.g. the client could not be built).
+    pub fn failed(instance: &str, url: &str, error: String) -> Self {
+        Health {
+            error: Some(error),
+            ..Self::new(instance, url)
+        }
+    }
+
     /// Whether every check passed.
     pub fn ok(&self) -> bool {
         self.error.is_none() && self.missing_permissions.is_empty()
@@ -51,17 +74,7 @@ impl Health {
 
 /// Runs the checks against one instance.
 pub async fn check(client: &AirflowClient, url: &str, username: &str) -> Health {
-    let mut h = Health {
-        instance: client.instance().to_string(),
-        url: url.to_string(),
-        reachable: false,
-        version: None,
-        api: None,
-        auth_manager: None,
-        credentials_ok: None,
-        missing_permissions: Vec::new(),
-        error: None,
-    };
+    let mut h = Health::new(client.instance().as_str(), url);
     let info = match client.server().await {
         Ok(i) => i.clone(),
         Err(e) => {

@@ -84,7 +84,7 @@ pub async fn run(
     Ok(InventoryOutcome {
         report,
         snapshot_id: id.0,
-        stats: stats_delta(&before, &after),
+        stats: after.since(&before),
         elapsed: started.elapsed(),
     })
 }
@@ -128,18 +128,4 @@ fn decode(s: &StoredSnapshot) -> Result<Snapshot, EngineError> {
 
 fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
-}
-
-fn stats_delta(before: &CallStats, after: &CallStats) -> CallStats {
-    let calls = after
-        .calls
-        .iter()
-        .map(|(k, v)| (*k, v - before.calls.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect();
-    CallStats {
-        calls,
-        retries: after.retries - before.retries,
-        waiting: after.waiting.saturating_sub(before.waiting),
-    }
 }

@@ -469,7 +469,7 @@ impl<'a> Engine<'a> {
         let stats = self
             .clients
             .iter()
-            .map(|(k, c)| (k.clone(), delta(&before_stats[k], &c.stats())))
+            .map(|(k, c)| (k.clone(), c.stats().since(&before_stats[k])))
             .collect();
         Ok(ApplyReport {
             run_id: run_id.to_string(),
@@ -687,19 +687,6 @@ impl<'a> Engine<'a> {
             error,
             note,
         })
-    }
-}
-
-fn delta(before: &CallStats, after: &CallStats) -> CallStats {
-    CallStats {
-        calls: after
-            .calls
-            .iter()
-            .map(|(k, v)| (*k, v - before.calls.get(k).copied().unwrap_or(0)))
-            .filter(|(_, v)| *v > 0)
-            .collect(),
-        retries: after.retries - before.retries,
-        waiting: after.waiting.saturating_sub(before.waiting),
     }
 }
 
