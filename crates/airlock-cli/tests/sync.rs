@@ -421,3 +421,24 @@ fn a_suspended_person_s_hand_made_account_is_suspended_once_and_then_left_in_syn
     let again = w.stdout(&["sync"]);
     assert!(again.starts_with("in sync: no changes"), "{again}");
 }
+
+#[test]
+fn a_directory_that_cannot_be_read_aborts_before_any_write() {
+    let w = World::new("");
+    w.people(&[("max", "eng")]);
+    w.stdout(&["sync"]);
+    std::fs::write(
+        w.path("people.yaml"),
+        "people:\n  - username: max\n    status: gone\n",
+    )
+    .expect("broken");
+    w.airlock().arg("sync").assert().code(1).stderr(
+        predicate::str::contains("directory file")
+            .and(predicate::str::contains("unknown status `gone`")),
+    );
+    assert_eq!(
+        roles_in_airflow(&w.email("max")),
+        vec!["Op"],
+        "an unreadable directory is not an empty one"
+    );
+}

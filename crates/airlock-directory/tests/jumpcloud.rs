@@ -769,3 +769,20 @@ async fn each_fault_is_classified_when_retries_are_off() {
         );
     }
 }
+
+#[test]
+fn the_vendored_specs_match_the_team_copy_when_it_is_present() {
+    let shared = spec::shared_spec_dir();
+    if !shared.join("JumpCloud.SDK.V2.json").exists() {
+        // A clone without the team's shared/ folder beside it: the vendored copy is all there is.
+        return;
+    }
+    for file in ["JumpCloud.SDK.V1.json", "JumpCloud.SDK.V2.json"] {
+        let a = std::fs::read(shared.join(file)).expect("team copy");
+        let b = std::fs::read(spec::vendored_spec_dir().join(file)).expect("vendored copy");
+        assert!(
+            a == b,
+            "{file}: the vendored copy differs from ../shared/specs/jumpcloud; copy it again"
+        );
+    }
+}

@@ -19,9 +19,25 @@ use serde_json::Value;
 /// Headers the HTTP layer itself adds, outside any API description.
 const TRANSPORT_HEADERS: &[&str] = &["host", "content-length", "connection"];
 
-/// Where the spec files live: `<workspace>/../shared/specs/jumpcloud`.
-pub fn spec_dir() -> PathBuf {
+/// The team's copy beside the repository: `<workspace>/../shared/specs/jumpcloud`.
+pub fn shared_spec_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/specs/jumpcloud")
+}
+
+/// The copy vendored in this repository (see `specs/README.md`).
+pub fn vendored_spec_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/jumpcloud/specs")
+}
+
+/// Where the spec files are read from: the team's copy when it is beside the repository, else
+/// the vendored one, so the checks run from any clone.
+pub fn spec_dir() -> PathBuf {
+    let shared = shared_spec_dir();
+    if shared.join("JumpCloud.SDK.V2.json").exists() {
+        shared
+    } else {
+        vendored_spec_dir()
+    }
 }
 
 /// One API description with its base path.
@@ -48,7 +64,7 @@ impl Spec {
                 let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
                     panic!(
                         "the jumpcloud spec {} is missing or unreadable ({e}); the spec checks \
-                         need /work/shared/specs/jumpcloud",
+                         need ../shared/specs/jumpcloud or the vendored tests/jumpcloud/specs",
                         path.display()
                     )
                 });
