@@ -42,8 +42,8 @@
 
 use crate::event::Outcome;
 use crate::operation::{
-    ACCOUNT_CREATE, ACCOUNT_DELETE, ACCOUNT_REACTIVATE, ACCOUNT_SET_ROLES, ACCOUNT_SUSPEND,
-    ACCOUNT_UPDATE_PROFILE, ROLE_CREATE, ROLE_DELETE, ROLE_UPDATE,
+    ACCOUNT_ADOPT, ACCOUNT_CREATE, ACCOUNT_DELETE, ACCOUNT_REACTIVATE, ACCOUNT_SET_ROLES,
+    ACCOUNT_SUSPEND, ACCOUNT_UPDATE_PROFILE, ROLE_CREATE, ROLE_DELETE, ROLE_UPDATE,
 };
 
 /// OCSF class Account Change.
@@ -109,6 +109,8 @@ pub fn mapping(operation: &str) -> Mapping {
     };
     match operation {
         ACCOUNT_CREATE => one(ACCOUNT_CHANGE, account_activity::CREATE),
+        // Taken under management: no change in Airflow, but a governance decision on the account.
+        ACCOUNT_ADOPT => one(ACCOUNT_CHANGE, account_activity::OTHER),
         ACCOUNT_REACTIVATE => one(ACCOUNT_CHANGE, account_activity::ENABLE),
         ACCOUNT_SUSPEND => one(ACCOUNT_CHANGE, account_activity::DISABLE),
         ACCOUNT_DELETE => one(ACCOUNT_CHANGE, account_activity::DELETE),

@@ -10,6 +10,9 @@
 //! (for example "a directory source has not been read completely yet, so nothing that removes
 //! access may run").
 
+/// An operator put an existing account under airlock's management (`airlock adopt`); nothing
+/// changed in Airflow.
+pub const ACCOUNT_ADOPT: &str = "account.adopt";
 /// airlock created an account in an Airflow instance.
 pub const ACCOUNT_CREATE: &str = "account.create";
 /// airlock replaced the roles of an account (`before`/`after` hold the role lists).
@@ -39,6 +42,7 @@ pub const PLAN_SAVED: &str = "plan.saved";
 
 /// Every operation name this build knows, sorted.
 pub const OPERATIONS: &[&str] = &[
+    ACCOUNT_ADOPT,
     ACCOUNT_CREATE,
     ACCOUNT_DELETE,
     ACCOUNT_REACTIVATE,

@@ -8,7 +8,7 @@ use crate::commands::{open_store, select};
 use crate::output;
 use airlock_audit::{NewEvent, Outcome, Target, ACTOR_AIRLOCK};
 use airlock_config::{Config, DirectoryConfig};
-use airlock_core::{SystemClock, Username};
+use airlock_core::{Clock, SystemClock, Username};
 use airlock_directory::jumpcloud::{JumpCloudSettings, JumpCloudSource};
 use airlock_directory::ldap::{Disabled, LdapSettings, LdapSource, Membership};
 use airlock_directory::{file::FileSource, Source};
@@ -168,7 +168,7 @@ pub async fn plan(config: Config, args: PlanArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(&tmp, json).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
         let mut e = NewEvent::new(
-            chrono::Utc::now(),
+            SystemClock.now(),
             ACTOR_AIRLOCK,
             airlock_audit::operation::PLAN_SAVED,
             Outcome::Planned,
@@ -458,13 +458,13 @@ pub async fn adopt(config: Config, args: AdoptArgs) -> anyhow::Result<ExitCode> 
                 inst.name.as_str(),
                 account.username.as_str(),
                 ManagedOrigin::Adopted,
-                chrono::Utc::now().timestamp_millis(),
+                SystemClock.now().timestamp_millis(),
             )
             .await?;
         let mut e = NewEvent::new(
-            chrono::Utc::now(),
+            SystemClock.now(),
             ACTOR_AIRLOCK,
-            "account.adopt",
+            airlock_audit::operation::ACCOUNT_ADOPT,
             Outcome::Succeeded,
         );
         e.instance = Some(inst.name.to_string());
