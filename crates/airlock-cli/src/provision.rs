@@ -303,6 +303,22 @@ async fn run_apply(config: &Config, s: &Setup, req: RunRequest<'_>) -> anyhow::R
         Some(saved) => saved,
         None => fresh,
     };
+    if matches!(flow, Flow::Yes) {
+        // `sync` and `apply --yes` print no plan; warnings still matter (missing roles or
+        // permissions, people who get no account).
+        for w in plan
+            .warnings
+            .iter()
+            .chain(plan.instances.iter().flat_map(|p| p.warnings.iter()))
+        {
+            let at = w
+                .instance
+                .as_ref()
+                .map(|i| format!("{i}: "))
+                .unwrap_or_default();
+            eprintln!("warning: {at}{}", w.message);
+        }
+    }
     if let Some(r) = engine
         .check_rails(&plan, &observed, allow_mass, &run_id)
         .await?

@@ -284,7 +284,6 @@ impl<'a> Engine<'a> {
         let empty_desired = DesiredInstance::default();
         let empty_actual = ActualInstance::default();
         let empty_managed = BTreeMap::new();
-        let mut protected = self.policy.protected.clone();
         let mut instances = Vec::new();
         let mut names = Vec::new();
         // What can change this plan: accounts that are desired or managed, and policy roles.
@@ -298,7 +297,13 @@ impl<'a> Engine<'a> {
             .map(|i| {
                 let d = desired.get(&i.name);
                 let mut users: BTreeSet<Username> = d
-                    .map(|d| d.accounts.keys().cloned().collect())
+                    .map(|d| {
+                        d.accounts
+                            .keys()
+                            .chain(&d.inactive_in_scope)
+                            .cloned()
+                            .collect()
+                    })
                     .unwrap_or_default();
                 users.extend(
                     observed
@@ -314,6 +319,8 @@ impl<'a> Engine<'a> {
             })
             .collect();
         for inst in &self.instances {
+            // airlock's own account is protected on the instance it logs in to.
+            let mut protected = self.policy.protected.clone();
             protected.extend(Username::new(inst.username.clone()).ok());
             let p = plan::plan_instance(&PlanInput {
                 instance: &inst.name,
@@ -324,7 +331,6 @@ impl<'a> Engine<'a> {
                 leavers: self.policy.leavers,
                 now,
             });
-            protected = self.policy.protected.clone();
             instances.push(p);
             names.push(inst.name.clone());
         }
