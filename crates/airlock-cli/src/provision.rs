@@ -13,8 +13,8 @@ use airlock_directory::jumpcloud::{JumpCloudSettings, JumpCloudSource};
 use airlock_directory::ldap::{Disabled, LdapSettings, LdapSource, Membership};
 use airlock_directory::{file::FileSource, Source};
 use airlock_engine::client_for;
-use airlock_engine::sync::{ApplyOptions, Engine, Plan, Refusal};
-use airlock_store::{ManagedOrigin, OpenOptions, RunStatus, Store};
+use airlock_engine::sync::{ApplyOptions, Engine, Gate, Plan, Refusal};
+use airlock_store::{ManagedOrigin, OpenOptions, Store};
 use anyhow::{bail, Context as _};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -268,40 +268,14 @@ async fn run_apply(config: &Config, s: &Setup, req: RunRequest<'_>) -> anyhow::R
         stats,
     } = req;
     let engine = engine(config, s, names, concurrency)?;
-    let run_id = engine.begin_run(kind).await?;
-    let observed = match engine.observe().await {
-        Ok(o) => o,
-        Err(e) => {
-            engine
-                .finish_run(
-                    &run_id,
-                    RunStatus::Failed,
-                    None,
-                    &serde_json::json!({ "error": e.to_string() }),
-                )
-                .await?;
-            return Err(e.into());
+    let (run_id, gate) = engine.prepare(kind, saved, allow_mass).await?;
+    let plan = match gate {
+        Gate::Refused(r @ Refusal::StalePlan { .. }) => bail!("{r}"),
+        Gate::Refused(r) => {
+            eprintln!("refused: {r}");
+            return Ok(ExitCode::from(EXIT_REFUSED));
         }
-    };
-    let fresh = engine.plan(&observed);
-    let plan = match saved {
-        Some(saved) if saved.fingerprint != fresh.fingerprint => {
-            let r = Refusal::StalePlan {
-                saved: saved.fingerprint[..12].to_string(),
-                now: fresh.fingerprint[..12].to_string(),
-            };
-            engine
-                .finish_run(
-                    &run_id,
-                    RunStatus::Refused,
-                    None,
-                    &serde_json::json!({ "refused": r.to_string() }),
-                )
-                .await?;
-            bail!("{r}");
-        }
-        Some(saved) => saved,
-        None => fresh,
+        Gate::Proceed(plan) => plan,
     };
     if matches!(flow, Flow::Yes) {
         // `sync` and `apply --yes` print no plan; warnings still matter (missing roles or
@@ -319,33 +293,10 @@ async fn run_apply(config: &Config, s: &Setup, req: RunRequest<'_>) -> anyhow::R
             eprintln!("warning: {at}{}", w.message);
         }
     }
-    if let Some(r) = engine
-        .check_rails(&plan, &observed, allow_mass, &run_id)
-        .await?
-    {
-        engine
-            .finish_run(
-                &run_id,
-                RunStatus::Refused,
-                Some(plan.directory_people),
-                &serde_json::json!({ "refused": r.to_string(), "rail": r.rail() }),
-            )
-            .await?;
-        eprintln!("refused: {r}");
-        return Ok(ExitCode::from(EXIT_REFUSED));
-    }
     if plan.is_empty() {
+        // Applying an empty plan still records scope matches as managed.
         engine
-            .finish_run(
-                &run_id,
-                RunStatus::Succeeded,
-                Some(plan.directory_people),
-                &serde_json::json!({ "ops": 0 }),
-            )
-            .await?;
-        // Scope matches still become managed on an empty plan.
-        engine
-            .apply(&plan, &run_id, &ApplyOptions::default())
+            .execute(&run_id, &plan, &ApplyOptions::default())
             .await?;
         if stats {
             output::call_stats(&total_stats(&engine));
@@ -360,14 +311,7 @@ async fn run_apply(config: &Config, s: &Setup, req: RunRequest<'_>) -> anyhow::R
     if matches!(flow, Flow::Confirm) {
         output::plan(&plan, false);
         if !confirm(&plan)? {
-            engine
-                .finish_run(
-                    &run_id,
-                    RunStatus::Refused,
-                    Some(plan.directory_people),
-                    &serde_json::json!({ "cancelled": true }),
-                )
-                .await?;
+            engine.abandon(&run_id, &plan).await?;
             println!("not applied");
             return Ok(ExitCode::from(1));
         }
@@ -377,26 +321,12 @@ async fn run_apply(config: &Config, s: &Setup, req: RunRequest<'_>) -> anyhow::R
         cancel: cancel_on_signal(),
         progress: progress_bar(plan.ops().count()),
     };
-    let report = engine.apply(&plan, &run_id, &opts).await?;
-    let interrupted = opts.cancel.load(Ordering::SeqCst);
-    let status = if interrupted {
-        RunStatus::Interrupted
-    } else if report.failed() > 0 {
-        RunStatus::Failed
-    } else {
-        RunStatus::Succeeded
-    };
-    let summary = serde_json::json!({
-        "ops": report.results.len(), "failed": report.failed(), "skipped": report.skipped,
-        "counts": plan.counts(), "elapsed_ms": report.elapsed.as_millis() as u64,
-    });
-    engine
-        .finish_run(&run_id, status, Some(plan.directory_people), &summary)
-        .await?;
+    let report = engine.execute(&run_id, &plan, &opts).await?;
     output::apply_report(&report);
     if stats {
         output::call_stats(&total_stats(&engine));
     }
+    let interrupted = opts.cancel.load(Ordering::SeqCst);
     Ok(if report.failed() > 0 || interrupted {
         ExitCode::from(1)
     } else {

@@ -808,3 +808,106 @@ pub fn fingerprint(
     let digest = Sha256::digest(input.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// What a prepared run may do.
+#[derive(Debug)]
+pub enum Gate {
+    /// A safety rail (or a stale saved plan) stopped it; the refusal is recorded.
+    Refused(Refusal),
+    /// The plan may be applied.
+    Proceed(Box<Plan>),
+}
+
+impl<'a> Engine<'a> {
+    /// Starts a run the same way for every entry point (CLI, service, SCIM pushes): records
+    /// it, reads the directory and every instance, plans, checks a saved plan against fresh
+    /// state, and checks the safety rails. A failed read or a refusal is recorded before this
+    /// returns; nothing has been written to Airflow either way.
+    pub async fn prepare(
+        &self,
+        kind: &str,
+        saved: Option<Plan>,
+        allow_mass: bool,
+    ) -> Result<(String, Gate), EngineError> {
+        let run_id = self.begin_run(kind).await?;
+        let observed = match self.observe().await {
+            Ok(o) => o,
+            Err(e) => {
+                let summary = serde_json::json!({ "error": e.to_string() });
+                self.finish_run(&run_id, RunStatus::Failed, None, &summary)
+                    .await?;
+                return Err(e);
+            }
+        };
+        let fresh = self.plan(&observed);
+        let plan = match saved {
+            Some(saved) if saved.fingerprint != fresh.fingerprint => {
+                let r = Refusal::StalePlan {
+                    saved: saved.fingerprint.chars().take(12).collect(),
+                    now: fresh.fingerprint.chars().take(12).collect(),
+                };
+                let summary = serde_json::json!({ "refused": r.to_string(), "rail": r.rail() });
+                self.finish_run(&run_id, RunStatus::Refused, None, &summary)
+                    .await?;
+                return Ok((run_id, Gate::Refused(r)));
+            }
+            Some(saved) => saved,
+            None => fresh,
+        };
+        if let Some(r) = self
+            .check_rails(&plan, &observed, allow_mass, &run_id)
+            .await?
+        {
+            let summary = serde_json::json!({ "refused": r.to_string(), "rail": r.rail() });
+            self.finish_run(
+                &run_id,
+                RunStatus::Refused,
+                Some(plan.directory_people),
+                &summary,
+            )
+            .await?;
+            return Ok((run_id, Gate::Refused(r)));
+        }
+        Ok((run_id, Gate::Proceed(Box::new(plan))))
+    }
+
+    /// Applies a prepared plan and records how the run ended: succeeded, failed (some
+    /// operations failed) or interrupted (cancelled part-way).
+    pub async fn execute(
+        &self,
+        run_id: &str,
+        plan: &Plan,
+        opts: &ApplyOptions,
+    ) -> Result<ApplyReport, EngineError> {
+        let report = self.apply(plan, run_id, opts).await?;
+        let status = if opts.cancel.load(Ordering::SeqCst) && report.skipped > 0 {
+            RunStatus::Interrupted
+        } else if report.failed() > 0 {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        let summary = serde_json::json!({
+            "ops": report.results.len(),
+            "failed": report.failed(),
+            "skipped": report.skipped,
+            "counts": plan.counts(),
+            "elapsed_ms": u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+        });
+        self.finish_run(run_id, status, Some(plan.directory_people), &summary)
+            .await?;
+        Ok(report)
+    }
+
+    /// Records a prepared run that was not applied (declined at the confirmation prompt).
+    pub async fn abandon(&self, run_id: &str, plan: &Plan) -> Result<(), EngineError> {
+        let summary = serde_json::json!({ "declined": true });
+        self.finish_run(
+            run_id,
+            RunStatus::Refused,
+            Some(plan.directory_people),
+            &summary,
+        )
+        .await
+    }
+}
