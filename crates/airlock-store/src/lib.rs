@@ -23,6 +23,7 @@
 mod accounts;
 mod audit;
 mod error;
+mod lease;
 mod location;
 mod managed;
 mod migrations;
@@ -36,6 +37,7 @@ use sqlx::AnyPool;
 
 pub use audit::AuditPages;
 pub use error::StoreError;
+pub use lease::Lease;
 pub use location::redact_url;
 pub use managed::{ManagedAccount, ManagedOrigin, RunStatus};
 pub use migrations::supported_schema_version;
