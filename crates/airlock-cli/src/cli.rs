@@ -100,6 +100,21 @@ pub enum Command {
     /// Check or export the tamper-evident audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+
+    /// Run as a service: scheduled syncs per instance (the same engine as `sync`), with
+    /// /healthz, /readyz (ready after the first complete reads) and Prometheus /metrics.
+    ///
+    /// With a PostgreSQL store, several replicas can run: each instance is synced by the one
+    /// replica holding its lease, and another takes over within seconds when it dies. SIGTERM
+    /// stops new syncs, lets operations in flight finish, records the run and exits.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for health and metrics (overrides serve.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

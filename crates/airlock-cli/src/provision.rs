@@ -1,6 +1,7 @@
 //! `plan`, `apply`, `sync`, `adopt` and `audit`: the provisioning commands. Each builds the
 //! engine from the config and hands results to `output`.
 
+use crate::cli::ServeArgs;
 use crate::cli::{
     AdoptArgs, ApplyArgs, AuditCommand, ExportFormat, PlanArgs, ReportFormat, SyncArgs,
 };
@@ -460,4 +461,35 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<ExitCode
     };
     store.close().await;
     Ok(code)
+}
+
+pub async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let s = setup(&config).await?;
+    let opts = airlock_server::ServeOptions {
+        listen: args.listen.unwrap_or(config.serve.listen),
+        interval: config.serve.sync_interval,
+        jitter: config.serve.sync_jitter,
+        lease_retry: config.serve.lease_retry,
+        concurrency: config.serve.concurrency,
+    };
+    let shutdown = async {
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    airlock_server::run(config, s.source, s.store, opts, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
 }

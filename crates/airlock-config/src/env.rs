@@ -17,6 +17,10 @@ const NUMERIC_KEYS: &[&str] = &[
     "max_concurrency",
     "max_retries",
     "token_lifetime_secs",
+    "sync_interval_secs",
+    "sync_jitter_secs",
+    "lease_retry_secs",
+    "concurrency",
 ];
 
 pub(crate) fn apply_overrides(

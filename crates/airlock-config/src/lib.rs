@@ -17,7 +17,7 @@ mod validate;
 pub use raw::{ApiGeneration, RawConfig};
 pub use secret::{SecretSource, SecretString};
 pub use validate::{
-    Config, DirectoryConfig, InstanceConfig, InventoryConfig, LdapConfig, StoreConfig,
+    Config, DirectoryConfig, InstanceConfig, InventoryConfig, LdapConfig, ServeConfig, StoreConfig,
 };
 
 use std::fmt;

@@ -24,6 +24,25 @@ pub struct RawConfig {
     pub policy: Option<PathBuf>,
     /// The directory that is the source of truth for people and groups.
     pub directory: Option<RawDirectory>,
+    /// `airlock serve`: the long-running service.
+    #[serde(default)]
+    pub serve: RawServe,
+}
+
+/// `[serve]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServe {
+    /// Address for /healthz, /readyz and /metrics (default 127.0.0.1:9464).
+    pub listen: Option<String>,
+    /// Seconds between syncs of one instance (default 300).
+    pub sync_interval_secs: Option<u64>,
+    /// Up to this many seconds added at random to each interval (default 30).
+    pub sync_jitter_secs: Option<u64>,
+    /// Seconds between attempts to take an instance's lease (default 5).
+    pub lease_retry_secs: Option<u64>,
+    /// Operations in flight at once per sync (default 8).
+    pub concurrency: Option<usize>,
 }
 
 /// `[directory]`: which directory to read.

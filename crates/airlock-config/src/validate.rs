@@ -25,6 +25,23 @@ pub struct Config {
     pub policy: Option<airlock_core::policy::Policy>,
     /// The directory, if configured.
     pub directory: Option<DirectoryConfig>,
+    /// `airlock serve` settings.
+    pub serve: ServeConfig,
+}
+
+/// `airlock serve` settings, validated.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address for health and metrics.
+    pub listen: std::net::SocketAddr,
+    /// Time between syncs of one instance.
+    pub sync_interval: Duration,
+    /// Random extra time per interval, at most.
+    pub sync_jitter: Duration,
+    /// Time between attempts to take a lease.
+    pub lease_retry: Duration,
+    /// Operations in flight per sync.
+    pub concurrency: usize,
 }
 
 /// The directory to read, validated.
@@ -201,6 +218,45 @@ pub(crate) fn validate(
     let directory = raw
         .directory
         .and_then(|d| directory(d, base_dir, lookup, &mut errors));
+    let serve = {
+        let r = raw.serve;
+        let listen = r.listen.as_deref().unwrap_or("127.0.0.1:9464");
+        let listen = listen.parse::<std::net::SocketAddr>().unwrap_or_else(|_| {
+            errors.push(ConfigError::new(
+                "serve.listen",
+                "must be an address such as 127.0.0.1:9464",
+            ));
+            std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
+        });
+        let interval = r.sync_interval_secs.unwrap_or(300);
+        if interval == 0 {
+            errors.push(ConfigError::new(
+                "serve.sync_interval_secs",
+                "must be at least 1",
+            ));
+        }
+        let lease_retry = r.lease_retry_secs.unwrap_or(5);
+        if lease_retry == 0 {
+            errors.push(ConfigError::new(
+                "serve.lease_retry_secs",
+                "must be at least 1",
+            ));
+        }
+        let concurrency = r.concurrency.unwrap_or(8);
+        if !(1..=64).contains(&concurrency) {
+            errors.push(ConfigError::new(
+                "serve.concurrency",
+                "must be between 1 and 64",
+            ));
+        }
+        ServeConfig {
+            listen,
+            sync_interval: Duration::from_secs(interval),
+            sync_jitter: Duration::from_secs(r.sync_jitter_secs.unwrap_or(30)),
+            lease_retry: Duration::from_secs(lease_retry),
+            concurrency,
+        }
+    };
     let policy = raw.policy.and_then(|p| {
         let path = if p.is_absolute() { p } else { base_dir.join(p) };
         crate::policy::load(&path, &instances, &mut errors)
@@ -215,6 +271,7 @@ pub(crate) fn validate(
             instances,
             policy,
             directory,
+            serve,
         }),
         _ => {
             errors.sort_by(|a, b| a.key.cmp(&b.key));

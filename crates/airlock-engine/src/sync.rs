@@ -219,40 +219,12 @@ impl<'a> Engine<'a> {
         let started = Instant::now();
         let directory = self.source.read().await?;
         let directory_read = started.elapsed();
-        let reads = self.instances.iter().map(|inst| async move {
-            let client = &self.clients[&inst.name];
-            let (accounts, roles, catalog) = tokio::try_join!(
-                client.list_users(),
-                client.list_roles(),
-                client.list_permissions()
-            )?;
-            let catalog = match catalog {
-                PermissionCatalog::Pairs(p) => Some(p),
-                PermissionCatalog::Actions(_) => None,
-            };
-            let managed = self
-                .store
-                .managed_accounts(inst.name.as_str())
-                .await?
-                .into_iter()
-                .filter_map(|m| {
-                    let u = Username::new(m.username).ok()?;
-                    let suspended_at = m
-                        .suspended_at_ms
-                        .and_then(|t| Utc.timestamp_millis_opt(t).single());
-                    Some((u, ManagedRecord { suspended_at }))
-                })
-                .collect::<BTreeMap<_, _>>();
-            Ok::<_, EngineError>((
-                inst.name.clone(),
-                ActualInstance {
-                    accounts,
-                    roles,
-                    catalog,
-                },
-                managed,
-            ))
-        });
+        // Named async fns rather than closures returning async blocks: the futures must be
+        // `Send` for the service's tasks, which rustc cannot prove through such closures.
+        let mut reads = Vec::with_capacity(self.instances.len());
+        for inst in &self.instances {
+            reads.push(self.observe_instance(inst));
+        }
         let mut actual = BTreeMap::new();
         let mut managed = BTreeMap::new();
         for r in futures::future::join_all(reads).await {
@@ -435,14 +407,19 @@ impl<'a> Engine<'a> {
                 skipped += batch.len();
                 continue;
             }
-            let mut stream = futures::stream::iter(batch.into_iter().map(|op| async move {
-                if opts.cancel.load(Ordering::SeqCst) {
-                    return None;
+            let limit = self.concurrency.max(1);
+            let mut pending = batch.into_iter();
+            let mut running = futures::stream::FuturesUnordered::new();
+            loop {
+                while running.len() < limit {
+                    match pending.next() {
+                        Some(op) => {
+                            running.push(self.apply_unless_cancelled(op, run_id, &opts.cancel))
+                        }
+                        None => break,
+                    }
                 }
-                Some(self.apply_one(op, run_id).await)
-            }))
-            .buffer_unordered(self.concurrency.max(1));
-            while let Some(r) = stream.next().await {
+                let Some(r) = running.next().await else { break };
                 match r {
                     Some(r) => {
                         results.push(r?);
@@ -484,6 +461,63 @@ impl<'a> Engine<'a> {
             elapsed: started.elapsed(),
             stats,
         })
+    }
+
+    async fn observe_instance(
+        &self,
+        inst: &InstanceConfig,
+    ) -> Result<
+        (
+            InstanceName,
+            ActualInstance,
+            BTreeMap<Username, ManagedRecord>,
+        ),
+        EngineError,
+    > {
+        let client = &self.clients[&inst.name];
+        let (accounts, roles, catalog) = tokio::try_join!(
+            client.list_users(),
+            client.list_roles(),
+            client.list_permissions()
+        )?;
+        let catalog = match catalog {
+            PermissionCatalog::Pairs(p) => Some(p),
+            PermissionCatalog::Actions(_) => None,
+        };
+        let managed = self
+            .store
+            .managed_accounts(inst.name.as_str())
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                let u = Username::new(m.username).ok()?;
+                let suspended_at = m
+                    .suspended_at_ms
+                    .and_then(|t| Utc.timestamp_millis_opt(t).single());
+                Some((u, ManagedRecord { suspended_at }))
+            })
+            .collect::<BTreeMap<_, _>>();
+        Ok((
+            inst.name.clone(),
+            ActualInstance {
+                accounts,
+                roles,
+                catalog,
+            },
+            managed,
+        ))
+    }
+
+    async fn apply_unless_cancelled(
+        &self,
+        op: &PlannedOp,
+        run_id: &str,
+        cancel: &AtomicBool,
+    ) -> Option<Result<OpResult, EngineError>> {
+        if cancel.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(self.apply_one(op, run_id).await)
     }
 
     async fn apply_one(&self, p: &PlannedOp, run_id: &str) -> Result<OpResult, EngineError> {

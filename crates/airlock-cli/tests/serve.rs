@@ -1,0 +1,205 @@
+//! `airlock serve` as real processes: two replicas on one PostgreSQL store against a real
+//! Airflow 3, one lease holder at a time, takeover when the holder dies, and a clean SIGTERM.
+
+use airlock_testkit::{fresh_pg_database, AirflowServer, AirflowVersion};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn v3() -> &'static AirflowServer {
+    airlock_testkit::airflow::shared(AirflowVersion::V3)
+}
+
+/// A running `airlock serve`; killed when dropped, whatever happened in the test.
+struct Replica {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn start(dir: &std::path::Path) -> Replica {
+    let port = free_port();
+    let child = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+        .current_dir(dir)
+        .env_remove("AIRLOCK_CONFIG")
+        .env("AF3_PW", &v3().admin_password)
+        .args([
+            "--config",
+            "airlock.toml",
+            "--log",
+            "info",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("airlock serve");
+    Replica {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn get(url: &str) -> Option<(u16, String)> {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    let status = resp.status().as_u16();
+    Some((status, resp.text().await.unwrap_or_default()))
+}
+
+/// `airlock_lease_held{instance="af3"}` as the replica reports it, if it answers.
+async fn lease_held(r: &Replica) -> Option<bool> {
+    let (_, body) = get(&format!("{}/metrics", r.base)).await?;
+    body.lines()
+        .find(|l| l.starts_with("airlock_lease_held{instance=\"af3\"}"))
+        .map(|l| l.trim_end().ends_with(" 1"))
+}
+
+async fn wait_for(
+    what: &str,
+    deadline: Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_store_one_syncs_and_the_other_takes_over_when_it_dies() {
+    let db = fresh_pg_database()
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 is required");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let domain = format!(
+        "s{:x}.example.com",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            % 0xffff_ffff
+    );
+    std::fs::write(
+        dir.path().join("airlock.toml"),
+        format!(
+            "policy = \"policy.toml\"\n[store]\nurl = \"{}\"\n[directory]\nkind = \"file\"\npath = \"people.yaml\"\n\
+             [serve]\nsync_interval_secs = 1\nsync_jitter_secs = 0\nlease_retry_secs = 1\n\
+             [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n",
+            db.url(),
+            v3().base_url
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "[[grants]]\ngroup = \"eng\"\nroles = [\"Viewer\"]\n",
+    )
+    .expect("policy");
+    std::fs::write(
+        dir.path().join("people.yaml"),
+        format!("people:\n  - username: ann\n    email: ann@{domain}\n    groups: [eng]\n"),
+    )
+    .expect("people");
+
+    let mut a = start(dir.path());
+    wait_for("replica A ready", Duration::from_secs(60), || async {
+        matches!(get(&format!("{}/readyz", a.base)).await, Some((200, _)))
+    })
+    .await;
+    wait_for(
+        "replica A to hold the lease",
+        Duration::from_secs(30),
+        || async { lease_held(&a).await == Some(true) },
+    )
+    .await;
+    let b = start(dir.path());
+    wait_for("replica B ready", Duration::from_secs(60), || async {
+        matches!(get(&format!("{}/readyz", b.base)).await, Some((200, _)))
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(
+            lease_held(&b).await,
+            Some(false),
+            "B must not hold the lease while A lives"
+        );
+        assert_eq!(lease_held(&a).await, Some(true));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, metrics) = get(&format!("{}/metrics", a.base)).await.expect("metrics");
+    assert!(
+        metrics.contains("airlock_sync_runs_total{instance=\"af3\",result=\"succeeded\"}"),
+        "{metrics}"
+    );
+
+    // The holder dies without warning; the other replica takes over within seconds.
+    a.child.kill().expect("kill A");
+    a.child.wait().expect("reap A");
+    let took = wait_for(
+        "replica B to take over",
+        Duration::from_secs(30),
+        || async { lease_held(&b).await == Some(true) },
+    )
+    .await;
+    eprintln!(
+        "takeover after the holder died: {:.1} s",
+        took.as_secs_f64()
+    );
+
+    // Syncs never overlapped: every serve run ended before the next began.
+    let pool = sqlx::PgPool::connect(db.url()).await.expect("pg");
+    let runs: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT started_at_ms, finished_at_ms FROM sync_runs WHERE kind = 'serve' ORDER BY started_at_ms",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("runs");
+    assert!(runs.len() >= 2, "{runs:?}");
+    for w in runs.windows(2) {
+        if let (Some(end), start) = (w[0].1, w[1].0) {
+            assert!(end <= start, "overlapping runs: {runs:?}");
+        }
+    }
+    pool.close().await;
+
+    // SIGTERM: stops taking requests and exits cleanly.
+    let mut b = b;
+    let pid = b.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = b.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}

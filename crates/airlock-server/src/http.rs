@@ -1,0 +1,39 @@
+//! The service's HTTP surface: liveness, readiness and metrics. One place turns state into
+//! responses; nothing here can change Airflow.
+
+use crate::State;
+use axum::extract::State as Extract;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub(crate) fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(Extract(state): Extract<Arc<State>>) -> impl IntoResponse {
+    if state.stopping.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "stopping\n")
+    } else if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first complete directory and Airflow reads\n",
+        )
+    }
+}
+
+async fn metrics(Extract(state): Extract<Arc<State>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,107 @@
+//! Prometheus metrics of the service. Names follow Prometheus conventions (`_total` counters,
+//! `_seconds` histograms) and carry only bounded labels (instance names, operation kinds).
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric the service exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Sync runs by instance and result.
+    pub sync_runs: IntCounterVec,
+    /// Sync durations by instance.
+    pub sync_duration: HistogramVec,
+    /// Operations applied, by instance, kind and result.
+    pub operations: IntCounterVec,
+    /// Errors by where they came from (directory, airflow, store) and class.
+    pub errors: IntCounterVec,
+    /// 1 while this replica holds the instance's lease.
+    pub lease_held: GaugeVec,
+    /// 1 once the first complete reads succeeded.
+    pub ready: Gauge,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("invariant: valid metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("invariant: metric registered once");
+            c
+        };
+        let sync_runs = counter(
+            "airlock_sync_runs_total",
+            "Sync runs by instance and result.",
+            &["instance", "result"],
+        );
+        let operations = counter(
+            "airlock_operations_total",
+            "Operations applied, by instance, kind and result.",
+            &["instance", "kind", "result"],
+        );
+        let errors = counter(
+            "airlock_errors_total",
+            "Errors by source (directory, airflow, store) and class.",
+            &["source", "class"],
+        );
+        let sync_duration = HistogramVec::new(
+            HistogramOpts::new("airlock_sync_duration_seconds", "Duration of sync runs.")
+                .buckets(vec![0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+            &["instance"],
+        )
+        .expect("invariant: valid metric definition");
+        registry
+            .register(Box::new(sync_duration.clone()))
+            .expect("invariant: metric registered once");
+        let lease_held = GaugeVec::new(
+            Opts::new(
+                "airlock_lease_held",
+                "1 while this replica holds the instance's lease.",
+            ),
+            &["instance"],
+        )
+        .expect("invariant: valid metric definition");
+        registry
+            .register(Box::new(lease_held.clone()))
+            .expect("invariant: metric registered once");
+        let ready = Gauge::new(
+            "airlock_ready",
+            "1 once the first complete directory and Airflow reads succeeded.",
+        )
+        .expect("invariant: valid metric definition");
+        registry
+            .register(Box::new(ready.clone()))
+            .expect("invariant: metric registered once");
+        Self {
+            registry,
+            sync_runs,
+            sync_duration,
+            operations,
+            errors,
+            lease_held,
+            ready,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
