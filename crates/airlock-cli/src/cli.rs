@@ -7,7 +7,9 @@ use std::path::PathBuf;
 /// identity provider, and proves it.
 ///
 /// Start with `airlock config check`, then `airlock instances` to see that airlock can reach
-/// and log in to every Airflow, then `airlock inventory` to see who has access to what.
+/// and log in to every Airflow, and `airlock inventory` to see who has access to what. Then
+/// `airlock plan` shows what the directory and the policy say should change, `airlock apply`
+/// makes it so, and `airlock sync` (from cron) or `airlock serve` keeps it so.
 #[derive(Debug, Parser)]
 #[command(
     name = "airlock",
