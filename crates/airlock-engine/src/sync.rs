@@ -945,3 +945,194 @@ impl<'a> Engine<'a> {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_core::directory::{Person, PersonId, PersonStatus};
+    use airlock_core::policy::{LeaverRule, SafetyRails, UsernameRule, UsernameSource};
+
+    fn policy() -> Policy {
+        Policy {
+            username: UsernameRule {
+                source: UsernameSource::Email,
+                prefix: String::new(),
+                lowercase: true,
+            },
+            grants: vec![],
+            scope_groups: vec![],
+            default_roles: Default::default(),
+            roles: vec![],
+            protected: Default::default(),
+            service_accounts: vec![],
+            leavers: LeaverRule {
+                delete_after_secs: None,
+            },
+            safety: SafetyRails {
+                max_deprovisions: 10,
+                max_deprovision_fraction: 0.25,
+                min_directory_ratio: 0.5,
+            },
+        }
+    }
+
+    fn observed(people: usize, managed: usize) -> Observed {
+        let mut directory = DirectorySnapshot::default();
+        for i in 0..people {
+            let id = PersonId(format!("p{i}"));
+            directory.people.insert(
+                id.clone(),
+                Person {
+                    id,
+                    username: format!("p{i}"),
+                    email: None,
+                    first_name: None,
+                    last_name: None,
+                    status: PersonStatus::Active,
+                    groups: Default::default(),
+                },
+            );
+        }
+        let name = InstanceName::new("af").expect("valid");
+        let m = (0..managed)
+            .map(|i| {
+                (
+                    Username::new(format!("m{i}")).expect("valid"),
+                    ManagedRecord::default(),
+                )
+            })
+            .collect();
+        Observed {
+            directory,
+            actual: [(name.clone(), ActualInstance::default())].into(),
+            managed: [(name, m)].into(),
+            directory_read: Duration::ZERO,
+        }
+    }
+
+    fn plan_with_suspensions(n: usize) -> Plan {
+        let name = InstanceName::new("af").expect("valid");
+        let ops = (0..n)
+            .map(|i| PlannedOp {
+                instance: name.clone(),
+                op: Op::Suspend {
+                    username: Username::new(format!("m{i}")).expect("valid"),
+                    roles: Default::default(),
+                },
+                reason: "leaver".into(),
+            })
+            .collect();
+        Plan {
+            format: 1,
+            created_at: Utc::now(),
+            fingerprint: String::new(),
+            directory_people: 0,
+            instances: vec![InstancePlan {
+                ops,
+                ..Default::default()
+            }],
+            instance_names: vec![name],
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn a_directory_far_smaller_than_last_time_is_an_outage() {
+        let r = rails(
+            &policy(),
+            &plan_with_suspensions(0),
+            &observed(40, 100),
+            Some(100),
+            false,
+        );
+        assert!(
+            matches!(
+                r,
+                Some(Refusal::DirectoryShrank {
+                    now: 40,
+                    before: 100,
+                    ratio_pct: 50
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(
+            rails(
+                &policy(),
+                &plan_with_suspensions(0),
+                &observed(60, 100),
+                Some(100),
+                false
+            ),
+            None
+        );
+        assert_eq!(
+            rails(
+                &policy(),
+                &plan_with_suspensions(0),
+                &observed(40, 100),
+                Some(100),
+                true
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn an_empty_directory_while_accounts_are_managed_is_an_outage() {
+        let r = rails(
+            &policy(),
+            &plan_with_suspensions(0),
+            &observed(0, 3),
+            None,
+            false,
+        );
+        assert!(
+            matches!(r, Some(Refusal::DirectoryEmpty { managed: 3 })),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn deprovisioning_caps_apply_in_count_and_fraction() {
+        let r = rails(
+            &policy(),
+            &plan_with_suspensions(11),
+            &observed(100, 1000),
+            Some(100),
+            false,
+        );
+        assert!(
+            matches!(r, Some(Refusal::TooManyDeprovisions { count: 11, cap: 10 })),
+            "{r:?}"
+        );
+        let r = rails(
+            &policy(),
+            &plan_with_suspensions(5),
+            &observed(100, 10),
+            Some(100),
+            false,
+        );
+        assert!(
+            matches!(
+                r,
+                Some(Refusal::TooLargeFraction {
+                    count: 5,
+                    managed: 10,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(
+            rails(
+                &policy(),
+                &plan_with_suspensions(5),
+                &observed(100, 10),
+                Some(100),
+                true
+            ),
+            None
+        );
+    }
+}
