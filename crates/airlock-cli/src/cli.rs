@@ -110,6 +110,55 @@ pub enum Command {
     /// replica holding its lease, and another takes over within seconds when it dies. SIGTERM
     /// stops new syncs, lets operations in flight finish, records the run and exits.
     Serve(ServeArgs),
+
+    /// Manage the SCIM 2.0 endpoint that `airlock serve` offers at /scim/v2, where Entra ID,
+    /// Okta or JumpCloud push users and groups in real time.
+    ///
+    /// Each identity provider (a "client") gets its own bearer token: create one, paste it into
+    /// the provider's provisioning settings with the base URL https://<host>/scim/v2, and set
+    /// `[directory] kind = "scim"` so that syncs read what the providers pushed.
+    #[command(subcommand)]
+    Scim(ScimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScimCommand {
+    /// Issue, list, rotate and revoke the bearer tokens SCIM clients authenticate with.
+    ///
+    /// A token is shown exactly once, when it is created or rotated; the store keeps only its
+    /// SHA-256 hash, so a lost token cannot be recovered, only rotated.
+    #[command(subcommand)]
+    Token(ScimTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScimTokenCommand {
+    /// Issue a token to a new client and print it once.
+    ///
+    /// Example: `airlock scim token create --client okta`. Refused if the client already has
+    /// an active token (rotate it instead).
+    Create {
+        /// A name for the identity provider using the token (e.g. okta, entra, jumpcloud).
+        #[arg(long, value_name = "NAME")]
+        client: String,
+    },
+    /// List clients and when their tokens were issued, last used and revoked. Never prints a
+    /// token.
+    List,
+    /// Replace a client's token with a new one, printed once; the old token stops working at
+    /// once, so update the identity provider right away.
+    Rotate {
+        /// The client whose token to replace.
+        #[arg(long, value_name = "NAME")]
+        client: String,
+    },
+    /// Revoke a client's token: its requests are refused from now on. `create` can issue the
+    /// client a new one later.
+    Revoke {
+        /// The client whose token to revoke.
+        #[arg(long, value_name = "NAME")]
+        client: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod output;
 mod provision;
+mod scim;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -12,6 +12,7 @@ use airlock_config::{Config, DirectoryConfig};
 use airlock_core::{Clock, SystemClock, Username};
 use airlock_directory::jumpcloud::{JumpCloudSettings, JumpCloudSource};
 use airlock_directory::ldap::{Disabled, LdapSettings, LdapSource, Membership};
+use airlock_directory::scim::ScimSource;
 use airlock_directory::{file::FileSource, Source};
 use airlock_engine::client_for;
 use airlock_engine::sync::{ApplyOptions, Engine, Gate, Plan, Refusal};
@@ -25,7 +26,8 @@ use std::sync::Arc;
 /// Exit code of `sync` when a safety rail refused the run.
 const EXIT_REFUSED: u8 = 3;
 
-fn source(config: &Config) -> anyhow::Result<Source> {
+/// The configured directory; the SCIM source reads `store`.
+fn source(config: &Config, store: &Store) -> anyhow::Result<Source> {
     match &config.directory {
         Some(DirectoryConfig::File { path }) => Ok(Source::File(FileSource::new(path.clone()))),
         Some(DirectoryConfig::JumpCloud { api_key, org_id, base_url, groups, timeout, max_retries }) => {
@@ -38,7 +40,8 @@ fn source(config: &Config) -> anyhow::Result<Source> {
             Ok(Source::JumpCloud(JumpCloudSource::new(s)?))
         }
         Some(DirectoryConfig::Ldap(l)) => Ok(Source::Ldap(LdapSource::new(ldap_settings(l)?))),
-        None => bail!("no [directory] configured: add one (kind = \"file\", \"jumpcloud\" or \"ldap\") to the config"),
+        Some(DirectoryConfig::Scim) => Ok(Source::Scim(ScimSource::new(store.clone()))),
+        None => bail!("no [directory] configured: add one (kind = \"file\", \"jumpcloud\", \"ldap\" or \"scim\") to the config"),
     }
 }
 
@@ -129,9 +132,10 @@ async fn setup(config: &Config) -> anyhow::Result<Setup> {
     if config.policy.is_none() {
         bail!("no policy configured: set `policy = \"policy.toml\"` in the config (see README, Policy)");
     }
+    let store = open_store(config, OpenOptions::create()).await?;
     Ok(Setup {
-        source: source(config)?,
-        store: open_store(config, OpenOptions::create()).await?,
+        source: source(config, &store)?,
+        store,
     })
 }
 

@@ -73,6 +73,9 @@ pub enum RawDirectory {
     },
     /// An LDAP directory (`kind = "ldap"`): OpenLDAP, JumpCloud LDAP-as-a-Service, AD.
     Ldap(Box<RawLdap>),
+    /// The Users and Groups identity providers pushed to airlock's SCIM endpoint
+    /// (`kind = "scim"`), kept in the state store. No other keys.
+    Scim {},
 }
 
 /// `[directory]` with `kind = "ldap"`.

@@ -69,6 +69,8 @@ pub enum DirectoryConfig {
     },
     /// An LDAP directory.
     Ldap(Box<LdapConfig>),
+    /// The SCIM Users and Groups in the state store.
+    Scim,
 }
 
 /// LDAP settings, validated (attribute and filter defaults come from the preset in the
@@ -385,6 +387,7 @@ fn directory(
                 timeout: l.timeout_secs.map(Duration::from_secs),
             })))
         }
+        RawDirectory::Scim {} => Some(DirectoryConfig::Scim),
         RawDirectory::File { path } => {
             let path = if path.is_absolute() {
                 path
@@ -640,6 +643,22 @@ password = { env = "PROD_PW" }
             "sqlite:///etc/airlock/airlock.db"
         );
         assert_eq!(c.inventory.inactive_after_days, 90);
+    }
+
+    #[test]
+    fn a_scim_directory_takes_no_other_keys() {
+        let c = load(
+            &format!("{GOOD}\n[directory]\nkind = \"scim\"\n"),
+            &[("PROD_PW", "x")],
+        )
+        .expect("valid");
+        assert!(matches!(c.directory, Some(crate::DirectoryConfig::Scim)));
+        let errs = load(
+            &format!("{GOOD}\n[directory]\nkind = \"scim\"\npath = \"x\"\n"),
+            &[("PROD_PW", "x")],
+        )
+        .expect_err("unknown key refused");
+        assert!(errs.join("\n").contains("path"), "{errs:?}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`file`]: a YAML or CSV file, for small teams, demos and tests.
 //! - [`jumpcloud`]: JumpCloud's REST API (v1 system users, v2 user groups and members).
 //! - [`ldap`]: LDAP / LDAPS / StartTLS: OpenLDAP, JumpCloud LDAP-as-a-Service, Active Directory.
+//! - [`scim`]: the Users and Groups identity providers pushed to airlock's SCIM endpoint.
 //!
 //! A source either returns everything or fails: paging, timeouts and retries are handled
 //! inside, and any incomplete read is an error, because the engine treats a person missing from
@@ -12,6 +13,7 @@
 pub mod file;
 pub mod jumpcloud;
 pub mod ldap;
+pub mod scim;
 
 use airlock_core::directory::DirectorySnapshot;
 
@@ -28,6 +30,9 @@ pub enum DirectoryError {
     /// The LDAP source failed.
     #[error(transparent)]
     Ldap(#[from] ldap::LdapError),
+    /// The SCIM source failed.
+    #[error(transparent)]
+    Scim(#[from] scim::ScimSourceError),
 }
 
 /// A configured directory, ready to read.
@@ -39,6 +44,8 @@ pub enum Source {
     JumpCloud(jumpcloud::JumpCloudSource),
     /// An LDAP directory (OpenLDAP, JumpCloud LDAP, Active Directory).
     Ldap(ldap::LdapSource),
+    /// The SCIM Users and Groups in the state store.
+    Scim(scim::ScimSource),
 }
 
 impl Source {
@@ -48,6 +55,7 @@ impl Source {
             Source::File(f) => f.describe(),
             Source::JumpCloud(j) => j.describe(),
             Source::Ldap(l) => l.describe(),
+            Source::Scim(s) => s.describe(),
         }
     }
 
@@ -57,6 +65,7 @@ impl Source {
             Source::File(f) => Ok(f.read().await?),
             Source::JumpCloud(j) => Ok(j.read().await?),
             Source::Ldap(l) => Ok(l.read().await?),
+            Source::Scim(s) => Ok(s.read().await?),
         }
     }
 }

@@ -1,7 +1,9 @@
-//! The service's HTTP surface: liveness, readiness and metrics. One place turns state into
-//! responses; nothing here can change Airflow.
+//! The service's HTTP surface: liveness, readiness, metrics, and the SCIM endpoint under
+//! `/scim/v2` (its own module). One place turns state into responses; nothing here can change
+//! Airflow.
 
 use crate::State;
+use airlock_store::Store;
 use axum::extract::State as Extract;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -10,12 +12,13 @@ use axum::Router;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub(crate) fn router(state: Arc<State>) -> Router {
+pub(crate) fn router(state: Arc<State>, store: Store) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(crate::scim::scim_router(store))
 }
 
 async fn readyz(Extract(state): Extract<Arc<State>>) -> impl IntoResponse {

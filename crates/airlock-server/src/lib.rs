@@ -1,15 +1,19 @@
 //! `airlock serve`: the long-running service. Runs scheduled syncs per instance through the
 //! same engine as `airlock sync`, holds a lease per instance so that several replicas on one
-//! PostgreSQL store never apply to the same Airflow at once, and serves `/healthz`, `/readyz`
-//! and Prometheus `/metrics` on a local address.
+//! PostgreSQL store never apply to the same Airflow at once, and serves `/healthz`, `/readyz`,
+//! Prometheus `/metrics` and the SCIM 2.0 endpoint (`/scim/v2`, see [`scim`]) on a local
+//! address.
 //!
-//! Not here yet: the SCIM 2.0 endpoint (it will share this process, router and engine).
+//! Not here yet: a SCIM push triggering a sync at once (SCIM writes reach Airflow at the next
+//! scheduled sync of a `kind = "scim"` directory).
 
 mod http;
 mod metrics;
 mod scheduler;
+pub mod scim;
 
 pub use metrics::Metrics;
+pub use scim::scim_router;
 
 use airlock_config::Config;
 use airlock_directory::Source;
@@ -112,8 +116,8 @@ pub async fn run(
     ));
 
     let mut http_stop = stop_rx;
-    let server =
-        axum::serve(listener, http::router(state.clone())).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, http::router(state.clone(), store.clone()))
+        .with_graceful_shutdown(async move {
             let _ = http_stop.wait_for(|s| *s).await;
         });
     let served = server.await.map_err(ServeError::Http);

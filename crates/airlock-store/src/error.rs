@@ -138,6 +138,65 @@ pub enum StoreError {
         /// Why it cannot be read.
         cause: String,
     },
+    /// A SCIM resource's unique attribute (a User's `userName`, compared case-insensitively, or
+    /// a Group's `displayName`) is already taken by another resource of the same type.
+    #[error("a SCIM {resource_type} with that {attribute} already exists")]
+    ScimConflict {
+        /// `User` or `Group`.
+        resource_type: String,
+        /// `userName` or `displayName`.
+        attribute: &'static str,
+    },
+
+    /// No SCIM resource of that type has that id.
+    #[error("no SCIM {resource_type} has id {id}")]
+    ScimNotFound {
+        /// `User` or `Group`.
+        resource_type: String,
+        /// The id asked for.
+        id: String,
+    },
+
+    /// A conditional SCIM write expected another version than the stored one (`If-Match`, or a
+    /// concurrent writer got there first).
+    #[error("SCIM {resource_type} {id} is at version {found}, not the expected {expected}")]
+    ScimPreconditionFailed {
+        /// `User` or `Group`.
+        resource_type: String,
+        /// The resource id.
+        id: String,
+        /// The version the caller expected.
+        expected: i64,
+        /// The version stored.
+        found: i64,
+    },
+
+    /// A SCIM client already has an active token.
+    #[error("SCIM client {client} already has an active token (rotate or revoke it instead)")]
+    ScimTokenExists {
+        /// The client name.
+        client: String,
+    },
+
+    /// A SCIM client has no active token.
+    #[error(
+        "SCIM client {client} has no active token (create one with `airlock scim token create`)"
+    )]
+    ScimTokenMissing {
+        /// The client name.
+        client: String,
+    },
+
+    /// A stored SCIM resource is not valid JSON.
+    #[error("could not read SCIM {resource_type} {id} in state store at {location}: stored resource is not valid JSON")]
+    ScimResourceUnreadable {
+        /// `User` or `Group`.
+        resource_type: String,
+        /// The resource id.
+        id: String,
+        /// The file path or redacted URL.
+        location: String,
+    },
 }
 
 /// True when SQLite gave up waiting for a lock (`SQLITE_BUSY`, or `SQLITE_LOCKED` for a

@@ -14,6 +14,9 @@
 //! The audit log is kept here too (`audit`): hash-chained events appended under a lock that
 //! serializes writers across processes, read in pages, verified against a recorded head.
 //!
+//! SCIM resources pushed by identity providers, and the SCIM clients' bearer tokens (kept only
+//! as SHA-256 hashes), are kept here too (`scim`).
+//!
 //! Not here: what audit events mean and how they are hashed (airlock-audit), the meaning of a
 //! snapshot's payload (the store keeps it as opaque JSON text), and creating PostgreSQL
 //! databases or roles (the operator does).
@@ -28,6 +31,7 @@ mod location;
 mod managed;
 mod migrations;
 mod open;
+mod scim;
 mod snapshots;
 
 use std::sync::Arc;
@@ -41,6 +45,7 @@ pub use lease::Lease;
 pub use location::redact_url;
 pub use managed::{ManagedAccount, ManagedOrigin, RunStatus};
 pub use migrations::supported_schema_version;
+pub use scim::{ScimResource, ScimToken, SCIM_TOKEN_PREFIX};
 pub use snapshots::{SnapshotId, SnapshotMeta, SnapshotRun, SnapshotStatus, StoredSnapshot};
 
 /// How long an SQLite writer waits for another process's write lock by default.

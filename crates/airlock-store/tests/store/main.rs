@@ -4,6 +4,7 @@
 
 mod audit;
 mod postgres_only;
+mod scim;
 mod sqlite_only;
 mod suite;
 mod support;

@@ -1,0 +1,639 @@
+//! The SCIM 2.0 endpoint (RFC 7644) under `/scim/v2`: Users and Groups pushed by identity
+//! providers (Entra ID, Okta, JumpCloud), kept in the state store.
+//!
+//! Every route needs a bearer token issued with `airlock scim token create`; the token is
+//! checked by its hash and never logged or echoed. Bodies must be `application/scim+json` or
+//! `application/json` and at most 1 MiB. Resources carry an ETag (`W/"<version>"`) and
+//! `If-Match` is honoured on PUT, PATCH and DELETE; PUT and PATCH also refuse to overwrite a
+//! change made between their read and their write. Every failure becomes an RFC 7644 error
+//! body in one place ([`Failure`]).
+//!
+//! The SCIM rules themselves (schema checks, filters, PATCH, PUT merge, projection, paging) are
+//! `airlock-scim`'s; storage is `airlock-store`'s. Not here: `/Bulk`, `/.search`, `/Me`,
+//! sorting beyond what `airlock-scim` offers, and pushing changes to Airflow (the directory
+//! source `kind = "scim"` reads what is stored here on the next sync).
+
+use std::sync::Arc;
+
+use airlock_core::{Clock, SystemClock};
+use airlock_scim::schema::{AttributeDef, Mutability, Returned, SchemaDef, Uniqueness};
+use airlock_scim::{
+    apply_patch, list_response, replace_resource, validate_resource, ListQuery, PatchRequest,
+    Projection, ResourceType, ScimError, LIST_RESPONSE_MESSAGE,
+};
+use airlock_store::{ScimResource, Store, StoreError};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+/// Where the endpoint is mounted.
+pub const SCIM_BASE_PATH: &str = "/scim/v2";
+/// The SCIM media type (RFC 7644 §3.1).
+pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The most resources one list response holds.
+pub const MAX_RESULTS: usize = 200;
+
+const SERVICE_PROVIDER_CONFIG_SCHEMA: &str =
+    "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
+
+struct ScimState {
+    store: Store,
+    clock: Arc<dyn Clock>,
+}
+
+impl ScimState {
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+}
+
+type Shared = Arc<ScimState>;
+
+/// The SCIM endpoint alone, with its routes under `/scim/v2`, reading the wall clock. `airlock
+/// serve` merges it into its router; tests can serve it by itself.
+pub fn scim_router(store: Store) -> Router {
+    scim_router_with_clock(store, Arc::new(SystemClock))
+}
+
+/// [`scim_router`] with an injected clock (for `meta.created`/`lastModified` and token use).
+pub fn scim_router_with_clock(store: Store, clock: Arc<dyn Clock>) -> Router {
+    let state = Arc::new(ScimState { store, clock });
+    let routes = Router::new()
+        .route("/ServiceProviderConfig", get(service_provider_config))
+        .route("/ResourceTypes", get(resource_types))
+        .route("/Schemas", get(schemas))
+        .route("/{kind}", get(list).post(create))
+        .route(
+            "/{kind}/{id}",
+            get(get_one).put(replace).patch(patch).delete(delete),
+        )
+        .fallback(not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    Router::new().nest(SCIM_BASE_PATH, routes)
+}
+
+/// A SCIM failure on its way to becoming an error response: the endpoint's one rescue point.
+#[derive(Debug)]
+pub(crate) struct Failure(ScimError);
+
+impl From<ScimError> for Failure {
+    fn from(err: ScimError) -> Self {
+        Failure(err)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Self {
+        Failure(match err {
+            StoreError::ScimConflict { attribute, .. } => {
+                ScimError::uniqueness(format!("{attribute} is already in use"))
+            }
+            StoreError::ScimNotFound { .. } => not_found_error(),
+            StoreError::ScimPreconditionFailed { .. } => precondition_failed(),
+            other => {
+                tracing::error!(error = %other, "scim request failed in the state store");
+                ScimError::new(500, None, "the state store failed; see the server log")
+            }
+        })
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, SCIM_CONTENT_TYPE)],
+            self.0.to_json().to_string(),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"airlock-scim\""),
+            );
+        }
+        response
+    }
+}
+
+fn not_found_error() -> ScimError {
+    ScimError::new(404, None, "resource not found")
+}
+
+fn precondition_failed() -> ScimError {
+    ScimError::new(
+        412,
+        None,
+        "the resource was modified: its version does not match If-Match",
+    )
+}
+
+async fn not_found() -> Failure {
+    Failure(ScimError::new(404, None, "no such SCIM endpoint"))
+}
+
+async fn authenticate(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            let token = token.trim();
+            (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+        });
+    let Some(token) = token else {
+        return Failure(ScimError::new(
+            401,
+            None,
+            "authentication required: send `Authorization: Bearer <token>`",
+        ))
+        .into_response();
+    };
+    match state
+        .store
+        .authenticate_scim_token(&token, state.now_ms())
+        .await
+    {
+        Ok(Some(client)) => {
+            tracing::debug!(client = %client, method = %request.method(), path = %request.uri().path(), "scim request");
+            next.run(request).await
+        }
+        Ok(None) => Failure(ScimError::new(
+            401,
+            None,
+            "the bearer token is not valid (unknown or revoked)",
+        ))
+        .into_response(),
+        Err(err) => Failure::from(err).into_response(),
+    }
+}
+
+fn resource_type(kind: &str) -> Result<ResourceType, Failure> {
+    match kind {
+        "Users" => Ok(ResourceType::User),
+        "Groups" => Ok(ResourceType::Group),
+        _ => Err(Failure(ScimError::new(404, None, "no such SCIM endpoint"))),
+    }
+}
+
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn projection(rt: ResourceType, query: Option<&str>) -> Result<Projection, Failure> {
+    let pairs = query_pairs(query);
+    let find = |name: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    };
+    Ok(Projection::parse(
+        rt,
+        find("attributes"),
+        find("excludedAttributes"),
+    )?)
+}
+
+/// Checks the content type and parses the body as JSON.
+fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, Failure> {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|value| value.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if media_type != SCIM_CONTENT_TYPE && media_type != "application/json" {
+        return Err(Failure(ScimError::new(
+            415,
+            None,
+            "the request body must be application/scim+json or application/json",
+        )));
+    }
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Failure(ScimError::new(
+                413,
+                None,
+                "the request body is larger than 1 MiB",
+            ))
+        } else {
+            Failure(ScimError::invalid_syntax(
+                "the request body could not be read",
+            ))
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|_| {
+        Failure(ScimError::invalid_syntax(
+            "the request body is not valid JSON",
+        ))
+    })
+}
+
+/// What `If-Match` asks for.
+enum IfMatch {
+    /// No header, or `*`.
+    Any,
+    /// This version.
+    Version(i64),
+    /// A tag no version can match.
+    Never,
+}
+
+fn if_match(headers: &HeaderMap) -> IfMatch {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return IfMatch::Any;
+    };
+    let Ok(value) = value.to_str() else {
+        return IfMatch::Never;
+    };
+    let value = value.trim();
+    if value == "*" {
+        return IfMatch::Any;
+    }
+    let tag = value.strip_prefix("W/").unwrap_or(value);
+    tag.trim_matches('"')
+        .parse::<i64>()
+        .map_or(IfMatch::Never, IfMatch::Version)
+}
+
+/// The expected version for a conditional write of a resource read at `current`.
+fn check_if_match(headers: &HeaderMap, current: i64) -> Result<(), Failure> {
+    match if_match(headers) {
+        IfMatch::Any => Ok(()),
+        IfMatch::Version(v) if v == current => Ok(()),
+        _ => Err(Failure(precondition_failed())),
+    }
+}
+
+fn resource_response(
+    status: StatusCode,
+    rt: ResourceType,
+    stored: &ScimResource,
+    projection: &Projection,
+) -> Response {
+    let body = projection.project(rt, &stored.resource);
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, SCIM_CONTENT_TYPE)],
+        body.to_string(),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", stored.version)) {
+        headers.insert(header::ETAG, etag);
+    }
+    if status == StatusCode::CREATED {
+        if let Some(location) = stored.resource["meta"]["location"]
+            .as_str()
+            .and_then(|l| HeaderValue::from_str(l).ok())
+        {
+            headers.insert(header::LOCATION, location);
+        }
+    }
+    response
+}
+
+fn scim_json(body: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, SCIM_CONTENT_TYPE)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Group members must be existing Users.
+async fn check_members(
+    state: &ScimState,
+    rt: ResourceType,
+    resource: &Value,
+) -> Result<(), Failure> {
+    if rt != ResourceType::Group {
+        return Ok(());
+    }
+    let Some(members) = resource.get("members").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    for (i, member) in members.iter().enumerate() {
+        let exists = match member.get("value").and_then(Value::as_str) {
+            Some(id) => state
+                .store
+                .scim_get(ResourceType::User.name(), id)
+                .await?
+                .is_some(),
+            None => false,
+        };
+        if !exists {
+            return Err(Failure(ScimError::invalid_value(format!(
+                "members[{i}].value does not reference an existing User"
+            ))));
+        }
+    }
+    Ok(())
+}
+
+async fn list(
+    State(state): State<Shared>,
+    Path(kind): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Failure> {
+    let rt = resource_type(&kind)?;
+    let pairs = query_pairs(query.as_deref());
+    let query = ListQuery::from_params(
+        rt,
+        pairs
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    )?;
+    let resources = state.store.scim_list(rt.name()).await?;
+    Ok(scim_json(list_response(
+        rt,
+        &resources,
+        &query,
+        MAX_RESULTS,
+    )?))
+}
+
+async fn create(
+    State(state): State<Shared>,
+    Path(kind): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Failure> {
+    let rt = resource_type(&kind)?;
+    let body = json_body(&headers, body)?;
+    let projection = projection(rt, query.as_deref())?;
+    let resource = validate_resource(rt, &body)?;
+    check_members(&state, rt, &resource).await?;
+    let stored = state
+        .store
+        .scim_create(rt.name(), resource, state.now_ms())
+        .await?;
+    Ok(resource_response(
+        StatusCode::CREATED,
+        rt,
+        &stored,
+        &projection,
+    ))
+}
+
+async fn read(state: &ScimState, rt: ResourceType, id: &str) -> Result<ScimResource, Failure> {
+    state
+        .store
+        .scim_get(rt.name(), id)
+        .await?
+        .ok_or(Failure(not_found_error()))
+}
+
+async fn get_one(
+    State(state): State<Shared>,
+    Path((kind, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Failure> {
+    let rt = resource_type(&kind)?;
+    let projection = projection(rt, query.as_deref())?;
+    let stored = read(&state, rt, &id).await?;
+    Ok(resource_response(StatusCode::OK, rt, &stored, &projection))
+}
+
+async fn replace(
+    State(state): State<Shared>,
+    Path((kind, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Failure> {
+    let rt = resource_type(&kind)?;
+    let body = json_body(&headers, body)?;
+    let projection = projection(rt, query.as_deref())?;
+    let existing = read(&state, rt, &id).await?;
+    check_if_match(&headers, existing.version)?;
+    let resource = replace_resource(rt, &existing.resource, &body)?;
+    write(&state, rt, &id, resource, existing.version, &projection).await
+}
+
+async fn patch(
+    State(state): State<Shared>,
+    Path((kind, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Failure> {
+    let rt = resource_type(&kind)?;
+    let body = json_body(&headers, body)?;
+    let projection = projection(rt, query.as_deref())?;
+    let request = PatchRequest::from_json(&body)?;
+    let existing = read(&state, rt, &id).await?;
+    check_if_match(&headers, existing.version)?;
+    let resource = apply_patch(rt, &existing.resource, &request)?;
+    write(&state, rt, &id, resource, existing.version, &projection).await
+}
+
+/// Stores the new state of a resource read at `version`; a write in between is a 412.
+async fn write(
+    state: &ScimState,
+    rt: ResourceType,
+    id: &str,
+    resource: Value,
+    version: i64,
+    projection: &Projection,
+) -> Result<Response, Failure> {
+    check_members(state, rt, &resource).await?;
+    let stored = state
+        .store
+        .scim_replace(rt.name(), id, resource, Some(version), state.now_ms())
+        .await?;
+    Ok(resource_response(StatusCode::OK, rt, &stored, projection))
+}
+
+async fn delete(
+    State(state): State<Shared>,
+    Path((kind, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let rt = resource_type(&kind)?;
+    let expected = match if_match(&headers) {
+        IfMatch::Any => None,
+        IfMatch::Version(v) => Some(v),
+        IfMatch::Never => {
+            // Still a 404 for an unknown id, as for any other request.
+            read(&state, rt, &id).await?;
+            return Err(Failure(precondition_failed()));
+        }
+    };
+    state.store.scim_delete(rt.name(), &id, expected).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn service_provider_config() -> Response {
+    scim_json(json!({
+        "schemas": [SERVICE_PROVIDER_CONFIG_SCHEMA],
+        "documentationUri": "https://example.invalid/airlock/scim",
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": MAX_RESULTS},
+        "changePassword": {"supported": false},
+        "sort": {"supported": true},
+        "etag": {"supported": true},
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "Bearer token",
+            "description": "A token issued with `airlock scim token create --client NAME`",
+            "primary": true,
+        }],
+        "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{SCIM_BASE_PATH}/ServiceProviderConfig")},
+    }))
+}
+
+fn list_of(resources: Vec<Value>) -> Value {
+    json!({
+        "schemas": [LIST_RESPONSE_MESSAGE],
+        "totalResults": resources.len(),
+        "startIndex": 1,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
+
+async fn resource_types() -> Response {
+    let types = [ResourceType::User, ResourceType::Group]
+        .into_iter()
+        .map(|rt| {
+            let extensions: Vec<Value> = rt
+                .extensions()
+                .iter()
+                .map(|ext| json!({"schema": ext.id, "required": false}))
+                .collect();
+            json!({
+                "schemas": [RESOURCE_TYPE_SCHEMA],
+                "id": rt.name(),
+                "name": rt.name(),
+                "endpoint": format!("/{}s", rt.name()),
+                "schema": rt.core_schema().id,
+                "schemaExtensions": extensions,
+                "meta": {"resourceType": "ResourceType", "location": format!("{SCIM_BASE_PATH}/ResourceTypes/{}", rt.name())},
+            })
+        })
+        .collect();
+    scim_json(list_of(types))
+}
+
+async fn schemas() -> Response {
+    let mut all: Vec<&SchemaDef> = Vec::new();
+    for rt in [ResourceType::User, ResourceType::Group] {
+        all.push(rt.core_schema());
+        all.extend(rt.extensions().iter().copied());
+    }
+    let schemas = all
+        .into_iter()
+        .map(|schema| {
+            json!({
+                "schemas": [SCHEMA_SCHEMA],
+                "id": schema.id,
+                "name": schema.name,
+                "attributes": schema.attributes.iter().map(attribute_json).collect::<Vec<_>>(),
+                "meta": {"resourceType": "Schema", "location": format!("{SCIM_BASE_PATH}/Schemas/{}", schema.id)},
+            })
+        })
+        .collect();
+    scim_json(list_of(schemas))
+}
+
+fn attribute_json(attr: &AttributeDef) -> Value {
+    let mut out = json!({
+        "name": attr.name,
+        "type": attr.kind.to_string(),
+        "multiValued": attr.multi_valued,
+        "required": attr.required,
+        "caseExact": attr.case_exact,
+        "mutability": match attr.mutability {
+            Mutability::ReadOnly => "readOnly",
+            Mutability::ReadWrite => "readWrite",
+            Mutability::Immutable => "immutable",
+            Mutability::WriteOnly => "writeOnly",
+        },
+        "returned": match attr.returned {
+            Returned::Always => "always",
+            Returned::Never => "never",
+            Returned::Default => "default",
+            Returned::Request => "request",
+        },
+        "uniqueness": match attr.uniqueness {
+            Uniqueness::None => "none",
+            Uniqueness::Server => "server",
+            Uniqueness::Global => "global",
+        },
+    });
+    if !attr.canonical_values.is_empty() {
+        out["canonicalValues"] = json!(attr.canonical_values);
+    }
+    if !attr.sub_attributes.is_empty() {
+        out["subAttributes"] =
+            Value::Array(attr.sub_attributes.iter().map(attribute_json).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_scim::ScimType;
+
+    fn headers(if_match_value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_MATCH,
+            HeaderValue::from_str(if_match_value).expect("valid header"),
+        );
+        headers
+    }
+
+    #[test]
+    fn if_match_accepts_weak_and_strong_tags_and_a_star() {
+        assert!(check_if_match(&headers("W/\"3\""), 3).is_ok());
+        assert!(check_if_match(&headers("\"3\""), 3).is_ok());
+        assert!(check_if_match(&headers("*"), 3).is_ok());
+        assert!(check_if_match(&HeaderMap::new(), 3).is_ok());
+        assert!(check_if_match(&headers("W/\"2\""), 3).is_err());
+        assert!(check_if_match(&headers("garbage"), 3).is_err());
+    }
+
+    #[test]
+    fn only_users_and_groups_are_resource_endpoints() {
+        assert!(matches!(resource_type("Users"), Ok(ResourceType::User)));
+        assert!(matches!(resource_type("Groups"), Ok(ResourceType::Group)));
+        assert!(resource_type("users").is_err());
+    }
+
+    #[test]
+    fn store_failures_never_leak_their_message() {
+        let Failure(err) = Failure::from(StoreError::ScimConflict {
+            resource_type: "User".into(),
+            attribute: "userName",
+        });
+        assert_eq!(
+            (err.status, err.scim_type),
+            (409, Some(ScimType::Uniqueness))
+        );
+    }
+}

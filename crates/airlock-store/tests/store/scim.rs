@@ -1,0 +1,264 @@
+//! SCIM resources and tokens in the store, on both backends: ids and meta are assigned,
+//! uniqueness and versions are enforced by the database, and tokens are kept only as hashes.
+
+use airlock_store::{StoreError, SCIM_TOKEN_PREFIX};
+use anyhow::{ensure, Context as _};
+use serde_json::json;
+use sqlx::Row as _;
+
+use crate::support::TestDb;
+
+/// Generates `scim::sqlite::<name>` and `scim::postgres::<name>` for each test below.
+macro_rules! scim_on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() -> anyhow::Result<()> {
+                    let db = crate::support::TestDb::new(airlock_store::Backend::Sqlite).await;
+                    super::$test(db).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() -> anyhow::Result<()> {
+                    let db = crate::support::TestDb::new(airlock_store::Backend::Postgres).await;
+                    super::$test(db).await
+                }
+            )+
+        }
+    };
+}
+
+scim_on_both_backends!(
+    a_created_resource_gets_an_id_and_meta_and_reads_back,
+    a_duplicate_user_name_is_a_conflict_whatever_its_case,
+    a_replace_bumps_the_version_and_refuses_a_stale_expected_version,
+    a_replace_onto_a_taken_user_name_is_a_conflict_and_changes_nothing,
+    deleting_removes_the_resource_and_an_unknown_id_is_not_found,
+    tokens_authenticate_until_revoked_and_only_their_hash_is_stored,
+    rotating_a_token_retires_the_old_secret,
+    a_client_with_an_active_token_cannot_get_a_second_one,
+);
+
+async fn a_created_resource_gets_an_id_and_meta_and_reads_back(db: TestDb) -> anyhow::Result<()> {
+    let store = db.open().await;
+    let created = store
+        .scim_create(
+            "User",
+            json!({"userName": "ada", "id": "forged"}),
+            1_700_000_000_000,
+        )
+        .await?;
+    ensure!(created.id != "forged" && created.version == 1);
+    let meta = &created.resource["meta"];
+    ensure!(meta["resourceType"] == "User", "{meta}");
+    ensure!(meta["version"] == "W/\"1\"", "{meta}");
+    ensure!(meta["created"] == "2023-11-14T22:13:20.000Z", "{meta}");
+    ensure!(meta["location"] == format!("/scim/v2/Users/{}", created.id));
+    let read = store
+        .scim_get("User", &created.id)
+        .await?
+        .context("created user is readable")?;
+    ensure!(read == created);
+    ensure!(store.scim_get("Group", &created.id).await?.is_none());
+    ensure!(store.scim_list("User").await? == vec![created.resource]);
+    ensure!(store.scim_list("Group").await?.is_empty());
+    Ok(())
+}
+
+async fn a_duplicate_user_name_is_a_conflict_whatever_its_case(db: TestDb) -> anyhow::Result<()> {
+    let store = db.open().await;
+    store
+        .scim_create("User", json!({"userName": "Ada@Example.com"}), 1)
+        .await?;
+    let err = store
+        .scim_create("User", json!({"userName": "ada@example.COM"}), 2)
+        .await
+        .expect_err("duplicate refused");
+    ensure!(matches!(err, StoreError::ScimConflict { .. }), "{err}");
+    // The same name as a Group is a different resource type.
+    store
+        .scim_create("Group", json!({"displayName": "ada@example.com"}), 3)
+        .await?;
+    ensure!(store.scim_list("User").await?.len() == 1);
+    Ok(())
+}
+
+async fn a_replace_bumps_the_version_and_refuses_a_stale_expected_version(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let store = db.open().await;
+    let created = store
+        .scim_create("User", json!({"userName": "ada"}), 1_000)
+        .await?;
+    let replaced = store
+        .scim_replace(
+            "User",
+            &created.id,
+            json!({"userName": "ada", "active": false}),
+            Some(1),
+            2_000,
+        )
+        .await?;
+    ensure!(replaced.version == 2);
+    ensure!(replaced.resource["meta"]["version"] == "W/\"2\"");
+    ensure!(replaced.resource["meta"]["created"] == created.resource["meta"]["created"]);
+    ensure!(replaced.resource["active"] == false);
+    let err = store
+        .scim_replace(
+            "User",
+            &created.id,
+            json!({"userName": "ada"}),
+            Some(1),
+            3_000,
+        )
+        .await
+        .expect_err("stale version refused");
+    ensure!(
+        matches!(
+            err,
+            StoreError::ScimPreconditionFailed {
+                expected: 1,
+                found: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let unknown = store
+        .scim_replace("User", "nope", json!({"userName": "x"}), None, 3_000)
+        .await
+        .expect_err("unknown id");
+    ensure!(
+        matches!(unknown, StoreError::ScimNotFound { .. }),
+        "{unknown}"
+    );
+    ensure!(store.scim_get("User", &created.id).await? == Some(replaced));
+    Ok(())
+}
+
+async fn a_replace_onto_a_taken_user_name_is_a_conflict_and_changes_nothing(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let store = db.open().await;
+    store
+        .scim_create("User", json!({"userName": "ada"}), 1)
+        .await?;
+    let grace = store
+        .scim_create("User", json!({"userName": "grace"}), 1)
+        .await?;
+    let err = store
+        .scim_replace("User", &grace.id, json!({"userName": "ADA"}), None, 2)
+        .await
+        .expect_err("taken name refused");
+    ensure!(matches!(err, StoreError::ScimConflict { .. }), "{err}");
+    ensure!(store.scim_get("User", &grace.id).await? == Some(grace));
+    Ok(())
+}
+
+async fn deleting_removes_the_resource_and_an_unknown_id_is_not_found(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let store = db.open().await;
+    let group = store
+        .scim_create("Group", json!({"displayName": "eng"}), 1)
+        .await?;
+    let stale = store
+        .scim_delete("Group", &group.id, Some(7))
+        .await
+        .expect_err("stale version refused");
+    ensure!(
+        matches!(stale, StoreError::ScimPreconditionFailed { .. }),
+        "{stale}"
+    );
+    store.scim_delete("Group", &group.id, Some(1)).await?;
+    ensure!(store.scim_get("Group", &group.id).await?.is_none());
+    let err = store
+        .scim_delete("Group", &group.id, None)
+        .await
+        .expect_err("already gone");
+    ensure!(matches!(err, StoreError::ScimNotFound { .. }), "{err}");
+    // The name is free again.
+    store
+        .scim_create("Group", json!({"displayName": "eng"}), 2)
+        .await?;
+    Ok(())
+}
+
+async fn tokens_authenticate_until_revoked_and_only_their_hash_is_stored(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let store = db.open().await;
+    let (id, secret) = store.create_scim_token("okta", 1_000).await?;
+    ensure!(secret.starts_with(SCIM_TOKEN_PREFIX));
+    ensure!(store.authenticate_scim_token(&secret, 2_000).await? == Some("okta".to_owned()));
+    ensure!(store
+        .authenticate_scim_token("airlock_scim_wrong", 2_000)
+        .await?
+        .is_none());
+    let tokens = store.list_scim_tokens().await?;
+    ensure!(tokens.len() == 1 && tokens[0].id == id && tokens[0].last_used_ms == Some(2_000));
+
+    let raw = db.raw_pool().await;
+    let rows = sqlx::query("SELECT id, client, token_sha256 FROM scim_tokens")
+        .fetch_all(&raw)
+        .await?;
+    for row in rows {
+        for column in 0..3 {
+            let value: String = row.try_get(column)?;
+            ensure!(
+                !value.contains(&secret),
+                "the secret is stored in column {column}"
+            );
+        }
+    }
+
+    store.revoke_scim_token("okta", 3_000).await?;
+    ensure!(store
+        .authenticate_scim_token(&secret, 4_000)
+        .await?
+        .is_none());
+    ensure!(store.list_scim_tokens().await?[0].revoked_ms == Some(3_000));
+    let again = store
+        .revoke_scim_token("okta", 4_000)
+        .await
+        .expect_err("no active token");
+    ensure!(
+        matches!(again, StoreError::ScimTokenMissing { .. }),
+        "{again}"
+    );
+    // A revoked client can be issued a fresh token.
+    let (_, fresh) = store.create_scim_token("okta", 5_000).await?;
+    ensure!(store.authenticate_scim_token(&fresh, 6_000).await? == Some("okta".to_owned()));
+    Ok(())
+}
+
+async fn rotating_a_token_retires_the_old_secret(db: TestDb) -> anyhow::Result<()> {
+    let store = db.open().await;
+    let (_, old) = store.create_scim_token("entra", 1).await?;
+    let new = store.rotate_scim_token("entra", 2).await?;
+    ensure!(new != old);
+    ensure!(store.authenticate_scim_token(&old, 3).await?.is_none());
+    ensure!(store.authenticate_scim_token(&new, 3).await? == Some("entra".to_owned()));
+    let err = store
+        .rotate_scim_token("nobody", 4)
+        .await
+        .expect_err("unknown client");
+    ensure!(matches!(err, StoreError::ScimTokenMissing { .. }), "{err}");
+    Ok(())
+}
+
+async fn a_client_with_an_active_token_cannot_get_a_second_one(db: TestDb) -> anyhow::Result<()> {
+    let store = db.open().await;
+    store.create_scim_token("jumpcloud", 1).await?;
+    let err = store
+        .create_scim_token("jumpcloud", 2)
+        .await
+        .expect_err("second active token refused");
+    ensure!(matches!(err, StoreError::ScimTokenExists { .. }), "{err}");
+    ensure!(store.list_scim_tokens().await?.len() == 1);
+    Ok(())
+}
