@@ -17,8 +17,34 @@ pub(crate) fn router(state: Arc<State>, store: Store) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
-        .merge(crate::scim::scim_router(store))
+        .with_state(state.clone())
+        .merge(
+            crate::scim::scim_router(store)
+                .layer(axum::middleware::from_fn_with_state(state, observe_scim)),
+        )
+}
+
+/// Counts SCIM requests, and wakes the sync loops after every successful write.
+async fn observe_scim(
+    Extract(state): Extract<Arc<State>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    state
+        .metrics
+        .scim_requests
+        .with_label_values(&[method.as_str(), status.as_str()])
+        .inc();
+    if method != axum::http::Method::GET && status.is_success() {
+        if let Ok(mut pending) = state.scim_pending_since.lock() {
+            pending.get_or_insert_with(std::time::Instant::now);
+        }
+        state.scim_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+    resp
 }
 
 async fn readyz(Extract(state): Extract<Arc<State>>) -> impl IntoResponse {

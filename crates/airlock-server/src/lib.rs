@@ -65,6 +65,12 @@ pub(crate) struct State {
     pub(crate) ready: AtomicBool,
     /// Set on SIGTERM / SIGINT: stop starting syncs and operations.
     pub(crate) stopping: Arc<AtomicBool>,
+    /// Bumped by every successful SCIM write; instance loops wake on it, so a change reaches
+    /// Airflow without waiting for the next scheduled sync. A watch coalesces bursts: writes
+    /// arriving during a sync cause one more sync, not one each.
+    pub(crate) scim_changes: tokio::sync::watch::Sender<u64>,
+    /// When the oldest SCIM change not yet synced arrived (for the change-to-Airflow metric).
+    pub(crate) scim_pending_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Runs the service until `shutdown` resolves (SIGTERM/SIGINT in the binary), then stops
@@ -84,6 +90,8 @@ pub async fn run(
         metrics: Metrics::new(),
         ready: AtomicBool::new(false),
         stopping: Arc::new(AtomicBool::new(false)),
+        scim_changes: tokio::sync::watch::channel(0).0,
+        scim_pending_since: std::sync::Mutex::new(None),
     });
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await

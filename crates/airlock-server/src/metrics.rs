@@ -22,6 +22,10 @@ pub struct Metrics {
     pub lease_held: GaugeVec,
     /// 1 once the first complete reads succeeded.
     pub ready: Gauge,
+    /// SCIM requests by method and status.
+    pub scim_requests: IntCounterVec,
+    /// Time from a SCIM change to the end of the sync that applied it.
+    pub scim_change_to_airflow: HistogramVec,
 }
 
 impl Metrics {
@@ -79,6 +83,23 @@ impl Metrics {
         registry
             .register(Box::new(ready.clone()))
             .expect("invariant: metric registered once");
+        let scim_requests = counter(
+            "airlock_scim_requests_total",
+            "SCIM requests by method and status.",
+            &["method", "status"],
+        );
+        let scim_change_to_airflow = HistogramVec::new(
+            HistogramOpts::new(
+                "airlock_scim_change_to_airflow_seconds",
+                "Time from a SCIM change to the end of the sync that applied it.",
+            )
+            .buckets(vec![0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]),
+            &["instance"],
+        )
+        .expect("invariant: valid metric definition");
+        registry
+            .register(Box::new(scim_change_to_airflow.clone()))
+            .expect("invariant: metric registered once");
         Self {
             registry,
             sync_runs,
@@ -87,6 +108,8 @@ impl Metrics {
             errors,
             lease_held,
             ready,
+            scim_requests,
+            scim_change_to_airflow,
         }
     }
 

@@ -136,6 +136,29 @@ pub(crate) async fn run(
     }
 }
 
+/// Waits for the next sync: the interval, or a SCIM change (debounced briefly so a burst of
+/// writes is applied by one sync); returns whether the service is stopping.
+async fn wait_for_next_sync(
+    d: Duration,
+    stop: &mut watch::Receiver<bool>,
+    changes: &mut watch::Receiver<u64>,
+) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.changed() => return true,
+        r = changes.changed() => {
+            if r.is_ok() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    changes.borrow_and_update();
+    *stop.borrow()
+}
+
 async fn instance_loop(
     inst: &InstanceConfig,
     policy: &Policy,
@@ -148,6 +171,7 @@ async fn instance_loop(
     let name = inst.name.to_string();
     let held = state.metrics.lease_held.with_label_values(&[&name]);
     let mut lease: Option<Lease> = None;
+    let mut changes = state.scim_changes.subscribe();
     loop {
         if *stop.borrow() {
             break;
@@ -181,13 +205,31 @@ async fn instance_loop(
             lease = None;
             continue;
         }
-        sync_once(inst, policy, source, store, opts, state).await;
+        // Changes seen from here on are covered by this sync.
+        changes.borrow_and_update();
+        let started = Instant::now();
+        let pending = state.scim_pending_since.lock().ok().and_then(|p| *p);
+        let ok = sync_once(inst, policy, source, store, opts, state).await;
+        if let (true, Some(since)) = (ok, pending) {
+            if let Ok(mut p) = state.scim_pending_since.lock() {
+                if *p == Some(since) {
+                    *p = None;
+                }
+            }
+            if since <= started {
+                state
+                    .metrics
+                    .scim_change_to_airflow
+                    .with_label_values(&[&name])
+                    .observe(since.elapsed().as_secs_f64());
+            }
+        }
         let jitter = if opts.jitter.is_zero() {
             Duration::ZERO
         } else {
             opts.jitter.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
         };
-        if pause(opts.interval + jitter, &mut stop).await {
+        if wait_for_next_sync(opts.interval + jitter, &mut stop, &mut changes).await {
             break;
         }
     }
@@ -195,6 +237,7 @@ async fn instance_loop(
     drop(lease);
 }
 
+/// One sync of one instance; returns whether it completed without failures.
 async fn sync_once(
     inst: &InstanceConfig,
     policy: &Policy,
@@ -202,7 +245,7 @@ async fn sync_once(
     store: &Store,
     opts: &ServeOptions,
     state: &State,
-) {
+) -> bool {
     let name = inst.name.to_string();
     let started = Instant::now();
     let client = match client_for(inst) {
@@ -214,7 +257,7 @@ async fn sync_once(
                 .sync_runs
                 .with_label_values(&[&name, "error"])
                 .inc();
-            return;
+            return false;
         }
     };
     let engine = Engine {
@@ -282,4 +325,5 @@ async fn sync_once(
         .sync_duration
         .with_label_values(&[&name])
         .observe(started.elapsed().as_secs_f64());
+    result == "succeeded"
 }
