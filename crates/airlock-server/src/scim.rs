@@ -321,9 +321,12 @@ fn scim_json(body: Value) -> Response {
         .into_response()
 }
 
-/// Group members must be existing Users.
+/// Group members must name a member by `value`. They need not exist yet: RFC 7644 does not
+/// require referential integrity, and identity providers may push a membership before the
+/// user (eventual consistency). The directory source ignores members that match no User, so a
+/// dangling member grants nothing until that User arrives.
 async fn check_members(
-    state: &ScimState,
+    _state: &ScimState,
     rt: ResourceType,
     resource: &Value,
 ) -> Result<(), Failure> {
@@ -334,17 +337,13 @@ async fn check_members(
         return Ok(());
     };
     for (i, member) in members.iter().enumerate() {
-        let exists = match member.get("value").and_then(Value::as_str) {
-            Some(id) => state
-                .store
-                .scim_get(ResourceType::User.name(), id)
-                .await?
-                .is_some(),
-            None => false,
-        };
-        if !exists {
+        if member
+            .get("value")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             return Err(Failure(ScimError::invalid_value(format!(
-                "members[{i}].value does not reference an existing User"
+                "members[{i}].value must name a member"
             ))));
         }
     }
