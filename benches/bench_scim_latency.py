@@ -42,6 +42,8 @@ def req(method, url, token=None, body=None, ctype="application/json"):
             return resp.status, (json.loads(text) if text else None)
     except urllib.error.HTTPError as e:
         return e.code, None
+    except urllib.error.URLError:
+        return 0, None  # not listening yet
 
 
 def free_port():
