@@ -39,7 +39,10 @@ def req(method, url, token=None, body=None, ctype="application/json"):
     try:
         with urllib.request.urlopen(r, timeout=30) as resp:
             text = resp.read()
-            return resp.status, (json.loads(text) if text else None)
+            try:
+                return resp.status, (json.loads(text) if text else None)
+            except ValueError:
+                return resp.status, text.decode(errors="replace")
     except urllib.error.HTTPError as e:
         return e.code, None
     except urllib.error.URLError:
