@@ -96,8 +96,9 @@ def main():
         token = subprocess.run([AIRLOCK, *cfg, "scim", "token", "create", "--client", "bench"], capture_output=True,
                                text=True, check=True).stdout.strip()
         port = free_port()
-        serve = subprocess.Popen([AIRLOCK, *cfg, "serve", "--listen", f"127.0.0.1:{port}"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        serve_log = open(os.path.join(ROOT, "target", "bench-scim-serve.log"), "w")
+        serve = subprocess.Popen([AIRLOCK, *cfg, "--log", "warn", "serve", "--listen", f"127.0.0.1:{port}"],
+                                 stdout=serve_log, stderr=serve_log)
         wait("serve ready", lambda: req("GET", f"http://127.0.0.1:{port}/readyz")[0] == 200, timeout=120, step=0.2)
         scim = f"http://127.0.0.1:{port}/scim/v2"
         st, grp = req("POST", f"{scim}/Groups", token, {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
@@ -128,7 +129,7 @@ def main():
             st, _ = req("PATCH", f"{scim}/Users/{u['id']}", token, {
                 "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                 "Operations": [{"op": "replace", "value": {"active": False}}]}, "application/scim+json")
-            assert st in (200, 204), st
+            assert st in (200, 204), f"deactivation of {name} (run {i}) answered {st}; see target/bench-scim-serve.log"
             wait(f"{name}'s roles to go", lambda: roles(name) == [])
             samples.append(time.monotonic() - t0)
         samples.sort()

@@ -263,6 +263,17 @@ impl Store {
         let (attribute, _) = unique_key(resource_type, &resource);
         let fail = |e| self.scim_conflict_or("replace SCIM resource", resource_type, attribute, e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
+        // Take the write lock first: a deferred SQLite transaction that reads and then writes
+        // fails at once (SQLITE_BUSY) when another connection committed in between, where a
+        // leading write waits for the lock instead (a row lock on PostgreSQL).
+        sqlx::query(
+            "UPDATE scim_resources SET version = version WHERE resource_type = $1 AND id = $2",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
         let row = sqlx::query(
             "SELECT version, created_ms FROM scim_resources WHERE resource_type = $1 AND id = $2",
         )
@@ -333,6 +344,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         let fail = |e| self.ctx.query_failed("delete SCIM resource", e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
+        // Take the write lock first: a deferred SQLite transaction that reads and then writes
+        // fails at once (SQLITE_BUSY) when another connection committed in between, where a
+        // leading write waits for the lock instead (a row lock on PostgreSQL).
+        sqlx::query(
+            "UPDATE scim_resources SET version = version WHERE resource_type = $1 AND id = $2",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT version FROM scim_resources WHERE resource_type = $1 AND id = $2",
         )
@@ -375,6 +397,12 @@ impl Store {
     ) -> Result<(String, String), StoreError> {
         let fail = |e| self.ctx.query_failed("create SCIM token", e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
+        // Write lock first (see scim_replace).
+        sqlx::query("UPDATE scim_tokens SET client = client WHERE client = $1")
+            .bind(client)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
         let existing: Option<Option<i64>> =
             sqlx::query_scalar("SELECT revoked_ms FROM scim_tokens WHERE client = $1")
                 .bind(client)

@@ -41,7 +41,43 @@ scim_on_both_backends!(
     tokens_authenticate_until_revoked_and_only_their_hash_is_stored,
     rotating_a_token_retires_the_old_secret,
     a_client_with_an_active_token_cannot_get_a_second_one,
+    replaces_succeed_while_another_store_writes_the_same_database,
 );
+
+/// The service writes audit events and run records while identity providers push SCIM
+/// changes: on SQLite a read-then-write transaction used to fail at once with "locked" when
+/// another connection committed in between.
+async fn replaces_succeed_while_another_store_writes_the_same_database(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let scim = db.open().await;
+    let other = db.open().await;
+    let created = scim
+        .scim_create("User", json!({"userName": "busy"}), 1_000)
+        .await?;
+    let writer = tokio::spawn(async move {
+        for i in 0..200 {
+            let id = format!("run-{i}");
+            other.begin_run(&id, "sync", i).await?;
+            other
+                .finish_run(&id, airlock_store::RunStatus::Succeeded, i + 1, None, "{}")
+                .await?;
+        }
+        anyhow::Ok(())
+    });
+    for i in 0..100 {
+        scim.scim_replace(
+            "User",
+            &created.id,
+            json!({"userName": "busy", "displayName": format!("v{i}")}),
+            None,
+            2_000 + i,
+        )
+        .await?;
+    }
+    writer.await??;
+    Ok(())
+}
 
 async fn a_created_resource_gets_an_id_and_meta_and_reads_back(db: TestDb) -> anyhow::Result<()> {
     let store = db.open().await;
