@@ -263,17 +263,9 @@ impl Store {
         let (attribute, _) = unique_key(resource_type, &resource);
         let fail = |e| self.scim_conflict_or("replace SCIM resource", resource_type, attribute, e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
-        // Take the write lock first: a deferred SQLite transaction that reads and then writes
-        // fails at once (SQLITE_BUSY) when another connection committed in between, where a
-        // leading write waits for the lock instead (a row lock on PostgreSQL).
-        sqlx::query(
-            "UPDATE scim_resources SET version = version WHERE resource_type = $1 AND id = $2",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
+        lock_resource(&mut tx, resource_type, id)
+            .await
+            .map_err(fail)?;
         let row = sqlx::query(
             "SELECT version, created_ms FROM scim_resources WHERE resource_type = $1 AND id = $2",
         )
@@ -344,17 +336,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let fail = |e| self.ctx.query_failed("delete SCIM resource", e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
-        // Take the write lock first: a deferred SQLite transaction that reads and then writes
-        // fails at once (SQLITE_BUSY) when another connection committed in between, where a
-        // leading write waits for the lock instead (a row lock on PostgreSQL).
-        sqlx::query(
-            "UPDATE scim_resources SET version = version WHERE resource_type = $1 AND id = $2",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
+        lock_resource(&mut tx, resource_type, id)
+            .await
+            .map_err(fail)?;
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT version FROM scim_resources WHERE resource_type = $1 AND id = $2",
         )
@@ -537,6 +521,23 @@ impl Store {
         }
         Ok(client)
     }
+}
+
+/// Takes the write lock on one resource first thing in a transaction: a deferred SQLite
+/// transaction that reads and then writes fails at once (SQLITE_BUSY) when another connection
+/// committed in between, where a leading write waits for the lock instead (a row lock on
+/// PostgreSQL).
+async fn lock_resource(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    resource_type: &str,
+    id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE scim_resources SET version = version WHERE resource_type = $1 AND id = $2")
+        .bind(resource_type)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]
