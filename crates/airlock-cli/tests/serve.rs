@@ -392,3 +392,116 @@ async fn roles_of(token: &str, username: &str) -> Vec<String> {
     roles.sort();
     roles
 }
+
+#[tokio::test]
+async fn an_acknowledged_scim_write_survives_a_crash_and_is_applied_when_the_service_returns() {
+    use airlock_testkit::{Fault, FaultProxy, Rule};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            % 0xffff_ffff
+    );
+    // Airflow sits behind the fault proxy, so the service can be cut off from it.
+    let proxy = FaultProxy::start(&v3().base_url).await;
+    std::fs::write(
+        dir.path().join("airlock.toml"),
+        format!(
+            "policy = \"policy.toml\"\n[directory]\nkind = \"scim\"\n\
+             [serve]\nsync_interval_secs = 3600\nsync_jitter_secs = 0\nlease_retry_secs = 1\n\
+             [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\nmax_retries = 0\n",
+            proxy.url()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        format!("[[grants]]\ngroup = \"ops-{id}\"\nroles = [\"Op\"]\n"),
+    )
+    .expect("policy");
+    let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+        .current_dir(dir.path())
+        .env_remove("AIRLOCK_CONFIG")
+        .env("AF3_PW", &v3().admin_password)
+        .args([
+            "--config",
+            "airlock.toml",
+            "scim",
+            "token",
+            "create",
+            "--client",
+            "entra",
+        ])
+        .output()
+        .expect("token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+
+    let mut first = start(dir.path());
+    wait_for("serve ready", Duration::from_secs(60), || async {
+        matches!(get(&format!("{}/readyz", first.base)).await, Some((200, _)))
+    })
+    .await;
+    // From now on Airflow is unreachable: the sync the write triggers cannot apply it.
+    proxy.add_rule(Rule::new("/", Fault::Reset));
+    let http = reqwest::Client::new();
+    let scim = format!("{}/scim/v2", first.base);
+    let username = format!("crash-{id}@example.com");
+    let user: serde_json::Value = http
+        .post(format!("{scim}/Users"))
+        .bearer_auth(&token)
+        .header("content-type", "application/scim+json")
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": username, "emails": [{ "value": username, "primary": true }],
+            "name": { "givenName": "Cra", "familyName": "Sh" }
+        }))
+        .send()
+        .await
+        .expect("create user")
+        .json()
+        .await
+        .expect("json");
+    let resp = http
+        .post(format!("{scim}/Groups"))
+        .bearer_auth(&token)
+        .header("content-type", "application/scim+json")
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": format!("ops-{id}"), "members": [{ "value": user["id"] }]
+        }))
+        .send()
+        .await
+        .expect("create group");
+    assert_eq!(resp.status().as_u16(), 201, "acknowledged");
+    // The service crashes (SIGKILL) before it could apply the change.
+    first.child.kill().expect("kill");
+    first.child.wait().expect("reap");
+    let admin = airflow_admin().await;
+    assert_eq!(
+        roles_of(&admin, &username).await,
+        vec!["<absent>".to_string()],
+        "not applied yet"
+    );
+
+    // Airflow is back and the service restarts: the acknowledged write is applied.
+    proxy.clear_rules();
+    let second = start(dir.path());
+    wait_for(
+        "the acknowledged write to reach Airflow after the restart",
+        Duration::from_secs(60),
+        || async { roles_of(&admin, &username).await == vec!["Op".to_string()] },
+    )
+    .await;
+    drop(second);
+}
