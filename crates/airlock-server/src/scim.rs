@@ -363,13 +363,39 @@ async fn list(
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str())),
     )?;
-    let resources = state.store.scim_list(rt.name()).await?;
+    // `userName eq "..."` (Users) and `displayName eq "..."` (Groups) go through the unique
+    // index; list_response still applies the whole filter, so the result is the same.
+    let resources = match unique_lookup(rt, query.filter.as_ref()) {
+        Some(value) => state.store.scim_find_unique(rt.name(), value).await?,
+        None => state.store.scim_list(rt.name()).await?,
+    };
     Ok(scim_json(list_response(
         rt,
         &resources,
         &query,
         MAX_RESULTS,
     )?))
+}
+
+/// The value of a filter that is exactly `<unique attribute> eq "<string>"`.
+fn unique_lookup(rt: ResourceType, filter: Option<&airlock_scim::Filter>) -> Option<&str> {
+    let unique = match rt {
+        ResourceType::User => "userName",
+        ResourceType::Group => "displayName",
+    };
+    match filter? {
+        airlock_scim::Filter::Compare {
+            attr,
+            op: airlock_scim::CompareOp::Eq,
+            value: airlock_scim::CompValue::String(v),
+        } if attr.schema.is_none()
+            && attr.sub_attr.is_none()
+            && attr.name.eq_ignore_ascii_case(unique) =>
+        {
+            Some(v.as_str())
+        }
+        _ => None,
+    }
 }
 
 async fn create(

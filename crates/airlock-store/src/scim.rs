@@ -248,6 +248,37 @@ impl Store {
             .collect()
     }
 
+    /// The resource whose unique attribute (a User's `userName`, compared case-insensitively;
+    /// a Group's `displayName`, exactly) is `value`, through the unique index: the answer to the
+    /// filter identity providers send most (`userName eq "..."`) without reading every resource.
+    pub async fn scim_find_unique(
+        &self,
+        resource_type: &str,
+        value: &str,
+    ) -> Result<Vec<Value>, StoreError> {
+        let key = if resource_type == "Group" {
+            value.to_owned()
+        } else {
+            value.to_lowercase()
+        };
+        let rows = sqlx::query(
+            "SELECT id, resource_json FROM scim_resources WHERE resource_type = $1 AND unique_key = $2",
+        )
+        .bind(resource_type)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.ctx.query_failed("find SCIM resource", e))?;
+        rows.iter()
+            .map(|row| {
+                let fail = |e| self.ctx.query_failed("find SCIM resource", e);
+                let id: String = row.try_get(0).map_err(fail)?;
+                let text: String = row.try_get(1).map_err(fail)?;
+                self.parse_resource(resource_type, &id, &text)
+            })
+            .collect()
+    }
+
     /// Replaces the resource `id` with `resource` (whose `id` and `meta` are reassigned), bumping
     /// its version. With `expected_version`, a stored version that differs (or changes under
     /// this write) is [`StoreError::ScimPreconditionFailed`]; an unknown id is
