@@ -215,45 +215,7 @@ async fn a_scim_push_reaches_airflow_without_waiting_for_the_schedule() {
             .unwrap_or(0)
             % 0xffff_ffff
     );
-    std::fs::write(
-        dir.path().join("airlock.toml"),
-        format!(
-            "policy = \"policy.toml\"\n[directory]\nkind = \"scim\"\n\
-             [serve]\nsync_interval_secs = 3600\nsync_jitter_secs = 0\nlease_retry_secs = 1\n\
-             [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n",
-            v3().base_url
-        ),
-    )
-    .expect("config");
-    std::fs::write(
-        dir.path().join("policy.toml"),
-        format!("[[grants]]\ngroup = \"eng-{id}\"\nroles = [\"Op\"]\n"),
-    )
-    .expect("policy");
-    let token = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
-        .current_dir(dir.path())
-        .env_remove("AIRLOCK_CONFIG")
-        .env("AF3_PW", &v3().admin_password)
-        .args([
-            "--config",
-            "airlock.toml",
-            "scim",
-            "token",
-            "create",
-            "--client",
-            "okta",
-        ])
-        .output()
-        .expect("token create");
-    assert!(
-        token.status.success(),
-        "{}",
-        String::from_utf8_lossy(&token.stderr)
-    );
-    let token = String::from_utf8(token.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string();
+    let token = scim_service(dir.path(), &v3().base_url, "", &format!("eng-{id}"), "okta");
 
     let replica = start(dir.path());
     wait_for("serve ready", Duration::from_secs(60), || async {
@@ -407,45 +369,13 @@ async fn an_acknowledged_scim_write_survives_a_crash_and_is_applied_when_the_ser
     );
     // Airflow sits behind the fault proxy, so the service can be cut off from it.
     let proxy = FaultProxy::start(&v3().base_url).await;
-    std::fs::write(
-        dir.path().join("airlock.toml"),
-        format!(
-            "policy = \"policy.toml\"\n[directory]\nkind = \"scim\"\n\
-             [serve]\nsync_interval_secs = 3600\nsync_jitter_secs = 0\nlease_retry_secs = 1\n\
-             [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\nmax_retries = 0\n",
-            proxy.url()
-        ),
-    )
-    .expect("config");
-    std::fs::write(
-        dir.path().join("policy.toml"),
-        format!("[[grants]]\ngroup = \"ops-{id}\"\nroles = [\"Op\"]\n"),
-    )
-    .expect("policy");
-    let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
-        .current_dir(dir.path())
-        .env_remove("AIRLOCK_CONFIG")
-        .env("AF3_PW", &v3().admin_password)
-        .args([
-            "--config",
-            "airlock.toml",
-            "scim",
-            "token",
-            "create",
-            "--client",
-            "entra",
-        ])
-        .output()
-        .expect("token create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let token = scim_service(
+        dir.path(),
+        &proxy.url(),
+        "max_retries = 0\n",
+        &format!("ops-{id}"),
+        "entra",
     );
-    let token = String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string();
 
     let mut first = start(dir.path());
     wait_for("serve ready", Duration::from_secs(60), || async {
@@ -504,4 +434,53 @@ async fn an_acknowledged_scim_write_survives_a_crash_and_is_applied_when_the_ser
     )
     .await;
     drop(second);
+}
+
+/// Writes a config whose directory is the SCIM store (syncs an hour apart, so only SCIM writes
+/// trigger them) and a policy granting `Op` to `group`, and creates a SCIM token for `client`.
+fn scim_service(
+    dir: &std::path::Path,
+    airflow_url: &str,
+    instance_extra: &str,
+    group: &str,
+    client: &str,
+) -> String {
+    std::fs::write(
+        dir.join("airlock.toml"),
+        format!(
+            "policy = \"policy.toml\"\n[directory]\nkind = \"scim\"\n\
+             [serve]\nsync_interval_secs = 3600\nsync_jitter_secs = 0\nlease_retry_secs = 1\n\
+             [instances.af3]\nurl = \"{airflow_url}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n{instance_extra}"
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.join("policy.toml"),
+        format!("[[grants]]\ngroup = \"{group}\"\nroles = [\"Op\"]\n"),
+    )
+    .expect("policy");
+    let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+        .current_dir(dir)
+        .env_remove("AIRLOCK_CONFIG")
+        .env("AF3_PW", &v3().admin_password)
+        .args([
+            "--config",
+            "airlock.toml",
+            "scim",
+            "token",
+            "create",
+            "--client",
+            client,
+        ])
+        .output()
+        .expect("token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
 }
