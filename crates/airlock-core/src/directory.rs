@@ -78,3 +78,21 @@ impl DirectorySnapshot {
             .filter(|p| p.status == PersonStatus::Active)
     }
 }
+
+/// The people a batch of directory changes touched (SCIM pushes), so that a reconcile can plan
+/// only their accounts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// People whose current entry matters, looked up in a fresh snapshot (absent there: gone).
+    pub ids: BTreeSet<PersonId>,
+    /// Entries as they were before a change (a deleted or renamed person), so that the
+    /// account they had is found too.
+    pub previous: Vec<Person>,
+}
+
+impl Touched {
+    /// Whether nobody was touched.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.previous.is_empty()
+    }
+}

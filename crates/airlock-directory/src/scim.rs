@@ -12,8 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use airlock_core::directory::{DirectorySnapshot, GroupName, Person, PersonId, PersonStatus};
-use airlock_store::{Store, StoreError};
+use airlock_core::directory::{
+    DirectorySnapshot, GroupName, Person, PersonId, PersonStatus, Touched,
+};
+use airlock_store::{ScimChange, Store, StoreError};
 use serde_json::Value;
 
 /// A failed read of the SCIM resources.
@@ -58,6 +60,72 @@ impl ScimSource {
             .map_err(ScimSourceError::ReadFailed)?;
         Ok(snapshot(&users, &groups))
     }
+
+    /// The people `changes` touched: a written User (and, for a replace or delete, the User
+    /// as it was, whose account may now be a leaver's), or every member a written Group has
+    /// or had (a rename or deletion changes what all of them are granted).
+    pub async fn touched(&self, changes: &[ScimChange]) -> Result<Touched, ScimSourceError> {
+        let mut touched = Touched::default();
+        let mut groups_read = BTreeSet::new();
+        for change in changes {
+            if change.resource_type == "Group" {
+                if let Some(previous) = &change.previous {
+                    touched.ids.extend(members(previous));
+                }
+                if groups_read.insert(change.resource_id.as_str()) {
+                    let current = self
+                        .store
+                        .scim_get("Group", &change.resource_id)
+                        .await
+                        .map_err(ScimSourceError::ReadFailed)?;
+                    if let Some(group) = current {
+                        touched.ids.extend(members(&group.resource));
+                    }
+                }
+            } else {
+                touched.ids.insert(PersonId(change.resource_id.clone()));
+                if let Some(before) = change.previous.as_ref().and_then(person) {
+                    if !touched.previous.contains(&before) {
+                        touched.previous.push(before);
+                    }
+                }
+            }
+        }
+        Ok(touched)
+    }
+}
+
+/// The user ids a Group lists as members.
+fn members(group: &Value) -> impl Iterator<Item = PersonId> + '_ {
+    group
+        .get("members")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.get("value").and_then(Value::as_str))
+        .map(|id| PersonId(id.to_owned()))
+}
+
+/// A SCIM User as a Person without groups; `None` without an `id` or a `userName`.
+fn person(user: &Value) -> Option<Person> {
+    let (Some(id), Some(username)) = (text(user, "id"), text(user, "userName")) else {
+        return None;
+    };
+    let name = user.get("name").cloned().unwrap_or(Value::Null);
+    let active = user.get("active").and_then(Value::as_bool).unwrap_or(true);
+    Some(Person {
+        id: PersonId(id),
+        username,
+        email: email(user),
+        first_name: text(&name, "givenName"),
+        last_name: text(&name, "familyName"),
+        status: if active {
+            PersonStatus::Active
+        } else {
+            PersonStatus::Suspended
+        },
+        groups: BTreeSet::new(),
+    })
 }
 
 fn text(value: &Value, key: &str) -> Option<String> {
@@ -80,28 +148,8 @@ fn email(user: &Value) -> Option<String> {
 /// Builds the snapshot from stored SCIM Users and Groups.
 pub fn snapshot(users: &[Value], groups: &[Value]) -> DirectorySnapshot {
     let mut people: BTreeMap<PersonId, Person> = BTreeMap::new();
-    for user in users {
-        let (Some(id), Some(username)) = (text(user, "id"), text(user, "userName")) else {
-            continue;
-        };
-        let name = user.get("name").cloned().unwrap_or(Value::Null);
-        let active = user.get("active").and_then(Value::as_bool).unwrap_or(true);
-        people.insert(
-            PersonId(id.clone()),
-            Person {
-                id: PersonId(id),
-                username,
-                email: email(user),
-                first_name: text(&name, "givenName"),
-                last_name: text(&name, "familyName"),
-                status: if active {
-                    PersonStatus::Active
-                } else {
-                    PersonStatus::Suspended
-                },
-                groups: BTreeSet::new(),
-            },
-        );
+    for p in users.iter().filter_map(person) {
+        people.insert(p.id.clone(), p);
     }
     let mut names = BTreeSet::new();
     for group in groups {
@@ -109,17 +157,8 @@ pub fn snapshot(users: &[Value], groups: &[Value]) -> DirectorySnapshot {
             continue;
         };
         let name = GroupName(name);
-        for member in group
-            .get("members")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(person) = member
-                .get("value")
-                .and_then(Value::as_str)
-                .and_then(|id| people.get_mut(&PersonId(id.to_owned())))
-            {
+        for id in members(group) {
+            if let Some(person) = people.get_mut(&id) {
                 person.groups.insert(name.clone());
             }
         }

@@ -22,11 +22,17 @@ async fn the_scim_source_turns_stored_users_and_groups_into_a_snapshot() {
                    "name": {"givenName": "Ada", "familyName": "Lovelace"},
                    "emails": [{"value": "ada@example.com", "primary": true}]}),
             1,
+            &[],
         )
         .await
         .expect("create ada");
     let grace = store
-        .scim_create("User", json!({"userName": "grace", "active": false}), 2)
+        .scim_create(
+            "User",
+            json!({"userName": "grace", "active": false}),
+            2,
+            &[],
+        )
         .await
         .expect("create grace");
     store
@@ -34,11 +40,12 @@ async fn the_scim_source_turns_stored_users_and_groups_into_a_snapshot() {
             "Group",
             json!({"displayName": "data-eng", "members": [{"value": ada.id}, {"value": grace.id}]}),
             3,
+            &[],
         )
         .await
         .expect("create group");
     store
-        .scim_create("Group", json!({"displayName": "nobody"}), 4)
+        .scim_create("Group", json!({"displayName": "nobody"}), 4, &[])
         .await
         .expect("create empty group");
 
@@ -62,4 +69,104 @@ async fn the_scim_source_turns_stored_users_and_groups_into_a_snapshot() {
     assert_eq!(person.status, PersonStatus::Suspended);
     assert_eq!(person.groups, groups(&["data-eng"]));
     assert_eq!(snap.active().count(), 1);
+}
+
+/// What a targeted reconcile starts from: the people each kind of SCIM write touches.
+#[tokio::test]
+async fn scim_changes_touch_the_user_written_and_every_member_a_group_has_or_had() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("airlock.db").display());
+    let store = Store::open(&url, OpenOptions::create())
+        .await
+        .expect("open store");
+    let notify = ["prod".to_owned()];
+    let user = |name: &str| json!({"userName": name, "emails": [{"value": format!("{name}@example.com")}]});
+    let mut ids = Vec::new();
+    for name in ["ada", "grace", "alan"] {
+        let created = store
+            .scim_create("User", user(name), 1, &[])
+            .await
+            .expect("create user");
+        ids.push(created.id);
+    }
+    let source = ScimSource::new(store.clone());
+    let pending = |store: Store| async move {
+        let changes = store
+            .scim_pending_changes("prod", 100)
+            .await
+            .expect("pending");
+        let ids: Vec<String> = changes.iter().map(|c| c.id.clone()).collect();
+        store.scim_ack_changes("prod", &ids).await.expect("ack");
+        changes
+    };
+
+    // A group: its members now.
+    let group = store
+        .scim_create(
+            "Group",
+            json!({"displayName": "eng", "members": [{"value": ids[0]}, {"value": ids[1]}]}),
+            2,
+            &notify,
+        )
+        .await
+        .expect("create group");
+    let touched = source
+        .touched(&pending(store.clone()).await)
+        .await
+        .expect("touched");
+    let want: BTreeSet<PersonId> = ids[..2].iter().cloned().map(PersonId).collect();
+    assert_eq!(touched.ids, want);
+    assert!(touched.previous.is_empty());
+
+    // A membership change: old and new members (ada leaves, alan joins).
+    store
+        .scim_replace(
+            "Group",
+            &group.id,
+            json!({"displayName": "eng", "members": [{"value": ids[1]}, {"value": ids[2]}]}),
+            None,
+            3,
+            &notify,
+        )
+        .await
+        .expect("replace group");
+    let touched = source
+        .touched(&pending(store.clone()).await)
+        .await
+        .expect("touched");
+    let want: BTreeSet<PersonId> = ids.iter().cloned().map(PersonId).collect();
+    assert_eq!(touched.ids, want);
+
+    // A deleted group: everyone it had.
+    store
+        .scim_delete("Group", &group.id, None, 4, &notify)
+        .await
+        .expect("delete group");
+    let touched = source
+        .touched(&pending(store.clone()).await)
+        .await
+        .expect("touched");
+    let want: BTreeSet<PersonId> = ids[1..].iter().cloned().map(PersonId).collect();
+    assert_eq!(touched.ids, want);
+
+    // A renamed then deleted user: the id, and each earlier entry (whose account may remain).
+    store
+        .scim_replace("User", &ids[0], user("ada2"), None, 5, &notify)
+        .await
+        .expect("rename");
+    store
+        .scim_delete("User", &ids[0], None, 6, &notify)
+        .await
+        .expect("delete user");
+    let touched = source
+        .touched(&pending(store.clone()).await)
+        .await
+        .expect("touched");
+    assert_eq!(touched.ids, BTreeSet::from([PersonId(ids[0].clone())]));
+    let before: Vec<&str> = touched
+        .previous
+        .iter()
+        .map(|p| p.username.as_str())
+        .collect();
+    assert_eq!(before, ["ada", "ada2"]);
 }

@@ -10,8 +10,8 @@
 //!
 //! The SCIM rules themselves (schema checks, filters, PATCH, PUT merge, projection, paging) are
 //! `airlock-scim`'s; storage is `airlock-store`'s. Not here: `/Bulk`, `/.search`, `/Me`,
-//! sorting beyond what `airlock-scim` offers, and pushing changes to Airflow (the directory
-//! source `kind = "scim"` reads what is stored here on the next sync).
+//! sorting beyond what `airlock-scim` offers, and applying changes to Airflow (each write leaves
+//! a pending change per instance, which the service's sync loops apply).
 
 use std::sync::Arc;
 
@@ -49,6 +49,9 @@ const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 struct ScimState {
     store: Store,
     clock: Arc<dyn Clock>,
+    /// Who gets a pending change with every write (the service's instances), in the write's
+    /// own transaction: see `Store::scim_pending_changes`.
+    notify: Vec<String>,
 }
 
 impl ScimState {
@@ -59,15 +62,21 @@ impl ScimState {
 
 type Shared = Arc<ScimState>;
 
-/// The SCIM endpoint alone, with its routes under `/scim/v2`, reading the wall clock. `airlock
-/// serve` merges it into its router; tests can serve it by itself.
+/// The SCIM endpoint alone, with its routes under `/scim/v2`, reading the wall clock and
+/// recording no pending changes. Tests and benchmarks serve it by itself.
 pub fn scim_router(store: Store) -> Router {
-    scim_router_with_clock(store, Arc::new(SystemClock))
+    scim_router_with(store, Arc::new(SystemClock), Vec::new())
 }
 
-/// [`scim_router`] with an injected clock (for `meta.created`/`lastModified` and token use).
-pub fn scim_router_with_clock(store: Store, clock: Arc<dyn Clock>) -> Router {
-    let state = Arc::new(ScimState { store, clock });
+/// [`scim_router`] with an injected clock (for `meta.created`/`lastModified` and token use),
+/// recording a pending change for each of `notify` with every write. `airlock serve` merges it
+/// into its router with its instances as `notify`.
+pub fn scim_router_with(store: Store, clock: Arc<dyn Clock>, notify: Vec<String>) -> Router {
+    let state = Arc::new(ScimState {
+        store,
+        clock,
+        notify,
+    });
     let routes = Router::new()
         .route("/ServiceProviderConfig", get(service_provider_config))
         .route("/ResourceTypes", get(resource_types))
@@ -412,7 +421,7 @@ async fn create(
     check_members(&state, rt, &resource).await?;
     let stored = state
         .store
-        .scim_create(rt.name(), resource, state.now_ms())
+        .scim_create(rt.name(), resource, state.now_ms(), &state.notify)
         .await?;
     Ok(resource_response(
         StatusCode::CREATED,
@@ -486,7 +495,14 @@ async fn write(
     check_members(state, rt, &resource).await?;
     let stored = state
         .store
-        .scim_replace(rt.name(), id, resource, Some(version), state.now_ms())
+        .scim_replace(
+            rt.name(),
+            id,
+            resource,
+            Some(version),
+            state.now_ms(),
+            &state.notify,
+        )
         .await?;
     Ok(resource_response(StatusCode::OK, rt, &stored, projection))
 }
@@ -506,7 +522,10 @@ async fn delete(
             return Err(Failure(precondition_failed()));
         }
     };
-    state.store.scim_delete(rt.name(), &id, expected).await?;
+    state
+        .store
+        .scim_delete(rt.name(), &id, expected, state.now_ms(), &state.notify)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -45,7 +45,7 @@ pub use lease::Lease;
 pub use location::redact_url;
 pub use managed::{ManagedAccount, ManagedOrigin, RunStatus};
 pub use migrations::supported_schema_version;
-pub use scim::{ScimResource, ScimToken, SCIM_TOKEN_PREFIX};
+pub use scim::{ScimChange, ScimResource, ScimToken, SCIM_TOKEN_PREFIX};
 pub use snapshots::{SnapshotId, SnapshotMeta, SnapshotRun, SnapshotStatus, StoredSnapshot};
 
 /// How long an SQLite writer waits for another process's write lock by default.

@@ -35,6 +35,21 @@ pub struct ScimResource {
     pub resource: Value,
 }
 
+/// A SCIM write waiting to be applied by one consumer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScimChange {
+    /// The change's id (uuid v7: sorts by when it was written).
+    pub id: String,
+    /// `User` or `Group`.
+    pub resource_type: String,
+    /// The resource written.
+    pub resource_id: String,
+    /// The resource before the write; `None` for a create.
+    pub previous: Option<Value>,
+    /// When it was written, unix ms.
+    pub changed_ms: i64,
+}
+
 /// A SCIM client's token, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScimToken {
@@ -164,11 +179,14 @@ impl Store {
 
     /// Stores a new resource of `resource_type` (`User` or `Group`), assigning its `id` and
     /// `meta` (version 1). A taken `userName`/`displayName` is [`StoreError::ScimConflict`].
+    /// Each of `notify` gets a pending change in the same transaction (see
+    /// [`Store::scim_pending_changes`]).
     pub async fn scim_create(
         &self,
         resource_type: &str,
         resource: Value,
         now_ms: i64,
+        notify: &[String],
     ) -> Result<ScimResource, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         let resource = stamp(resource_type, &id, 1, now_ms, now_ms, resource);
@@ -193,6 +211,9 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(fail)?;
+        record_change(&mut tx, notify, resource_type, &id, None, now_ms)
+            .await
+            .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         Ok(ScimResource {
             id,
@@ -283,6 +304,8 @@ impl Store {
     /// its version. With `expected_version`, a stored version that differs (or changes under
     /// this write) is [`StoreError::ScimPreconditionFailed`]; an unknown id is
     /// [`StoreError::ScimNotFound`]; a taken unique attribute is [`StoreError::ScimConflict`].
+    /// Each of `notify` gets a pending change, with the resource as it was, in the same
+    /// transaction.
     pub async fn scim_replace(
         &self,
         resource_type: &str,
@@ -290,6 +313,7 @@ impl Store {
         resource: Value,
         expected_version: Option<i64>,
         now_ms: i64,
+        notify: &[String],
     ) -> Result<ScimResource, StoreError> {
         let (attribute, _) = unique_key(resource_type, &resource);
         let fail = |e| self.scim_conflict_or("replace SCIM resource", resource_type, attribute, e);
@@ -298,7 +322,8 @@ impl Store {
             .await
             .map_err(fail)?;
         let row = sqlx::query(
-            "SELECT version, created_ms FROM scim_resources WHERE resource_type = $1 AND id = $2",
+            "SELECT version, created_ms, resource_json FROM scim_resources \
+             WHERE resource_type = $1 AND id = $2",
         )
         .bind(resource_type)
         .bind(id)
@@ -313,6 +338,7 @@ impl Store {
         };
         let found: i64 = row.try_get(0).map_err(fail)?;
         let created_ms: i64 = row.try_get(1).map_err(fail)?;
+        let previous: String = row.try_get(2).map_err(fail)?;
         let precondition = |found| StoreError::ScimPreconditionFailed {
             resource_type: resource_type.to_owned(),
             id: id.to_owned(),
@@ -348,6 +374,9 @@ impl Store {
         if updated.rows_affected() != 1 {
             return Err(precondition(found + 1));
         }
+        record_change(&mut tx, notify, resource_type, id, Some(&previous), now_ms)
+            .await
+            .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         Ok(ScimResource {
             id: id.to_owned(),
@@ -358,32 +387,37 @@ impl Store {
 
     /// Deletes the resource `id`; an unknown id is [`StoreError::ScimNotFound`]. With
     /// `expected_version`, a different stored version is
-    /// [`StoreError::ScimPreconditionFailed`].
+    /// [`StoreError::ScimPreconditionFailed`]. Each of `notify` gets a pending change, with the
+    /// resource as it was, in the same transaction.
     pub async fn scim_delete(
         &self,
         resource_type: &str,
         id: &str,
         expected_version: Option<i64>,
+        now_ms: i64,
+        notify: &[String],
     ) -> Result<(), StoreError> {
         let fail = |e| self.ctx.query_failed("delete SCIM resource", e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
         lock_resource(&mut tx, resource_type, id)
             .await
             .map_err(fail)?;
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT version FROM scim_resources WHERE resource_type = $1 AND id = $2",
+        let row = sqlx::query(
+            "SELECT version, resource_json FROM scim_resources WHERE resource_type = $1 AND id = $2",
         )
         .bind(resource_type)
         .bind(id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(fail)?;
-        let Some(found) = found else {
+        let Some(row) = row else {
             return Err(StoreError::ScimNotFound {
                 resource_type: resource_type.to_owned(),
                 id: id.to_owned(),
             });
         };
+        let found: i64 = row.try_get(0).map_err(fail)?;
+        let previous: String = row.try_get(1).map_err(fail)?;
         if let Some(expected) = expected_version.filter(|expected| *expected != found) {
             return Err(StoreError::ScimPreconditionFailed {
                 resource_type: resource_type.to_owned(),
@@ -398,8 +432,90 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(fail)?;
+        record_change(&mut tx, notify, resource_type, id, Some(&previous), now_ms)
+            .await
+            .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         Ok(())
+    }
+
+    /// Up to `limit` changes waiting for `consumer`, oldest first. They stay until
+    /// [`Store::scim_ack_changes`] removes them: a consumer that crashes before acknowledging
+    /// sees them again.
+    pub async fn scim_pending_changes(
+        &self,
+        consumer: &str,
+        limit: usize,
+    ) -> Result<Vec<ScimChange>, StoreError> {
+        let fail = |e| self.ctx.query_failed("read pending SCIM changes", e);
+        let rows = sqlx::query(
+            "SELECT id, resource_type, resource_id, previous_json, changed_ms FROM scim_changes \
+             WHERE consumer = $1 ORDER BY id LIMIT $2",
+        )
+        .bind(consumer)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        rows.iter()
+            .map(|row| {
+                let resource_type: String = row.try_get(1).map_err(fail)?;
+                let resource_id: String = row.try_get(2).map_err(fail)?;
+                let previous: Option<String> = row.try_get(3).map_err(fail)?;
+                let previous = previous
+                    .map(|text| self.parse_resource(&resource_type, &resource_id, &text))
+                    .transpose()?;
+                Ok(ScimChange {
+                    id: row.try_get(0).map_err(fail)?,
+                    resource_type,
+                    resource_id,
+                    previous,
+                    changed_ms: row.try_get(4).map_err(fail)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Removes `consumer`'s changes with these ids (those it has applied).
+    pub async fn scim_ack_changes(&self, consumer: &str, ids: &[String]) -> Result<(), StoreError> {
+        let fail = |e| self.ctx.query_failed("acknowledge SCIM changes", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        for chunk in ids.chunks(100) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "DELETE FROM scim_changes WHERE consumer = $1 AND id IN ({})",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(consumer);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            query.execute(&mut *tx).await.map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)
+    }
+
+    /// Removes the changes of every consumer not in `consumers` (instances no longer
+    /// configured), returning how many.
+    pub async fn scim_drop_changes_except(&self, consumers: &[String]) -> Result<u64, StoreError> {
+        let fail = |e| self.ctx.query_failed("drop SCIM changes", e);
+        let rows = sqlx::query("SELECT DISTINCT consumer FROM scim_changes")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(fail)?;
+        let mut dropped = 0;
+        for row in rows {
+            let consumer: String = row.try_get(0).map_err(fail)?;
+            if !consumers.contains(&consumer) {
+                dropped += sqlx::query("DELETE FROM scim_changes WHERE consumer = $1")
+                    .bind(&consumer)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(fail)?
+                    .rows_affected();
+            }
+        }
+        Ok(dropped)
     }
 
     /// Issues a token to `client` and returns `(token id, secret)`. The secret is not stored and
@@ -569,6 +685,32 @@ async fn lock_resource(
         .execute(&mut **tx)
         .await
         .map(|_| ())
+}
+
+/// Records a change for each consumer, inside the write's transaction.
+async fn record_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    notify: &[String],
+    resource_type: &str,
+    id: &str,
+    previous: Option<&str>,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    for consumer in notify {
+        sqlx::query(
+            "INSERT INTO scim_changes (id, consumer, resource_type, resource_id, previous_json, \
+             changed_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(consumer)
+        .bind(resource_type)
+        .bind(id)
+        .bind(previous)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -42,7 +42,87 @@ scim_on_both_backends!(
     rotating_a_token_retires_the_old_secret,
     a_client_with_an_active_token_cannot_get_a_second_one,
     replaces_succeed_while_another_store_writes_the_same_database,
+    every_write_leaves_a_pending_change_per_consumer_until_acknowledged,
+    a_refused_write_leaves_no_pending_change,
 );
+
+/// The outbox that drives targeted reconciles: written with the resource, one row per
+/// consumer, carrying the resource as it was before the write.
+async fn every_write_leaves_a_pending_change_per_consumer_until_acknowledged(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let store = db.open().await;
+    let both = ["prod".to_owned(), "dev".to_owned()];
+    let ada = store
+        .scim_create("User", json!({"userName": "ada"}), 1_000, &both)
+        .await?;
+    store
+        .scim_replace(
+            "User",
+            &ada.id,
+            json!({"userName": "ada", "active": false}),
+            None,
+            2_000,
+            &both,
+        )
+        .await?;
+    store
+        .scim_delete("User", &ada.id, None, 3_000, &both[..1])
+        .await?;
+    let prod = store.scim_pending_changes("prod", 100).await?;
+    ensure!(prod.len() == 3, "{prod:?}");
+    ensure!(prod
+        .iter()
+        .all(|c| c.resource_type == "User" && c.resource_id == ada.id));
+    ensure!(prod.iter().map(|c| c.changed_ms).collect::<Vec<_>>() == [1_000, 2_000, 3_000]);
+    ensure!(prod[0].previous.is_none());
+    ensure!(prod[1].previous.as_ref().map(|p| &p["active"]) == Some(&json!(null)));
+    ensure!(prod[2].previous.as_ref().map(|p| &p["active"]) == Some(&json!(false)));
+    ensure!(store.scim_pending_changes("dev", 100).await?.len() == 2);
+    ensure!(store.scim_pending_changes("prod", 2).await?[..] == prod[..2]);
+
+    // Acknowledging removes only that consumer's rows, only those named.
+    store
+        .scim_ack_changes("prod", &[prod[0].id.clone(), prod[1].id.clone()])
+        .await?;
+    ensure!(store.scim_pending_changes("prod", 100).await? == prod[2..]);
+    ensure!(store.scim_pending_changes("dev", 100).await?.len() == 2);
+
+    // Instances no longer configured lose theirs.
+    ensure!(store.scim_drop_changes_except(&both[..1]).await? == 2);
+    ensure!(store.scim_pending_changes("dev", 100).await?.is_empty());
+    ensure!(store.scim_pending_changes("prod", 100).await?.len() == 1);
+    Ok(())
+}
+
+async fn a_refused_write_leaves_no_pending_change(db: TestDb) -> anyhow::Result<()> {
+    let store = db.open().await;
+    let notify = ["prod".to_owned()];
+    let ada = store
+        .scim_create("User", json!({"userName": "ada"}), 1, &[])
+        .await?;
+    store
+        .scim_create("User", json!({"userName": "ADA"}), 2, &notify)
+        .await
+        .expect_err("duplicate refused");
+    store
+        .scim_replace(
+            "User",
+            &ada.id,
+            json!({"userName": "ada"}),
+            Some(9),
+            3,
+            &notify,
+        )
+        .await
+        .expect_err("stale version refused");
+    store
+        .scim_delete("User", "nope", None, 4, &notify)
+        .await
+        .expect_err("unknown id");
+    ensure!(store.scim_pending_changes("prod", 100).await?.is_empty());
+    Ok(())
+}
 
 /// The service writes audit events and run records while identity providers push SCIM
 /// changes: on SQLite a read-then-write transaction used to fail at once with "locked" when
@@ -53,7 +133,7 @@ async fn replaces_succeed_while_another_store_writes_the_same_database(
     let scim = db.open().await;
     let other = db.open().await;
     let created = scim
-        .scim_create("User", json!({"userName": "busy"}), 1_000)
+        .scim_create("User", json!({"userName": "busy"}), 1_000, &[])
         .await?;
     let writer = tokio::spawn(async move {
         for i in 0..200 {
@@ -72,6 +152,7 @@ async fn replaces_succeed_while_another_store_writes_the_same_database(
             json!({"userName": "busy", "displayName": format!("v{i}")}),
             None,
             2_000 + i,
+            &[],
         )
         .await?;
     }
@@ -86,6 +167,7 @@ async fn a_created_resource_gets_an_id_and_meta_and_reads_back(db: TestDb) -> an
             "User",
             json!({"userName": "ada", "id": "forged"}),
             1_700_000_000_000,
+            &[],
         )
         .await?;
     ensure!(created.id != "forged" && created.version == 1);
@@ -108,16 +190,16 @@ async fn a_created_resource_gets_an_id_and_meta_and_reads_back(db: TestDb) -> an
 async fn a_duplicate_user_name_is_a_conflict_whatever_its_case(db: TestDb) -> anyhow::Result<()> {
     let store = db.open().await;
     store
-        .scim_create("User", json!({"userName": "Ada@Example.com"}), 1)
+        .scim_create("User", json!({"userName": "Ada@Example.com"}), 1, &[])
         .await?;
     let err = store
-        .scim_create("User", json!({"userName": "ada@example.COM"}), 2)
+        .scim_create("User", json!({"userName": "ada@example.COM"}), 2, &[])
         .await
         .expect_err("duplicate refused");
     ensure!(matches!(err, StoreError::ScimConflict { .. }), "{err}");
     // The same name as a Group is a different resource type.
     store
-        .scim_create("Group", json!({"displayName": "ada@example.com"}), 3)
+        .scim_create("Group", json!({"displayName": "ada@example.com"}), 3, &[])
         .await?;
     ensure!(store.scim_list("User").await?.len() == 1);
     Ok(())
@@ -128,7 +210,7 @@ async fn a_replace_bumps_the_version_and_refuses_a_stale_expected_version(
 ) -> anyhow::Result<()> {
     let store = db.open().await;
     let created = store
-        .scim_create("User", json!({"userName": "ada"}), 1_000)
+        .scim_create("User", json!({"userName": "ada"}), 1_000, &[])
         .await?;
     let replaced = store
         .scim_replace(
@@ -137,6 +219,7 @@ async fn a_replace_bumps_the_version_and_refuses_a_stale_expected_version(
             json!({"userName": "ada", "active": false}),
             Some(1),
             2_000,
+            &[],
         )
         .await?;
     ensure!(replaced.version == 2);
@@ -150,6 +233,7 @@ async fn a_replace_bumps_the_version_and_refuses_a_stale_expected_version(
             json!({"userName": "ada"}),
             Some(1),
             3_000,
+            &[],
         )
         .await
         .expect_err("stale version refused");
@@ -165,7 +249,7 @@ async fn a_replace_bumps_the_version_and_refuses_a_stale_expected_version(
         "{err}"
     );
     let unknown = store
-        .scim_replace("User", "nope", json!({"userName": "x"}), None, 3_000)
+        .scim_replace("User", "nope", json!({"userName": "x"}), None, 3_000, &[])
         .await
         .expect_err("unknown id");
     ensure!(
@@ -181,13 +265,13 @@ async fn a_replace_onto_a_taken_user_name_is_a_conflict_and_changes_nothing(
 ) -> anyhow::Result<()> {
     let store = db.open().await;
     store
-        .scim_create("User", json!({"userName": "ada"}), 1)
+        .scim_create("User", json!({"userName": "ada"}), 1, &[])
         .await?;
     let grace = store
-        .scim_create("User", json!({"userName": "grace"}), 1)
+        .scim_create("User", json!({"userName": "grace"}), 1, &[])
         .await?;
     let err = store
-        .scim_replace("User", &grace.id, json!({"userName": "ADA"}), None, 2)
+        .scim_replace("User", &grace.id, json!({"userName": "ADA"}), None, 2, &[])
         .await
         .expect_err("taken name refused");
     ensure!(matches!(err, StoreError::ScimConflict { .. }), "{err}");
@@ -200,26 +284,28 @@ async fn deleting_removes_the_resource_and_an_unknown_id_is_not_found(
 ) -> anyhow::Result<()> {
     let store = db.open().await;
     let group = store
-        .scim_create("Group", json!({"displayName": "eng"}), 1)
+        .scim_create("Group", json!({"displayName": "eng"}), 1, &[])
         .await?;
     let stale = store
-        .scim_delete("Group", &group.id, Some(7))
+        .scim_delete("Group", &group.id, Some(7), 9_000, &[])
         .await
         .expect_err("stale version refused");
     ensure!(
         matches!(stale, StoreError::ScimPreconditionFailed { .. }),
         "{stale}"
     );
-    store.scim_delete("Group", &group.id, Some(1)).await?;
+    store
+        .scim_delete("Group", &group.id, Some(1), 9_000, &[])
+        .await?;
     ensure!(store.scim_get("Group", &group.id).await?.is_none());
     let err = store
-        .scim_delete("Group", &group.id, None)
+        .scim_delete("Group", &group.id, None, 9_000, &[])
         .await
         .expect_err("already gone");
     ensure!(matches!(err, StoreError::ScimNotFound { .. }), "{err}");
     // The name is free again.
     store
-        .scim_create("Group", json!({"displayName": "eng"}), 2)
+        .scim_create("Group", json!({"displayName": "eng"}), 2, &[])
         .await?;
     Ok(())
 }
