@@ -474,6 +474,7 @@ pub async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> 
         interval: config.serve.sync_interval,
         jitter: config.serve.sync_jitter,
         lease_retry: config.serve.lease_retry,
+        scim_poll: config.serve.scim_poll,
         concurrency: config.serve.concurrency,
     };
     let shutdown = async {

@@ -151,7 +151,9 @@ async fn two_replicas_share_one_store_one_syncs_and_the_other_takes_over_when_it
     }
     let (_, metrics) = get(&format!("{}/metrics", a.base)).await.expect("metrics");
     assert!(
-        metrics.contains("airlock_sync_runs_total{instance=\"af3\",result=\"succeeded\"}"),
+        metrics.contains(
+            "airlock_sync_runs_total{instance=\"af3\",result=\"succeeded\",trigger=\"schedule\"}"
+        ),
         "{metrics}"
     );
 
@@ -254,6 +256,23 @@ async fn a_scim_push_reaches_airflow_without_waiting_for_the_schedule() {
         .await
         .expect("user json");
     let user_id = user["id"].as_str().expect("id").to_string();
+    // A bystander in the same group.
+    let bystander = format!("bystander-{id}@example.com");
+    let other: serde_json::Value = http
+        .post(format!("{scim}/Users"))
+        .bearer_auth(&token)
+        .header("content-type", "application/scim+json")
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": bystander,
+            "emails": [{ "value": bystander, "primary": true }]
+        }))
+        .send()
+        .await
+        .expect("create bystander")
+        .json()
+        .await
+        .expect("bystander json");
     let resp = http
         .post(format!("{scim}/Groups"))
         .bearer_auth(&token)
@@ -261,7 +280,7 @@ async fn a_scim_push_reaches_airflow_without_waiting_for_the_schedule() {
         .json(&serde_json::json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
             "displayName": format!("eng-{id}"),
-            "members": [{ "value": user_id }]
+            "members": [{ "value": user_id }, { "value": other["id"] }]
         }))
         .send()
         .await
@@ -270,15 +289,32 @@ async fn a_scim_push_reaches_airflow_without_waiting_for_the_schedule() {
 
     let admin = airflow_admin().await;
     let took = wait_for(
-        "the pushed user to get Op in Airflow",
+        "the pushed users to get Op in Airflow",
         Duration::from_secs(60),
-        || async { roles_of(&admin, &username).await == vec!["Op".to_string()] },
+        || async {
+            roles_of(&admin, &username).await == vec!["Op".to_string()]
+                && roles_of(&admin, &bystander).await == vec!["Op".to_string()]
+        },
     )
     .await;
     eprintln!(
         "SCIM create -> account with roles in Airflow: {:.2} s",
         took.as_secs_f64()
     );
+
+    // Someone changes the bystander's roles in Airflow by hand: drift that only a full sync
+    // (an hour away) repairs, because the next SCIM write does not touch the bystander.
+    let resp = reqwest::Client::new()
+        .patch(format!(
+            "{}/auth/fab/v1/users/{bystander}?update_mask=roles",
+            v3().base_url
+        ))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({ "roles": [{ "name": "Viewer" }] }))
+        .send()
+        .await
+        .expect("drift");
+    assert!(resp.status().is_success(), "{}", resp.status());
 
     // Okta-style deactivation: the roles go at once, not at the next scheduled sync.
     let resp = http
@@ -303,12 +339,29 @@ async fn a_scim_push_reaches_airflow_without_waiting_for_the_schedule() {
         "SCIM PATCH active:false -> roles gone in Airflow: {:.2} s",
         took.as_secs_f64()
     );
+    // Only the account the write touched was reconciled.
+    assert_eq!(
+        roles_of(&admin, &bystander).await,
+        vec!["Viewer".to_string()]
+    );
     let (_, metrics) = get(&format!("{}/metrics", replica.base))
         .await
         .expect("metrics");
     assert!(
         metrics.contains("airlock_scim_requests_total{method=\"PATCH\",status=\"200\"} 1"),
         "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "airlock_sync_runs_total{instance=\"af3\",result=\"succeeded\",trigger=\"scim\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "airlock_sync_runs_total{instance=\"af3\",result=\"succeeded\",trigger=\"schedule\"} 1"
+        ),
+        "one full sync only, at start: {metrics}"
     );
     assert!(
         metrics.contains("airlock_scim_change_to_airflow_seconds_count"),

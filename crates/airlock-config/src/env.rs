@@ -21,6 +21,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "sync_jitter_secs",
     "lease_retry_secs",
     "concurrency",
+    "scim_poll_ms",
 ];
 
 pub(crate) fn apply_overrides(

@@ -43,6 +43,9 @@ pub struct RawServe {
     pub lease_retry_secs: Option<u64>,
     /// Operations in flight at once per sync (default 8).
     pub concurrency: Option<usize>,
+    /// Milliseconds between checks for SCIM changes received by another replica (default
+    /// 1000). Changes received by this replica are applied at once.
+    pub scim_poll_ms: Option<u64>,
 }
 
 /// `[directory]`: which directory to read.

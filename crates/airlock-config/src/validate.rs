@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub lease_retry: Duration,
     /// Operations in flight per sync.
     pub concurrency: usize,
+    /// Time between checks for SCIM changes that another replica received.
+    pub scim_poll: Duration,
 }
 
 /// The directory to read, validated.
@@ -251,8 +253,16 @@ pub(crate) fn validate(
                 "must be between 1 and 64",
             ));
         }
+        let scim_poll = r.scim_poll_ms.unwrap_or(1000);
+        if !(10..=60_000).contains(&scim_poll) {
+            errors.push(ConfigError::new(
+                "serve.scim_poll_ms",
+                "must be between 10 and 60000",
+            ));
+        }
         ServeConfig {
             listen,
+            scim_poll: Duration::from_millis(scim_poll),
             sync_interval: Duration::from_secs(interval),
             sync_jitter: Duration::from_secs(r.sync_jitter_secs.unwrap_or(30)),
             lease_retry: Duration::from_secs(lease_retry),

@@ -208,3 +208,94 @@ async fn an_interrupted_apply_stops_starting_operations_and_the_next_run_finishe
         .plan(&engine.observe().await.expect("observe"))
         .is_empty());
 }
+
+/// A targeted run (what a SCIM push triggers) reads and plans only the touched people's
+/// accounts, including the old account of someone who left, and leaves every other
+/// difference to the full sync.
+#[tokio::test]
+async fn a_targeted_run_plans_only_the_touched_accounts() {
+    use airlock_core::directory::{Person, PersonId, PersonStatus, Touched};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let domain = format!("t{}.example.com", unique());
+    let file = people_file(dir.path(), &domain, 4);
+    let source = Source::File(FileSource::new(file.clone()));
+    let store = store(dir.path()).await;
+    let inst = instance_config(&airlock_testkit::airflow::shared(AirflowVersion::V3).base_url);
+    let policy = policy();
+    let engine = Engine {
+        policy: &policy,
+        instances: vec![&inst],
+        clients: [(inst.name.clone(), client(&inst))].into(),
+        source: &source,
+        store: &store,
+        clock: &SystemClock,
+        concurrency: 2,
+    };
+    let plan = engine.plan(&engine.observe().await.expect("observe"));
+    let run = engine.begin_run("sync").await.expect("run");
+    engine
+        .apply(&plan, &run, &ApplyOptions::default())
+        .await
+        .expect("apply");
+
+    // p0 and p1 leave, p4 and p5 join; only p0's departure and p4's arrival are pushed.
+    let mut y = String::from("people:\n");
+    for i in 2..6 {
+        y.push_str(&format!(
+            "  - username: p{i}\n    email: p{i}@{domain}\n    groups: [eng]\n"
+        ));
+    }
+    std::fs::write(&file, y).expect("people");
+    let p0 = Person {
+        id: PersonId("p0".into()),
+        username: "p0".into(),
+        email: Some(format!("p0@{domain}")),
+        first_name: None,
+        last_name: None,
+        status: PersonStatus::Active,
+        groups: Default::default(),
+    };
+    let touched = Touched {
+        ids: [PersonId("p0".into()), PersonId("p4".into())].into(),
+        previous: vec![p0],
+    };
+    let before = engine.clients[&inst.name].stats();
+    let (run, gate) = engine
+        .prepare_touched("scim", &touched)
+        .await
+        .expect("prepare");
+    let calls = engine.clients[&inst.name].stats().since(&before);
+    let airlock_engine::sync::Gate::Proceed(plan) = gate else {
+        panic!("refused: {gate:?}");
+    };
+    let targets: Vec<String> = plan.ops().map(|o| o.op.target()).collect();
+    assert_eq!(
+        targets,
+        [
+            format!("account p4@{domain}"),
+            format!("account p0@{domain}")
+        ],
+        "{plan:?}"
+    );
+    assert_eq!(plan.counts().get("suspend"), Some(&1));
+    // One role listing and one read per touched account; no listing of every user.
+    assert_eq!(calls.of(airlock_airflow::Call::ListRoles), 1, "{calls:?}");
+    assert_eq!(calls.of(airlock_airflow::Call::GetUser), 2, "{calls:?}");
+    assert_eq!(calls.of(airlock_airflow::Call::ListUsers), 0, "{calls:?}");
+    let report = engine
+        .execute(&run, &plan, &ApplyOptions::default())
+        .await
+        .expect("execute");
+    assert_eq!(report.failed(), 0, "{:?}", report.results);
+
+    // What was not pushed is still there for the full sync: p1 leaves, p5 joins.
+    let rest = engine.plan(&engine.observe().await.expect("observe"));
+    let targets: Vec<String> = rest.ops().map(|o| o.op.target()).collect();
+    assert_eq!(
+        targets,
+        [
+            format!("account p5@{domain}"),
+            format!("account p1@{domain}")
+        ]
+    );
+}

@@ -12,19 +12,20 @@ use axum::Router;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub(crate) fn router(state: Arc<State>, store: Store) -> Router {
+pub(crate) fn router(state: Arc<State>, store: Store, notify: Vec<String>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state.clone())
         .merge(
-            crate::scim::scim_router(store)
+            crate::scim::scim_router_with(store, Arc::new(airlock_core::SystemClock), notify)
                 .layer(axum::middleware::from_fn_with_state(state, observe_scim)),
         )
 }
 
-/// Counts SCIM requests, and wakes the sync loops after every successful write.
+/// Counts SCIM requests, and wakes the sync loops after every successful write (which left
+/// its pending changes in the store).
 async fn observe_scim(
     Extract(state): Extract<Arc<State>>,
     req: axum::extract::Request,
@@ -39,9 +40,6 @@ async fn observe_scim(
         .with_label_values(&[method.as_str(), status.as_str()])
         .inc();
     if method != axum::http::Method::GET && status.is_success() {
-        if let Ok(mut pending) = state.scim_pending_since.lock() {
-            pending.get_or_insert_with(std::time::Instant::now);
-        }
         state.scim_changes.send_modify(|n| *n = n.wrapping_add(1));
     }
     resp

@@ -4,8 +4,8 @@
 //! Prometheus `/metrics` and the SCIM 2.0 endpoint (`/scim/v2`, see [`scim`]) on a local
 //! address.
 //!
-//! Not here yet: a SCIM push triggering a sync at once (SCIM writes reach Airflow at the next
-//! scheduled sync of a `kind = "scim"` directory).
+//! With `[directory] kind = "scim"`, every SCIM write leaves a pending change per instance in
+//! the store, and the instance's loop applies it at once by a targeted run (see `scheduler`).
 
 mod http;
 mod metrics;
@@ -36,6 +36,8 @@ pub struct ServeOptions {
     pub lease_retry: Duration,
     /// Operations in flight at once per sync.
     pub concurrency: usize,
+    /// How often a lease holder checks for SCIM changes another replica received.
+    pub scim_poll: Duration,
 }
 
 /// A failure that stops the service.
@@ -65,12 +67,10 @@ pub(crate) struct State {
     pub(crate) ready: AtomicBool,
     /// Set on SIGTERM / SIGINT: stop starting syncs and operations.
     pub(crate) stopping: Arc<AtomicBool>,
-    /// Bumped by every successful SCIM write; instance loops wake on it, so a change reaches
-    /// Airflow without waiting for the next scheduled sync. A watch coalesces bursts: writes
-    /// arriving during a sync cause one more sync, not one each.
+    /// Bumped by every successful SCIM write on this replica; instance loops wake on it and
+    /// read the pending changes from the store. A watch coalesces bursts: writes arriving
+    /// during a run are read together by the next one.
     pub(crate) scim_changes: tokio::sync::watch::Sender<u64>,
-    /// When the oldest SCIM change not yet synced arrived (for the change-to-Airflow metric).
-    pub(crate) scim_pending_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Runs the service until `shutdown` resolves (SIGTERM/SIGINT in the binary), then stops
@@ -91,8 +91,24 @@ pub async fn run(
         ready: AtomicBool::new(false),
         stopping: Arc::new(AtomicBool::new(false)),
         scim_changes: tokio::sync::watch::channel(0).0,
-        scim_pending_since: std::sync::Mutex::new(None),
     });
+    // Each instance consumes the SCIM changes meant for it, when SCIM is the directory.
+    let notify: Vec<String> = match source {
+        Source::Scim(_) => config
+            .instances
+            .iter()
+            .map(|i| i.name.to_string())
+            .collect(),
+        _ => Vec::new(),
+    };
+    match store.scim_drop_changes_except(&notify).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            dropped = n,
+            "dropped pending SCIM changes of instances no longer configured"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot drop stale pending SCIM changes"),
+    }
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -124,7 +140,7 @@ pub async fn run(
     ));
 
     let mut http_stop = stop_rx;
-    let server = axum::serve(listener, http::router(state.clone(), store.clone()))
+    let server = axum::serve(listener, http::router(state.clone(), store.clone(), notify))
         .with_graceful_shutdown(async move {
             let _ = http_stop.wait_for(|s| *s).await;
         });

@@ -10,9 +10,9 @@ use prometheus::{
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Sync runs by instance and result.
+    /// Sync runs by instance, result and trigger (`schedule`: full; `scim`: targeted).
     pub sync_runs: IntCounterVec,
-    /// Sync durations by instance.
+    /// Sync durations by instance and trigger.
     pub sync_duration: HistogramVec,
     /// Operations applied, by instance, kind and result.
     pub operations: IntCounterVec,
@@ -42,8 +42,8 @@ impl Metrics {
         };
         let sync_runs = counter(
             "airlock_sync_runs_total",
-            "Sync runs by instance and result.",
-            &["instance", "result"],
+            "Sync runs by instance, result and trigger (schedule: a full sync; scim: the accounts SCIM changes touched).",
+            &["instance", "result", "trigger"],
         );
         let operations = counter(
             "airlock_operations_total",
@@ -58,7 +58,7 @@ impl Metrics {
         let sync_duration = HistogramVec::new(
             HistogramOpts::new("airlock_sync_duration_seconds", "Duration of sync runs.")
                 .buckets(vec![0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
-            &["instance"],
+            &["instance", "trigger"],
         )
         .expect("invariant: valid metric definition");
         registry
