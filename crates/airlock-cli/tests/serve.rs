@@ -489,6 +489,99 @@ async fn an_acknowledged_scim_write_survives_a_crash_and_is_applied_when_the_ser
     drop(second);
 }
 
+/// Two replicas behind one load balancer: a SCIM write can land on the replica that does not
+/// hold the instance's lease. The store's outbox carries it to the holder, which applies it
+/// without waiting for the schedule.
+#[tokio::test]
+async fn a_scim_write_received_by_the_other_replica_is_applied_by_the_lease_holder() {
+    let db = fresh_pg_database()
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 is required");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            % 0xffff_ffff
+    );
+    let token = scim_service_on(
+        dir.path(),
+        &format!("[store]\nurl = \"{}\"\n", db.url()),
+        &v3().base_url,
+        "",
+        &format!("pair-{id}"),
+        "okta",
+    );
+    let holder = start(dir.path());
+    wait_for(
+        "the first replica to hold the lease",
+        Duration::from_secs(60),
+        || async { lease_held(&holder).await == Some(true) },
+    )
+    .await;
+    let other = start(dir.path());
+    wait_for(
+        "the second replica ready",
+        Duration::from_secs(60),
+        || async { matches!(get(&format!("{}/readyz", other.base)).await, Some((200, _))) },
+    )
+    .await;
+    assert_eq!(lease_held(&other).await, Some(false));
+
+    let http = reqwest::Client::new();
+    let scim = format!("{}/scim/v2", other.base);
+    let username = format!("pair-{id}@example.com");
+    let user: serde_json::Value = http
+        .post(format!("{scim}/Users"))
+        .bearer_auth(&token)
+        .header("content-type", "application/scim+json")
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": username, "emails": [{ "value": username, "primary": true }]
+        }))
+        .send()
+        .await
+        .expect("create user")
+        .json()
+        .await
+        .expect("json");
+    let resp = http
+        .post(format!("{scim}/Groups"))
+        .bearer_auth(&token)
+        .header("content-type", "application/scim+json")
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": format!("pair-{id}"), "members": [{ "value": user["id"] }]
+        }))
+        .send()
+        .await
+        .expect("create group");
+    assert_eq!(resp.status().as_u16(), 201);
+    let admin = airflow_admin().await;
+    let took = wait_for(
+        "the lease holder to apply a write the other replica received",
+        Duration::from_secs(60),
+        || async { roles_of(&admin, &username).await == vec!["Op".to_string()] },
+    )
+    .await;
+    eprintln!(
+        "SCIM write on the non-holder -> applied by the holder: {:.2} s",
+        took.as_secs_f64()
+    );
+    assert_eq!(lease_held(&other).await, Some(false));
+    let (_, metrics) = get(&format!("{}/metrics", holder.base))
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains(
+            "airlock_sync_runs_total{instance=\"af3\",result=\"succeeded\",trigger=\"scim\"}"
+        ),
+        "{metrics}"
+    );
+}
+
 /// Writes a config whose directory is the SCIM store (syncs an hour apart, so only SCIM writes
 /// trigger them) and a policy granting `Op` to `group`, and creates a SCIM token for `client`.
 fn scim_service(
@@ -498,10 +591,22 @@ fn scim_service(
     group: &str,
     client: &str,
 ) -> String {
+    scim_service_on(dir, "", airflow_url, instance_extra, group, client)
+}
+
+/// [`scim_service`] with `store` (a `[store]` table, or nothing for the default SQLite file).
+fn scim_service_on(
+    dir: &std::path::Path,
+    store: &str,
+    airflow_url: &str,
+    instance_extra: &str,
+    group: &str,
+    client: &str,
+) -> String {
     std::fs::write(
         dir.join("airlock.toml"),
         format!(
-            "policy = \"policy.toml\"\n[directory]\nkind = \"scim\"\n\
+            "policy = \"policy.toml\"\n{store}[directory]\nkind = \"scim\"\n\
              [serve]\nsync_interval_secs = 3600\nsync_jitter_secs = 0\nlease_retry_secs = 1\n\
              [instances.af3]\nurl = \"{airflow_url}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n{instance_extra}"
         ),
