@@ -672,6 +672,27 @@ password = { env = "PROD_PW" }
     }
 
     #[test]
+    fn the_scim_poll_interval_defaults_to_a_second_and_is_bounded() {
+        let c = load(GOOD, &[("PROD_PW", "x")]).expect("valid");
+        assert_eq!(c.serve.scim_poll, std::time::Duration::from_millis(1000));
+        let c = load(
+            GOOD,
+            &[("PROD_PW", "x"), ("AIRLOCK_SERVE__SCIM_POLL_MS", "250")],
+        )
+        .expect("valid");
+        assert_eq!(c.serve.scim_poll, std::time::Duration::from_millis(250));
+        let errs = load(
+            &format!("{GOOD}\n[serve]\nscim_poll_ms = 0\n"),
+            &[("PROD_PW", "x")],
+        )
+        .expect_err("out of range");
+        assert_eq!(
+            errs,
+            ["serve.scim_poll_ms: must be between 10 and 60000".to_string()]
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_named_with_their_path() {
         let errs =
             load(&format!("{GOOD}\npasword = \"x\""), &[("PROD_PW", "x")]).expect_err("invalid");
