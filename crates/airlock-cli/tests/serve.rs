@@ -22,6 +22,15 @@ impl Drop for Replica {
     }
 }
 
+/// A short suffix that differs between runs, so that tests sharing one Airflow never collide.
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}", nanos % 0xffff_ffff)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -94,14 +103,7 @@ async fn two_replicas_share_one_store_one_syncs_and_the_other_takes_over_when_it
         .await
         .expect("PostgreSQL on 127.0.0.1:5432 is required");
     let dir = tempfile::tempdir().expect("tempdir");
-    let domain = format!(
-        "s{:x}.example.com",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-            % 0xffff_ffff
-    );
+    let domain = format!("s{}.example.com", unique());
     std::fs::write(
         dir.path().join("airlock.toml"),
         format!(
@@ -209,14 +211,7 @@ async fn two_replicas_share_one_store_one_syncs_and_the_other_takes_over_when_it
 #[tokio::test]
 async fn a_scim_push_reaches_airflow_without_waiting_for_the_schedule() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let id = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-            % 0xffff_ffff
-    );
+    let id = unique();
     let token = scim_service(dir.path(), &v3().base_url, "", &format!("eng-{id}"), "okta");
 
     let replica = start(dir.path());
@@ -239,53 +234,11 @@ async fn a_scim_push_reaches_airflow_without_waiting_for_the_schedule() {
     let http = reqwest::Client::new();
     let scim = format!("{}/scim/v2", replica.base);
     let username = format!("scim-{id}@example.com");
-    let user: serde_json::Value = http
-        .post(format!("{scim}/Users"))
-        .bearer_auth(&token)
-        .header("content-type", "application/scim+json")
-        .json(&serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "userName": username, "active": true,
-            "name": { "givenName": "Sky", "familyName": "Im" },
-            "emails": [{ "value": username, "primary": true }]
-        }))
-        .send()
-        .await
-        .expect("create user")
-        .json()
-        .await
-        .expect("user json");
-    let user_id = user["id"].as_str().expect("id").to_string();
+    let user_id = scim_user(&scim, &token, &username).await;
     // A bystander in the same group.
     let bystander = format!("bystander-{id}@example.com");
-    let other: serde_json::Value = http
-        .post(format!("{scim}/Users"))
-        .bearer_auth(&token)
-        .header("content-type", "application/scim+json")
-        .json(&serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "userName": bystander,
-            "emails": [{ "value": bystander, "primary": true }]
-        }))
-        .send()
-        .await
-        .expect("create bystander")
-        .json()
-        .await
-        .expect("bystander json");
-    let resp = http
-        .post(format!("{scim}/Groups"))
-        .bearer_auth(&token)
-        .header("content-type", "application/scim+json")
-        .json(&serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-            "displayName": format!("eng-{id}"),
-            "members": [{ "value": user_id }, { "value": other["id"] }]
-        }))
-        .send()
-        .await
-        .expect("create group");
-    assert_eq!(resp.status().as_u16(), 201);
+    let other = scim_user(&scim, &token, &bystander).await;
+    scim_group(&scim, &token, &format!("eng-{id}"), &[&user_id, &other]).await;
 
     let admin = airflow_admin().await;
     let took = wait_for(
@@ -412,14 +365,7 @@ async fn roles_of(token: &str, username: &str) -> Vec<String> {
 async fn an_acknowledged_scim_write_survives_a_crash_and_is_applied_when_the_service_returns() {
     use airlock_testkit::{Fault, FaultProxy, Rule};
     let dir = tempfile::tempdir().expect("tempdir");
-    let id = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-            % 0xffff_ffff
-    );
+    let id = unique();
     // Airflow sits behind the fault proxy, so the service can be cut off from it.
     let proxy = FaultProxy::start(&v3().base_url).await;
     let token = scim_service(
@@ -437,36 +383,10 @@ async fn an_acknowledged_scim_write_survives_a_crash_and_is_applied_when_the_ser
     .await;
     // From now on Airflow is unreachable: the sync the write triggers cannot apply it.
     proxy.add_rule(Rule::new("/", Fault::Reset));
-    let http = reqwest::Client::new();
     let scim = format!("{}/scim/v2", first.base);
     let username = format!("crash-{id}@example.com");
-    let user: serde_json::Value = http
-        .post(format!("{scim}/Users"))
-        .bearer_auth(&token)
-        .header("content-type", "application/scim+json")
-        .json(&serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "userName": username, "emails": [{ "value": username, "primary": true }],
-            "name": { "givenName": "Cra", "familyName": "Sh" }
-        }))
-        .send()
-        .await
-        .expect("create user")
-        .json()
-        .await
-        .expect("json");
-    let resp = http
-        .post(format!("{scim}/Groups"))
-        .bearer_auth(&token)
-        .header("content-type", "application/scim+json")
-        .json(&serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-            "displayName": format!("ops-{id}"), "members": [{ "value": user["id"] }]
-        }))
-        .send()
-        .await
-        .expect("create group");
-    assert_eq!(resp.status().as_u16(), 201, "acknowledged");
+    let user = scim_user(&scim, &token, &username).await;
+    scim_group(&scim, &token, &format!("ops-{id}"), &[&user]).await;
     // The service crashes (SIGKILL) before it could apply the change.
     first.child.kill().expect("kill");
     first.child.wait().expect("reap");
@@ -498,14 +418,7 @@ async fn a_scim_write_received_by_the_other_replica_is_applied_by_the_lease_hold
         .await
         .expect("PostgreSQL on 127.0.0.1:5432 is required");
     let dir = tempfile::tempdir().expect("tempdir");
-    let id = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-            % 0xffff_ffff
-    );
+    let id = unique();
     let token = scim_service_on(
         dir.path(),
         &format!("[store]\nurl = \"{}\"\n", db.url()),
@@ -530,35 +443,10 @@ async fn a_scim_write_received_by_the_other_replica_is_applied_by_the_lease_hold
     .await;
     assert_eq!(lease_held(&other).await, Some(false));
 
-    let http = reqwest::Client::new();
     let scim = format!("{}/scim/v2", other.base);
     let username = format!("pair-{id}@example.com");
-    let user: serde_json::Value = http
-        .post(format!("{scim}/Users"))
-        .bearer_auth(&token)
-        .header("content-type", "application/scim+json")
-        .json(&serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "userName": username, "emails": [{ "value": username, "primary": true }]
-        }))
-        .send()
-        .await
-        .expect("create user")
-        .json()
-        .await
-        .expect("json");
-    let resp = http
-        .post(format!("{scim}/Groups"))
-        .bearer_auth(&token)
-        .header("content-type", "application/scim+json")
-        .json(&serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-            "displayName": format!("pair-{id}"), "members": [{ "value": user["id"] }]
-        }))
-        .send()
-        .await
-        .expect("create group");
-    assert_eq!(resp.status().as_u16(), 201);
+    let user = scim_user(&scim, &token, &username).await;
+    scim_group(&scim, &token, &format!("pair-{id}"), &[&user]).await;
     let admin = airflow_admin().await;
     let took = wait_for(
         "the lease holder to apply a write the other replica received",
@@ -580,6 +468,46 @@ async fn a_scim_write_received_by_the_other_replica_is_applied_by_the_lease_hold
         ),
         "{metrics}"
     );
+}
+
+/// Creates a SCIM User whose userName and primary email are `username`; returns its id.
+async fn scim_user(scim: &str, token: &str, username: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("{scim}/Users"))
+        .bearer_auth(token)
+        .header("content-type", "application/scim+json")
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": username, "active": true,
+            "name": { "givenName": "Test", "familyName": "User" },
+            "emails": [{ "value": username, "primary": true }]
+        }))
+        .send()
+        .await
+        .expect("create user");
+    assert_eq!(resp.status().as_u16(), 201, "acknowledged");
+    let user: serde_json::Value = resp.json().await.expect("user json");
+    user["id"].as_str().expect("id").to_string()
+}
+
+/// Creates a SCIM Group `name` with these member ids.
+async fn scim_group(scim: &str, token: &str, name: &str, members: &[&str]) {
+    let members: Vec<serde_json::Value> = members
+        .iter()
+        .map(|id| serde_json::json!({ "value": id }))
+        .collect();
+    let resp = reqwest::Client::new()
+        .post(format!("{scim}/Groups"))
+        .bearer_auth(token)
+        .header("content-type", "application/scim+json")
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": name, "members": members
+        }))
+        .send()
+        .await
+        .expect("create group");
+    assert_eq!(resp.status().as_u16(), 201, "acknowledged");
 }
 
 /// Writes a config whose directory is the SCIM store (syncs an hour apart, so only SCIM writes

@@ -29,6 +29,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// One instance's part of [`Observed`].
+type InstanceRead = (
+    InstanceName,
+    ActualInstance,
+    BTreeMap<Username, ManagedRecord>,
+);
+
 /// Everything read at the start of a run.
 #[derive(Debug, Clone)]
 pub struct Observed {
@@ -219,48 +226,33 @@ impl<'a> Engine<'a> {
     /// Reads the directory and every instance. Any error aborts the run before a write: an
     /// outage must never look like "these people left".
     pub async fn observe(&self) -> Result<Observed, EngineError> {
-        let started = Instant::now();
-        let directory = self.source.read().await?;
-        let directory_read = started.elapsed();
-        // Named async fns rather than closures returning async blocks: the futures must be
-        // `Send` for the service's tasks, which rustc cannot prove through such closures.
-        let mut reads = Vec::with_capacity(self.instances.len());
-        for inst in &self.instances {
-            reads.push(self.observe_instance(inst));
-        }
-        let mut actual = BTreeMap::new();
-        let mut managed = BTreeMap::new();
-        for r in futures::future::join_all(reads).await {
-            let (name, a, m) = r?;
-            actual.insert(name.clone(), a);
-            managed.insert(name, m);
-        }
-        Ok(Observed {
-            directory,
-            actual,
-            managed,
-            directory_read,
-            only: None,
-        })
+        self.observe_scoped(None).await
     }
 
     /// Like [`Engine::observe`], but reads from each instance only the accounts of the people
     /// `touched` (as they are now, and as they were before the changes) and its roles. The
     /// directory is still read whole: the safety rails compare its size with the last run.
     pub async fn observe_touched(&self, touched: &Touched) -> Result<Observed, EngineError> {
+        self.observe_scoped(Some(touched)).await
+    }
+
+    async fn observe_scoped(&self, touched: Option<&Touched>) -> Result<Observed, EngineError> {
         let started = Instant::now();
         let directory = self.source.read().await?;
         let directory_read = started.elapsed();
-        let usernames: BTreeSet<Username> = touched
-            .ids
-            .iter()
-            .filter_map(|id| directory.people.get(id))
-            .chain(&touched.previous)
-            .filter_map(|p| self.policy.username.derive(p).ok())
-            .collect();
+        let only: Option<BTreeSet<Username>> = touched.map(|t| {
+            t.ids
+                .iter()
+                .filter_map(|id| directory.people.get(id))
+                .chain(&t.previous)
+                .filter_map(|p| self.policy.username.derive(p).ok())
+                .collect()
+        });
+        // Named async fns rather than closures returning async blocks: the futures must be
+        // `Send` for the service's tasks, which rustc cannot prove through such closures.
         let mut reads = Vec::with_capacity(self.instances.len());
         for inst in &self.instances {
-            reads.push(self.observe_accounts(inst, &usernames));
+            reads.push(self.observe_one(inst, only.as_ref()));
         }
         let mut actual = BTreeMap::new();
         let mut managed = BTreeMap::new();
@@ -274,7 +266,7 @@ impl<'a> Engine<'a> {
             actual,
             managed,
             directory_read,
-            only: Some(usernames),
+            only,
         })
     }
 
@@ -511,17 +503,18 @@ impl<'a> Engine<'a> {
         })
     }
 
-    async fn observe_instance(
+    async fn observe_one(
         &self,
         inst: &InstanceConfig,
-    ) -> Result<
-        (
-            InstanceName,
-            ActualInstance,
-            BTreeMap<Username, ManagedRecord>,
-        ),
-        EngineError,
-    > {
+        only: Option<&BTreeSet<Username>>,
+    ) -> Result<InstanceRead, EngineError> {
+        match only {
+            None => self.observe_instance(inst).await,
+            Some(usernames) => self.observe_accounts(inst, usernames).await,
+        }
+    }
+
+    async fn observe_instance(&self, inst: &InstanceConfig) -> Result<InstanceRead, EngineError> {
         let client = &self.clients[&inst.name];
         let (accounts, roles, catalog) = tokio::try_join!(
             client.list_users(),
@@ -548,14 +541,7 @@ impl<'a> Engine<'a> {
         &self,
         inst: &InstanceConfig,
         usernames: &BTreeSet<Username>,
-    ) -> Result<
-        (
-            InstanceName,
-            ActualInstance,
-            BTreeMap<Username, ManagedRecord>,
-        ),
-        EngineError,
-    > {
+    ) -> Result<InstanceRead, EngineError> {
         let client = &self.clients[&inst.name];
         let roles = client.list_roles().await?;
         let mut accounts = Vec::with_capacity(usernames.len());

@@ -313,6 +313,8 @@ async fn instance_loop(
             _ => {}
         }
         let poll = match scim {
+            // A full batch may have left more behind: go on at once.
+            Some(_) if pending.len() == CHANGE_BATCH => Instant::now(),
             Some(_) => Instant::now() + opts.scim_poll,
             None => full_due,
         };
