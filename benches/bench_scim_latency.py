@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time from a SCIM `PATCH active:false` to the account's roles being gone in a real Airflow 3.
 
-    python3 benches/bench_scim_latency.py [--runs 100]
+    python3 benches/bench_scim_latency.py [--runs 100] [--others 0]
 
 Builds release binaries, starts a private Airflow 3.3.2 on 127.0.0.1 (`airlock-dev airflow-up`)
 and `airlock serve` with the SCIM store as its directory (scheduled syncs an hour apart, so
@@ -9,6 +9,10 @@ every change is applied by the SCIM trigger), creates a SCIM token, and RUNS tim
 user in a granted group through SCIM, waits until Airflow shows the role, then sends Okta's
 deactivation (`PATCH {"op":"replace","value":{"active":false}}`) and polls Airflow every 20 ms
 until the user holds no role. Prints p50, p90, p99 and max of that last interval.
+
+With --others N, N more people are pushed first (in a group granted Viewer) and provisioned
+before the runs, so the instance holds N+ accounts: a SCIM change is applied by a targeted run
+that reads only the accounts it touched, so the latency should not grow with N.
 """
 
 import argparse
@@ -69,6 +73,7 @@ def wait(what, check, timeout=60.0, step=0.02):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--others", type=int, default=0, help="accounts provisioned before the runs")
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "airlock-cli", "-p", "airlock-testkit", "--bins"],
                    cwd=ROOT, check=True)
@@ -90,7 +95,7 @@ def main():
                     f'[instances.local]\nurl = "{base}"\nusername = "admin"\n'
                     'password = { file = "airflow-admin.password" }\n')
         with open(os.path.join(work, "policy.toml"), "w") as f:
-            f.write('[[grants]]\ngroup = "eng"\nroles = ["Op"]\n[safety]\nmax_deprovisions = 1000\n'
+            f.write('[[grants]]\ngroup = "eng"\nroles = ["Op"]\n[[grants]]\ngroup = "others"\nroles = ["Viewer"]\n[safety]\nmax_deprovisions = 1000\n'
                     'max_deprovision_fraction = 1.0\nmin_directory_ratio = 0.0\n')
         cfg = ["--config", os.path.join(work, "airlock.toml")]
         token = subprocess.run([AIRLOCK, *cfg, "scim", "token", "create", "--client", "bench"], capture_output=True,
@@ -110,6 +115,24 @@ def main():
         def roles(user):
             st, u = req("GET", f"{base}/auth/fab/v1/users/{user}", admin)
             return None if st != 200 else sorted(r["name"] for r in (u.get("roles") or []))
+
+        if args.others:
+            ids = []
+            for i in range(args.others):
+                name = f"other{i:05}@example.com"
+                st, u = req("POST", f"{scim}/Users", token, {
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name,
+                    "emails": [{"value": name, "primary": True}]}, "application/scim+json")
+                assert st == 201, st
+                ids.append({"value": u["id"]})
+            st, _ = req("POST", f"{scim}/Groups", token, {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                                                          "displayName": "others", "members": ids},
+                        "application/scim+json")
+            assert st == 201, st
+            last = f"other{args.others - 1:05}@example.com"
+            took = wait(f"{args.others} accounts in Airflow", lambda: roles(last) == ["Viewer"], timeout=1800,
+                        step=1.0)
+            print(f"provisioned {args.others} other accounts in {took:.0f} s")
 
         samples = []
         for i in range(args.runs):
@@ -134,7 +157,8 @@ def main():
             samples.append(time.monotonic() - t0)
         samples.sort()
         q = lambda p: samples[min(len(samples) - 1, int(round(p * (len(samples) - 1))))]
-        print(f"SCIM PATCH active:false -> roles gone in Airflow 3.3.2, {len(samples)} runs, 2 CPUs:")
+        print(f"SCIM PATCH active:false -> roles gone in Airflow 3.3.2 ({args.others} other accounts), "
+              f"{len(samples)} runs, {os.cpu_count()} CPUs:")
         print(f"  p50 {q(0.50) * 1000:.0f} ms, p90 {q(0.90) * 1000:.0f} ms, p99 {q(0.99) * 1000:.0f} ms, "
               f"max {samples[-1] * 1000:.0f} ms, mean {statistics.mean(samples) * 1000:.0f} ms "
               f"(polled every 20 ms)")

@@ -62,26 +62,27 @@ impl ScimSource {
     }
 
     /// The people `changes` touched: a written User (and, for a replace or delete, the User
-    /// as it was, whose account may now be a leaver's), or every member a written Group has
-    /// or had (a rename or deletion changes what all of them are granted).
+    /// as it was, whose account may now be a leaver's); for a Group, the members it gained or
+    /// lost, or every member it has or had when it was created, deleted or renamed (its name
+    /// is what the policy grants roles to).
     pub async fn touched(&self, changes: &[ScimChange]) -> Result<Touched, ScimSourceError> {
         let mut touched = Touched::default();
-        let mut groups_read = BTreeSet::new();
+        let mut groups_now: BTreeMap<&str, Option<Value>> = BTreeMap::new();
         for change in changes {
             if change.resource_type == "Group" {
-                if let Some(previous) = &change.previous {
-                    touched.ids.extend(members(previous));
-                }
-                if groups_read.insert(change.resource_id.as_str()) {
+                let id = change.resource_id.as_str();
+                if !groups_now.contains_key(id) {
                     let current = self
                         .store
-                        .scim_get("Group", &change.resource_id)
+                        .scim_get("Group", id)
                         .await
                         .map_err(ScimSourceError::ReadFailed)?;
-                    if let Some(group) = current {
-                        touched.ids.extend(members(&group.resource));
-                    }
+                    groups_now.insert(id, current.map(|g| g.resource));
                 }
+                touched.ids.extend(group_touched(
+                    change.previous.as_ref(),
+                    groups_now[id].as_ref(),
+                ));
             } else {
                 touched.ids.insert(PersonId(change.resource_id.clone()));
                 if let Some(before) = change.previous.as_ref().and_then(person) {
@@ -92,6 +93,24 @@ impl ScimSource {
             }
         }
         Ok(touched)
+    }
+}
+
+/// Whose grants a Group's change from `before` to `now` can alter. With several changes to
+/// one group in a batch, each is compared with the group as it is now, which covers anyone
+/// added and removed again in between.
+fn group_touched(before: Option<&Value>, now: Option<&Value>) -> BTreeSet<PersonId> {
+    let set =
+        |g: Option<&Value>| -> BTreeSet<PersonId> { g.into_iter().flat_map(members).collect() };
+    let (old, new) = (set(before), set(now));
+    let renamed = match (before, now) {
+        (Some(b), Some(n)) => text(b, "displayName") != text(n, "displayName"),
+        _ => true,
+    };
+    if renamed {
+        old.union(&new).cloned().collect()
+    } else {
+        old.symmetric_difference(&new).cloned().collect()
     }
 }
 
@@ -174,6 +193,33 @@ pub fn snapshot(users: &[Value], groups: &[Value]) -> DirectorySnapshot {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_group_change_touches_who_joined_or_left_unless_the_group_was_renamed() {
+        let g = |name: &str, ids: &[&str]| {
+            let members: Vec<Value> = ids.iter().map(|i| json!({"value": i})).collect();
+            json!({"displayName": name, "members": members})
+        };
+        let ids = |v: &[&str]| -> BTreeSet<PersonId> {
+            v.iter().map(|i| PersonId((*i).to_owned())).collect()
+        };
+        let now = g("eng", &["a", "b"]);
+        assert_eq!(group_touched(None, Some(&now)), ids(&["a", "b"]));
+        assert_eq!(group_touched(Some(&now), None), ids(&["a", "b"]));
+        assert_eq!(
+            group_touched(Some(&g("eng", &["b", "c"])), Some(&now)),
+            ids(&["a", "c"])
+        );
+        assert_eq!(
+            group_touched(Some(&g("data", &["b"])), Some(&now)),
+            ids(&["a", "b"])
+        );
+        // x was added and removed again within one batch: the second change still names x.
+        let between = g("eng", &["a", "b", "x"]);
+        let mut all = group_touched(Some(&g("eng", &["b"])), Some(&now));
+        all.extend(group_touched(Some(&between), Some(&now)));
+        assert_eq!(all, ids(&["a", "x"]));
+    }
 
     #[test]
     fn users_become_people_with_the_groups_that_list_them() {

@@ -73,7 +73,7 @@ async fn the_scim_source_turns_stored_users_and_groups_into_a_snapshot() {
 
 /// What a targeted reconcile starts from: the people each kind of SCIM write touches.
 #[tokio::test]
-async fn scim_changes_touch_the_user_written_and_every_member_a_group_has_or_had() {
+async fn scim_changes_touch_the_user_written_and_the_members_a_group_gained_or_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("airlock.db").display());
     let store = Store::open(&url, OpenOptions::create())
@@ -118,7 +118,7 @@ async fn scim_changes_touch_the_user_written_and_every_member_a_group_has_or_had
     assert_eq!(touched.ids, want);
     assert!(touched.previous.is_empty());
 
-    // A membership change: old and new members (ada leaves, alan joins).
+    // A membership change: who joined or left (ada leaves, alan joins; grace stays).
     store
         .scim_replace(
             "Group",
@@ -134,7 +134,30 @@ async fn scim_changes_touch_the_user_written_and_every_member_a_group_has_or_had
         .touched(&pending(store.clone()).await)
         .await
         .expect("touched");
-    let want: BTreeSet<PersonId> = ids.iter().cloned().map(PersonId).collect();
+    let want: BTreeSet<PersonId> = [&ids[0], &ids[2]]
+        .into_iter()
+        .cloned()
+        .map(PersonId)
+        .collect();
+    assert_eq!(touched.ids, want);
+
+    // A rename: everyone in it, since grants follow the group's name.
+    store
+        .scim_replace(
+            "Group",
+            &group.id,
+            json!({"displayName": "engineering", "members": [{"value": ids[1]}, {"value": ids[2]}]}),
+            None,
+            3,
+            &notify,
+        )
+        .await
+        .expect("rename group");
+    let touched = source
+        .touched(&pending(store.clone()).await)
+        .await
+        .expect("touched");
+    let want: BTreeSet<PersonId> = ids[1..].iter().cloned().map(PersonId).collect();
     assert_eq!(touched.ids, want);
 
     // A deleted group: everyone it had.
