@@ -13,8 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS="${1:-1000}"; REQUESTS="${2:-2000}"; CONC="${3:-16}"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/airlock-scim-bench.XXXXXX")
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+source benches/scim_lib.sh
+cleanup() { stop_all
             psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS airlock_scim_bench WITH (FORCE)" >/dev/null 2>&1 || true
             rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -23,27 +23,13 @@ cargo build --release -q -p airlock-cli -p airlock-server --bins --example scim_
 if [[ ! -x "$WORK/venv/bin/scim2-server" ]]; then
   python3 -m venv "$WORK/venv" && "$WORK/venv/bin/pip" install -q scim2-server
 fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 300); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-
-airlock_server() { # $1 name, $2 store url
-  local dir="$WORK/$1"; mkdir -p "$dir"
-  printf 'policy = "policy.toml"\n[store]\nurl = "%s"\n[directory]\nkind = "scim"\n[instances.none]\nurl = "http://127.0.0.1:9"\nusername = "x"\npassword = "unused"\nmax_retries = 0\n' "$2" >"$dir/airlock.toml"
-  printf '[[grants]]\ngroup = "g"\nroles = ["Viewer"]\n' >"$dir/policy.toml"
-  local token; token=$(target/release/airlock --config "$dir/airlock.toml" scim token create --client bench 2>/dev/null)
-  local port; port=$(free_port)
-  target/release/airlock --config "$dir/airlock.toml" serve --listen "127.0.0.1:$port" >"$dir/serve.log" 2>&1 &
-  PIDS+=($!); wait_port "$port"
-  echo "http://127.0.0.1:$port/scim/v2 $token"
-}
-
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS airlock_scim_bench WITH (FORCE)" >/dev/null
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE airlock_scim_bench" >/dev/null
 read -r SQLITE_URL SQLITE_TOKEN < <(airlock_server sqlite "sqlite://$WORK/sqlite/airlock.db")
 read -r PG_URL PG_TOKEN < <(airlock_server postgres "postgres://postgres@127.0.0.1:5432/airlock_scim_bench")
 PY_PORT=$(free_port)
 "$WORK/venv/bin/scim2-server" --hostname 127.0.0.1 --port "$PY_PORT" --bearer-token bench-token >"$WORK/scim2-server.log" 2>&1 &
-PIDS+=($!); wait_port "$PY_PORT"
+echo $! >>"$WORK/pids"; wait_port "$PY_PORT"
 
 echo "SCIM throughput: $USERS users, $REQUESTS requests per kind, $CONC in flight, $(nproc) CPUs"
 for target in "airlock-sqlite $SQLITE_URL $SQLITE_TOKEN" "airlock-postgres $PG_URL $PG_TOKEN" "scim2-server http://127.0.0.1:$PY_PORT bench-token"; do
