@@ -409,6 +409,63 @@ async fn an_acknowledged_scim_write_survives_a_crash_and_is_applied_when_the_ser
     drop(second);
 }
 
+/// Airflow is unreachable when a SCIM write arrives: the targeted run fails, the change stays
+/// pending, and it is retried (with a growing pause) until it applies, long before the next
+/// scheduled sync.
+#[tokio::test]
+async fn a_failed_targeted_run_keeps_the_change_and_retries_it() {
+    use airlock_testkit::{Fault, FaultProxy, Rule};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = unique();
+    let proxy = FaultProxy::start(&v3().base_url).await;
+    let token = scim_service(
+        dir.path(),
+        &proxy.url(),
+        "max_retries = 0\n",
+        &format!("retry-{id}"),
+        "jumpcloud",
+    );
+    let replica = start(dir.path());
+    wait_for("serve ready", Duration::from_secs(60), || async {
+        matches!(
+            get(&format!("{}/readyz", replica.base)).await,
+            Some((200, _))
+        )
+    })
+    .await;
+    proxy.add_rule(Rule::new("/", Fault::Reset));
+    let scim = format!("{}/scim/v2", replica.base);
+    let username = format!("retry-{id}@example.com");
+    let user = scim_user(&scim, &token, &username).await;
+    scim_group(&scim, &token, &format!("retry-{id}"), &[&user]).await;
+    wait_for(
+        "a targeted run to fail while Airflow is away",
+        Duration::from_secs(30),
+        || async {
+            get(&format!("{}/metrics", replica.base))
+                .await
+                .is_some_and(|(_, m)| {
+                    m.contains(
+                        "airlock_sync_runs_total{instance=\"af3\",result=\"error\",trigger=\"scim\"}",
+                    )
+                })
+        },
+    )
+    .await;
+    proxy.clear_rules();
+    let admin = airflow_admin().await;
+    let took = wait_for(
+        "the retried change to reach Airflow",
+        Duration::from_secs(60),
+        || async { roles_of(&admin, &username).await == vec!["Op".to_string()] },
+    )
+    .await;
+    eprintln!(
+        "Airflow back -> pending change applied: {:.1} s",
+        took.as_secs_f64()
+    );
+}
+
 /// Two replicas behind one load balancer: a SCIM write can land on the replica that does not
 /// hold the instance's lease. The store's outbox carries it to the holder, which applies it
 /// without waiting for the schedule.
