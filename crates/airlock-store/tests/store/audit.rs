@@ -15,31 +15,8 @@ use serde_json::json;
 
 use crate::support::TestDb;
 
-/// Generates `audit::sqlite::<name>` and `audit::postgres::<name>` for each test below.
-macro_rules! audit_on_both_backends {
-    ($($test:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() -> anyhow::Result<()> {
-                    let db = crate::support::TestDb::new(airlock_store::Backend::Sqlite).await;
-                    super::$test(db).await
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() -> anyhow::Result<()> {
-                    let db = crate::support::TestDb::new(airlock_store::Backend::Postgres).await;
-                    super::$test(db).await
-                }
-            )+
-        }
-    };
-}
-
-audit_on_both_backends!(
+on_both_backends!(
+    audit =>
     appended_audit_events_read_back_as_one_verified_chain,
     an_empty_audit_log_verifies_at_the_genesis_head,
     a_failed_audit_append_stores_none_of_its_events,

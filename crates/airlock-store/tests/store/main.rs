@@ -2,22 +2,17 @@
 //! SQLite (a temporary file) and on PostgreSQL (a fresh database on the machine's server, see
 //! `support`), plus the checks only one backend can have (files, locks, connection failures).
 
-mod audit;
-mod postgres_only;
-mod scim;
-mod sqlite_only;
-mod suite;
-mod support;
-
-/// Generates `sqlite::<name>` and `postgres::<name>` tests for each shared suite function.
+/// Generates `sqlite::<name>` and `postgres::<name>` tests in the calling module for each
+/// function `<name>(TestDb)` of the suite module `$suite` (a module of this crate). Defined
+/// before the modules, so that each suite can use it.
 macro_rules! on_both_backends {
-    ($($test:ident),+ $(,)?) => {
+    ($suite:ident => $($test:ident),+ $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() -> anyhow::Result<()> {
                     let db = crate::support::TestDb::new(airlock_store::Backend::Sqlite).await;
-                    crate::suite::$test(db).await
+                    crate::$suite::$test(db).await
                 }
             )+
         }
@@ -26,14 +21,22 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() -> anyhow::Result<()> {
                     let db = crate::support::TestDb::new(airlock_store::Backend::Postgres).await;
-                    crate::suite::$test(db).await
+                    crate::$suite::$test(db).await
                 }
             )+
         }
     };
 }
 
+mod audit;
+mod postgres_only;
+mod scim;
+mod sqlite_only;
+mod suite;
+mod support;
+
 on_both_backends!(
+    suite =>
     the_store_reports_which_backend_it_uses,
     a_new_store_is_at_the_newest_schema_version,
     reopening_a_store_applies_no_migration_twice_and_keeps_its_data,

@@ -8,31 +8,8 @@ use sqlx::Row as _;
 
 use crate::support::TestDb;
 
-/// Generates `scim::sqlite::<name>` and `scim::postgres::<name>` for each test below.
-macro_rules! scim_on_both_backends {
-    ($($test:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() -> anyhow::Result<()> {
-                    let db = crate::support::TestDb::new(airlock_store::Backend::Sqlite).await;
-                    super::$test(db).await
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() -> anyhow::Result<()> {
-                    let db = crate::support::TestDb::new(airlock_store::Backend::Postgres).await;
-                    super::$test(db).await
-                }
-            )+
-        }
-    };
-}
-
-scim_on_both_backends!(
+on_both_backends!(
+    scim =>
     a_created_resource_gets_an_id_and_meta_and_reads_back,
     a_duplicate_user_name_is_a_conflict_whatever_its_case,
     a_replace_bumps_the_version_and_refuses_a_stale_expected_version,
