@@ -106,8 +106,14 @@ pub enum Command {
     /// Run as a service: scheduled syncs per instance (the same engine as `sync`), with
     /// /healthz, /readyz (ready after the first complete reads) and Prometheus /metrics.
     ///
+    /// It also serves the SCIM 2.0 endpoint at /scim/v2 (see `airlock scim`). With `[directory]
+    /// kind = "scim"`, every SCIM write is applied at once to just the accounts it touched (the
+    /// user, or the members a group gained or lost), through the same plan, rails and audit;
+    /// the scheduled full syncs repair everything else.
+    ///
     /// With a PostgreSQL store, several replicas can run: each instance is synced by the one
-    /// replica holding its lease, and another takes over within seconds when it dies. SIGTERM
+    /// replica holding its lease, and another takes over within seconds when it dies; a SCIM
+    /// write taken by another replica reaches the holder within `serve.scim_poll_ms`. SIGTERM
     /// stops new syncs, lets operations in flight finish, records the run and exits.
     Serve(ServeArgs),
 

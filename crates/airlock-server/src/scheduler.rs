@@ -303,6 +303,7 @@ async fn instance_loop(
         match ran {
             Some(true) => {
                 failures = 0;
+                retry_at = Instant::now();
                 acknowledge(store, state, &name, &pending).await;
             }
             Some(false) if !pending.is_empty() => {
