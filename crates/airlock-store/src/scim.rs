@@ -177,6 +177,23 @@ impl Store {
         })
     }
 
+    /// Resources from rows of `(id, resource_json)`.
+    fn resources_from_rows(
+        &self,
+        op: &'static str,
+        resource_type: &str,
+        rows: &[sqlx::any::AnyRow],
+    ) -> Result<Vec<Value>, StoreError> {
+        rows.iter()
+            .map(|row| {
+                let fail = |e| self.ctx.query_failed(op, e);
+                let id: String = row.try_get(0).map_err(fail)?;
+                let text: String = row.try_get(1).map_err(fail)?;
+                self.parse_resource(resource_type, &id, &text)
+            })
+            .collect()
+    }
+
     /// Stores a new resource of `resource_type` (`User` or `Group`), assigning its `id` and
     /// `meta` (version 1). A taken `userName`/`displayName` is [`StoreError::ScimConflict`].
     /// Each of `notify` gets a pending change in the same transaction (see
@@ -259,14 +276,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.ctx.query_failed("list SCIM resources", e))?;
-        rows.iter()
-            .map(|row| {
-                let fail = |e| self.ctx.query_failed("list SCIM resources", e);
-                let id: String = row.try_get(0).map_err(fail)?;
-                let text: String = row.try_get(1).map_err(fail)?;
-                self.parse_resource(resource_type, &id, &text)
-            })
-            .collect()
+        self.resources_from_rows("list SCIM resources", resource_type, &rows)
     }
 
     /// The resource whose unique attribute (a User's `userName`, compared case-insensitively;
@@ -290,14 +300,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.ctx.query_failed("find SCIM resource", e))?;
-        rows.iter()
-            .map(|row| {
-                let fail = |e| self.ctx.query_failed("find SCIM resource", e);
-                let id: String = row.try_get(0).map_err(fail)?;
-                let text: String = row.try_get(1).map_err(fail)?;
-                self.parse_resource(resource_type, &id, &text)
-            })
-            .collect()
+        self.resources_from_rows("find SCIM resource", resource_type, &rows)
     }
 
     /// Replaces the resource `id` with `resource` (whose `id` and `meta` are reassigned), bumping
