@@ -77,6 +77,14 @@ async fn get(url: &str) -> Option<(u16, String)> {
 }
 
 /// `airlock_lease_held{instance="af3"}` as the replica reports it, if it answers.
+/// Waits until the replica's /readyz answers 200.
+async fn wait_ready(r: &Replica, what: &str) {
+    wait_for(what, Duration::from_secs(60), || async {
+        matches!(get(&format!("{}/readyz", r.base)).await, Some((200, _)))
+    })
+    .await;
+}
+
 async fn lease_held(r: &Replica) -> Option<bool> {
     let (_, body) = get(&format!("{}/metrics", r.base)).await?;
     body.lines()
@@ -127,10 +135,7 @@ async fn two_replicas_share_one_store_one_syncs_and_the_other_takes_over_when_it
     .expect("people");
 
     let mut a = start(dir.path());
-    wait_for("replica A ready", Duration::from_secs(60), || async {
-        matches!(get(&format!("{}/readyz", a.base)).await, Some((200, _)))
-    })
-    .await;
+    wait_ready(&a, "replica A ready").await;
     wait_for(
         "replica A to hold the lease",
         Duration::from_secs(30),
@@ -138,10 +143,7 @@ async fn two_replicas_share_one_store_one_syncs_and_the_other_takes_over_when_it
     )
     .await;
     let b = start(dir.path());
-    wait_for("replica B ready", Duration::from_secs(60), || async {
-        matches!(get(&format!("{}/readyz", b.base)).await, Some((200, _)))
-    })
-    .await;
+    wait_ready(&b, "replica B ready").await;
     for _ in 0..10 {
         assert_eq!(
             lease_held(&b).await,
@@ -215,13 +217,7 @@ async fn a_scim_push_reaches_airflow_without_waiting_for_the_schedule() {
     let token = scim_service(dir.path(), &v3().base_url, "", &format!("eng-{id}"), "okta");
 
     let replica = start(dir.path());
-    wait_for("serve ready", Duration::from_secs(60), || async {
-        matches!(
-            get(&format!("{}/readyz", replica.base)).await,
-            Some((200, _))
-        )
-    })
-    .await;
+    wait_ready(&replica, "serve ready").await;
     // The first scheduled sync (with an empty directory) happens at start; the next is an
     // hour away, so anything that happens now was triggered by the SCIM writes.
     wait_for("the first sync", Duration::from_secs(30), || async {
@@ -377,10 +373,7 @@ async fn an_acknowledged_scim_write_survives_a_crash_and_is_applied_when_the_ser
     );
 
     let mut first = start(dir.path());
-    wait_for("serve ready", Duration::from_secs(60), || async {
-        matches!(get(&format!("{}/readyz", first.base)).await, Some((200, _)))
-    })
-    .await;
+    wait_ready(&first, "serve ready").await;
     // From now on Airflow is unreachable: the sync the write triggers cannot apply it.
     proxy.add_rule(Rule::new("/", Fault::Reset));
     let scim = format!("{}/scim/v2", first.base);
@@ -426,13 +419,7 @@ async fn a_failed_targeted_run_keeps_the_change_and_retries_it() {
         "jumpcloud",
     );
     let replica = start(dir.path());
-    wait_for("serve ready", Duration::from_secs(60), || async {
-        matches!(
-            get(&format!("{}/readyz", replica.base)).await,
-            Some((200, _))
-        )
-    })
-    .await;
+    wait_ready(&replica, "serve ready").await;
     proxy.add_rule(Rule::new("/", Fault::Reset));
     let scim = format!("{}/scim/v2", replica.base);
     let username = format!("retry-{id}@example.com");
@@ -492,12 +479,7 @@ async fn a_scim_write_received_by_the_other_replica_is_applied_by_the_lease_hold
     )
     .await;
     let other = start(dir.path());
-    wait_for(
-        "the second replica ready",
-        Duration::from_secs(60),
-        || async { matches!(get(&format!("{}/readyz", other.base)).await, Some((200, _))) },
-    )
-    .await;
+    wait_ready(&other, "the second replica ready").await;
     assert_eq!(lease_held(&other).await, Some(false));
 
     let scim = format!("{}/scim/v2", other.base);

@@ -71,6 +71,25 @@ fn client(inst: &InstanceConfig) -> AirflowClient {
     AirflowClient::new(s).expect("client")
 }
 
+/// An engine for one instance, reading `source`, with `concurrency` operations in flight.
+fn engine<'a>(
+    policy: &'a Policy,
+    inst: &'a InstanceConfig,
+    source: &'a Source,
+    store: &'a Store,
+    concurrency: usize,
+) -> Engine<'a> {
+    Engine {
+        policy,
+        instances: vec![inst],
+        clients: [(inst.name.clone(), client(inst))].into(),
+        source,
+        store,
+        clock: &SystemClock,
+        concurrency,
+    }
+}
+
 fn people_file(dir: &std::path::Path, domain: &str, n: usize) -> std::path::PathBuf {
     let mut y = String::from("people:\n");
     for i in 0..n {
@@ -110,15 +129,7 @@ async fn a_run_that_airflow_walks_away_from_converges_on_the_next_run() {
         FaultProxy::start(&airlock_testkit::airflow::shared(AirflowVersion::V3).base_url).await;
     let inst = instance_config(&proxy.url());
     let policy = policy();
-    let mk = || Engine {
-        policy: &policy,
-        instances: vec![&inst],
-        clients: [(inst.name.clone(), client(&inst))].into(),
-        source: &source,
-        store: &store,
-        clock: &SystemClock,
-        concurrency: 1,
-    };
+    let mk = || engine(&policy, &inst, &source, &store, 1);
 
     // Airflow answers the first two creates, then goes away.
     proxy.add_rule(
@@ -171,15 +182,7 @@ async fn an_interrupted_apply_stops_starting_operations_and_the_next_run_finishe
     let store = store(dir.path()).await;
     let inst = instance_config(&airlock_testkit::airflow::shared(AirflowVersion::V3).base_url);
     let policy = policy();
-    let engine = Engine {
-        policy: &policy,
-        instances: vec![&inst],
-        clients: [(inst.name.clone(), client(&inst))].into(),
-        source: &source,
-        store: &store,
-        clock: &SystemClock,
-        concurrency: 1,
-    };
+    let engine = engine(&policy, &inst, &source, &store, 1);
     let plan = engine.plan(&engine.observe().await.expect("observe"));
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
@@ -222,15 +225,7 @@ async fn a_targeted_run_plans_only_the_touched_accounts() {
     let store = store(dir.path()).await;
     let inst = instance_config(&airlock_testkit::airflow::shared(AirflowVersion::V3).base_url);
     let policy = policy();
-    let engine = Engine {
-        policy: &policy,
-        instances: vec![&inst],
-        clients: [(inst.name.clone(), client(&inst))].into(),
-        source: &source,
-        store: &store,
-        clock: &SystemClock,
-        concurrency: 2,
-    };
+    let engine = engine(&policy, &inst, &source, &store, 2);
     let plan = engine.plan(&engine.observe().await.expect("observe"));
     let run = engine.begin_run("sync").await.expect("run");
     engine
