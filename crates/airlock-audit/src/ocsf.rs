@@ -4,7 +4,7 @@
 //!
 //! Account operations are OCSF **Account Change** (`class_uid` 3001, category IAM); role
 //! operations and role membership are **Group Management** (3006), an Airflow role being the
-//! OCSF group. Run-level events (`run.*`, `plan.saved`, `rail.refused`) are airlock's own
+//! OCSF group. Run-level events (`run.*`, `plan.saved`, `rail.refused`, `rail.release`) are airlock's own
 //! bookkeeping and have no class here.
 //!
 //! | airlock | OCSF |
@@ -35,7 +35,7 @@
 //! | `role.create` | 3006 | 6 Create |
 //! | `role.update` | 3006 | one event per permission: 1 Assign Privileges for each added, 2 Revoke Privileges for each removed |
 //! | `role.delete` | 3006 | 5 Delete |
-//! | `run.start`, `run.finish`, `rail.refused`, `plan.saved` | none | |
+//! | `run.start`, `run.finish`, `rail.refused`, `rail.release`, `plan.saved` | none | |
 //!
 //! `Planned` events describe changes not made; an encoder should ship them only if asked,
 //! with `status_id` 99 Other and `status` "planned".

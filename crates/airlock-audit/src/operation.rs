@@ -37,6 +37,9 @@ pub const RUN_START: &str = "run.start";
 pub const RUN_FINISH: &str = "run.finish";
 /// A safety rail refused to let a whole run go on.
 pub const RAIL_REFUSED: &str = "rail.refused";
+/// An operator released a deprovision a safety rail had held back (`airlock rails release`);
+/// the actor is the operator, the target the account.
+pub const RAIL_RELEASE: &str = "rail.release";
 /// A plan was saved for later review or apply.
 pub const PLAN_SAVED: &str = "plan.saved";
 
@@ -51,6 +54,7 @@ pub const OPERATIONS: &[&str] = &[
     ACCOUNT_UPDATE_PROFILE,
     PLAN_SAVED,
     RAIL_REFUSED,
+    RAIL_RELEASE,
     ROLE_CREATE,
     ROLE_DELETE,
     ROLE_UPDATE,

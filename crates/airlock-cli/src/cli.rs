@@ -50,6 +50,12 @@ pub struct Global {
     /// Log format on stderr.
     #[arg(long, global = true, env = "AIRLOCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Who is running this command, for the audit trail [default: the OS user, as
+    /// `operator:NAME`]. Recorded on every change `apply`, `sync`, `adopt` and `rails release`
+    /// make.
+    #[arg(long, global = true, env = "AIRLOCK_ACTOR", value_name = "NAME")]
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -91,8 +97,13 @@ pub enum Command {
 
     /// Plan and apply without asking, for cron and CI; prints one summary line.
     ///
+    /// Like `apply`, it takes the lease of every instance it writes to, so it never runs at
+    /// the same time as `airlock serve` (or another `sync`) on the same instance: if one holds
+    /// it, `sync` stops before any write and names the holder.
+    ///
     /// Exit codes: 0 in sync (or changes applied), 1 an error or a failed operation,
-    /// 3 refused by a safety rail (nothing was changed).
+    /// 3 refused by a safety rail (nothing was changed), or some deprovisions held back by
+    /// one (everything else was applied; see `airlock rails list`).
     Sync(SyncArgs),
 
     /// Put existing Airflow accounts under airlock's management, so that they are suspended
@@ -103,6 +114,17 @@ pub enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
 
+    /// Review and release the suspensions and deletions a safety rail held back.
+    ///
+    /// A deprovisioning cap (safety.max_deprovisions per run, max_deprovision_fraction per
+    /// instance, max_deprovisions_per_hour over every run and replica) holds back only the
+    /// operations it refuses; the rest of the run goes on. Held operations wait here until
+    /// an operator releases them, the hourly window has room again, or the person no longer
+    /// needs deprovisioning. A release is audited under the operator's name (`--actor`), and
+    /// the next run (`airlock serve` picks it up within seconds) applies it.
+    #[command(subcommand)]
+    Rails(RailsCommand),
+
     /// Run as a service: scheduled syncs per instance (the same engine as `sync`), with
     /// /healthz, /readyz (ready after the first complete reads) and Prometheus /metrics.
     ///
@@ -112,9 +134,15 @@ pub enum Command {
     /// the scheduled full syncs repair everything else.
     ///
     /// With a PostgreSQL store, several replicas can run: each instance is synced by the one
-    /// replica holding its lease, and another takes over within seconds when it dies; a SCIM
-    /// write taken by another replica reaches the holder within `serve.scim_poll_ms`. SIGTERM
-    /// stops new syncs, lets operations in flight finish, records the run and exits.
+    /// replica holding its lease, and another takes over within `serve.lease_ttl_secs`
+    /// (default 15) when it dies, freezes or loses the store; a replica that lost a lease
+    /// stops before its next write. A SCIM write taken by another replica reaches the holder
+    /// within `serve.scim_poll_ms`. Instances are independent: one unreachable Airflow delays
+    /// only its own syncs. On SQLite only one `serve` may use the store at a time.
+    ///
+    /// /healthz answers JSON with each instance's lease holder, last sync, last error class
+    /// and pending SCIM changes; /readyz fails while the store is unreachable. SIGTERM stops
+    /// new syncs, lets operations in flight finish, records the run and exits.
     Serve(ServeArgs),
 
     /// Manage the SCIM 2.0 endpoint that `airlock serve` offers at /scim/v2, where Entra ID,
@@ -125,6 +153,36 @@ pub enum Command {
     /// `[directory] kind = "scim"` so that syncs read what the providers pushed.
     #[command(subcommand)]
     Scim(ScimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RailsCommand {
+    /// List held deprovisions (open ones; `--all` for released, applied and cleared too).
+    List {
+        /// Only this instance.
+        #[arg(long, value_name = "NAME")]
+        instance: Option<String>,
+        /// Include holds that ended.
+        #[arg(long)]
+        all: bool,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t = ReportFormat::Text)]
+        output: ReportFormat,
+    },
+    /// Release held deprovisions by id (from `airlock rails list`), or every open one of an
+    /// instance with `--instance NAME --all`. Released operations pass every cap on the
+    /// next run.
+    Release {
+        /// Hold ids.
+        #[arg(value_name = "ID")]
+        ids: Vec<String>,
+        /// With `--all`: only this instance's holds.
+        #[arg(long, value_name = "NAME")]
+        instance: Option<String>,
+        /// Release every held deprovision (of `--instance`, if given).
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,8 +14,21 @@ use secrecy::ExposeSecret;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The audit actor of this command: `--actor`, else `operator:` and the OS user.
+pub(crate) fn actor(global: &crate::cli::Global) -> String {
+    if let Some(a) = global.actor.as_deref().filter(|a| !a.trim().is_empty()) {
+        return a.trim().to_string();
+    }
+    let user = ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    format!("operator:{user}")
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config_path = cli.global.config.clone();
+    let actor = actor(&cli.global);
     match cli.command {
         Command::Config(ConfigCommand::Check) => config_check(config_path),
         Command::Instances(args) => instances(load(config_path)?, args).await,
@@ -25,9 +38,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => diff(load(config_path)?, args).await,
         Command::Inventory(args) => run_inventory(load(config_path)?, args).await,
         Command::Plan(args) => crate::provision::plan(load(config_path)?, args).await,
-        Command::Apply(args) => crate::provision::apply(load(config_path)?, args).await,
-        Command::Sync(args) => crate::provision::sync(load(config_path)?, args).await,
-        Command::Adopt(args) => crate::provision::adopt(load(config_path)?, args).await,
+        Command::Apply(args) => crate::provision::apply(load(config_path)?, args, actor).await,
+        Command::Sync(args) => crate::provision::sync(load(config_path)?, args, actor).await,
+        Command::Adopt(args) => crate::provision::adopt(load(config_path)?, args, actor).await,
+        Command::Rails(cmd) => crate::provision::rails(load(config_path)?, cmd, actor).await,
         Command::Audit(cmd) => crate::provision::audit(load(config_path)?, cmd).await,
         Command::Serve(args) => crate::provision::serve(load(config_path)?, args).await,
         Command::Scim(cmd) => crate::scim::run(load(config_path)?, cmd).await,

@@ -490,3 +490,58 @@ mod tests {
         assert_eq!(csv_cell("ada@example.com"), "ada@example.com");
     }
 }
+
+/// Held deprovisions (`airlock rails list`).
+pub fn rail_holds(holds: &[airlock_store::RailHold], format: ReportFormat) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let at = |ms: i64| {
+        DateTime::<Utc>::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    if format == ReportFormat::Json {
+        let rows: Vec<serde_json::Value> = holds
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "id": h.id, "instance": h.instance, "username": h.username,
+                    "operation": h.op_kind, "rail": h.rail, "reason": h.reason,
+                    "status": h.status, "first_held_at": at(h.first_held_ms),
+                    "last_held_at": at(h.last_held_ms), "released_by": h.released_by,
+                    "released_at": h.released_ms.map(at),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if holds.is_empty() {
+        writeln!(out, "no held deprovisions")?;
+        return Ok(());
+    }
+    let mut t = table(&[
+        "ID",
+        "INSTANCE",
+        "ACCOUNT",
+        "OPERATION",
+        "RAIL",
+        "STATUS",
+        "HELD SINCE",
+        "RELEASED BY",
+    ]);
+    for h in holds {
+        t.add_row(vec![
+            h.id.clone(),
+            h.instance.clone(),
+            h.username.clone(),
+            h.op_kind.clone(),
+            h.rail.clone(),
+            h.status.clone(),
+            at(h.first_held_ms),
+            h.released_by.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    Ok(())
+}

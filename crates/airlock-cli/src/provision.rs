@@ -3,7 +3,8 @@
 
 use crate::cli::ServeArgs;
 use crate::cli::{
-    AdoptArgs, ApplyArgs, AuditCommand, ExportFormat, PlanArgs, ReportFormat, SyncArgs,
+    AdoptArgs, ApplyArgs, AuditCommand, ExportFormat, PlanArgs, RailsCommand, ReportFormat,
+    SyncArgs,
 };
 use crate::commands::{open_store, select};
 use crate::output;
@@ -15,6 +16,7 @@ use airlock_directory::ldap::{Disabled, LdapSettings, LdapSource, Membership};
 use airlock_directory::scim::ScimSource;
 use airlock_directory::{file::FileSource, Source};
 use airlock_engine::client_for;
+use airlock_engine::lease::{holder_id, instance_lease, LeaseKeeper, Taken};
 use airlock_engine::sync::{ApplyOptions, Engine, Gate, Plan, Refusal};
 use airlock_store::{ManagedOrigin, OpenOptions, Store};
 use anyhow::{bail, Context as _};
@@ -128,11 +130,15 @@ struct Setup {
     store: Store,
 }
 
-async fn setup(config: &Config) -> anyhow::Result<Setup> {
+async fn setup(config: &Config, pool: Option<u32>) -> anyhow::Result<Setup> {
     if config.policy.is_none() {
         bail!("no policy configured: set `policy = \"policy.toml\"` in the config (see README, Policy)");
     }
-    let store = open_store(config, OpenOptions::create()).await?;
+    let opts = OpenOptions {
+        max_connections: pool.or(config.store.max_connections),
+        ..OpenOptions::create()
+    };
+    let store = open_store(config, opts).await?;
     Ok(Setup {
         source: source(config, &store)?,
         store,
@@ -144,6 +150,8 @@ fn engine<'a>(
     setup: &'a Setup,
     names: &[String],
     concurrency: usize,
+    actor: &str,
+    leases: Option<&'a LeaseKeeper>,
 ) -> anyhow::Result<Engine<'a>> {
     let instances = select(config, names)?;
     let mut clients = std::collections::BTreeMap::new();
@@ -158,12 +166,15 @@ fn engine<'a>(
         store: &setup.store,
         clock: &SystemClock,
         concurrency,
+        actor: actor.to_string(),
+        leases,
     })
 }
 
 pub async fn plan(config: Config, args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let s = setup(&config).await?;
-    let engine = engine(&config, &s, &args.instance, 1)?;
+    let s = setup(&config, None).await?;
+    // Read-only: no lease, so `plan` works while `airlock serve` runs.
+    let engine = engine(&config, &s, &args.instance, 1, ACTOR_AIRLOCK, None)?;
     let observed = engine.observe().await?;
     let plan = engine.plan(&observed);
     if let Some(path) = &args.out {
@@ -251,8 +262,32 @@ enum Flow {
     Yes,
 }
 
+/// Takes the lease of each instance the run writes to, for as long as `keeper` lives (its
+/// heartbeat renews them); fails, naming the holder, if another process has one.
+async fn take_leases(
+    keeper: &LeaseKeeper,
+    instances: &[&airlock_config::InstanceConfig],
+) -> anyhow::Result<()> {
+    for inst in instances {
+        match keeper.acquire(&instance_lease(inst.name.as_str())).await? {
+            Taken::Granted(_) => {}
+            Taken::Held(row) => {
+                keeper.release_all().await;
+                let left = (row.expires_ms - SystemClock.now().timestamp_millis()).max(0) / 1000;
+                bail!(
+                    "instance `{}` is being written by {} (its lease runs {left} s more unless renewed); nothing was changed: stop that process or let it finish, and retry",
+                    inst.name,
+                    row.holder
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How a run was asked for.
 struct RunRequest<'a> {
+    actor: &'a str,
     names: &'a [String],
     concurrency: usize,
     allow_mass: bool,
@@ -264,6 +299,7 @@ struct RunRequest<'a> {
 
 async fn run_apply(config: &Config, s: &Setup, req: RunRequest<'_>) -> anyhow::Result<ExitCode> {
     let RunRequest {
+        actor,
         names,
         concurrency,
         allow_mass,
@@ -272,7 +308,31 @@ async fn run_apply(config: &Config, s: &Setup, req: RunRequest<'_>) -> anyhow::R
         kind,
         stats,
     } = req;
-    let engine = engine(config, s, names, concurrency)?;
+    let keeper = LeaseKeeper::new(
+        s.store.clone(),
+        holder_id(&format!("airlock {kind} by {actor}")),
+        config.serve.lease_ttl,
+        Arc::new(SystemClock),
+    );
+    take_leases(&keeper, &select(config, names)?).await?;
+    let (stop_heartbeat, stop_rx) = tokio::sync::watch::channel(false);
+    let heartbeat = keeper.spawn_heartbeat(stop_rx);
+    let engine = engine(config, s, names, concurrency, actor, Some(&keeper))?;
+    let code = run_prepared(&engine, kind, saved, allow_mass, flow, stats).await;
+    let _ = stop_heartbeat.send(true);
+    let _ = heartbeat.await;
+    keeper.release_all().await;
+    code
+}
+
+async fn run_prepared(
+    engine: &Engine<'_>,
+    kind: &str,
+    saved: Option<Plan>,
+    allow_mass: bool,
+    flow: Flow,
+    stats: bool,
+) -> anyhow::Result<ExitCode> {
     let (run_id, gate) = engine.prepare(kind, saved, allow_mass).await?;
     let plan = match gate {
         Gate::Refused(r @ Refusal::StalePlan { .. }) => bail!("{r}"),
@@ -298,20 +358,40 @@ async fn run_apply(config: &Config, s: &Setup, req: RunRequest<'_>) -> anyhow::R
             eprintln!("warning: {at}{}", w.message);
         }
     }
+    for h in &plan.held {
+        eprintln!(
+            "held: {} {} on {}: {}",
+            h.op.op.kind(),
+            h.op.op.target(),
+            h.op.instance,
+            h.refusal
+        );
+    }
+    let held_code = |ok: ExitCode| {
+        if plan.held.is_empty() {
+            ok
+        } else {
+            eprintln!(
+                "{} deprovision(s) held back by a safety rail; review with `airlock rails list`",
+                plan.held.len()
+            );
+            ExitCode::from(EXIT_REFUSED)
+        }
+    };
     if plan.is_empty() {
         // Applying an empty plan still records scope matches as managed.
         engine
             .execute(&run_id, &plan, &ApplyOptions::default())
             .await?;
         if stats {
-            output::call_stats(&total_stats(&engine));
+            output::call_stats(&total_stats(engine));
         }
         println!(
             "in sync: no changes ({} people, {} instance(s))",
             plan.directory_people,
             plan.instances.len()
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(held_code(ExitCode::SUCCESS));
     }
     if matches!(flow, Flow::Confirm) {
         output::plan(&plan, false);
@@ -329,13 +409,13 @@ async fn run_apply(config: &Config, s: &Setup, req: RunRequest<'_>) -> anyhow::R
     let report = engine.execute(&run_id, &plan, &opts).await?;
     output::apply_report(&report);
     if stats {
-        output::call_stats(&total_stats(&engine));
+        output::call_stats(&total_stats(engine));
     }
     let interrupted = opts.cancel.load(Ordering::SeqCst);
     Ok(if report.failed() > 0 || interrupted {
         ExitCode::from(1)
     } else {
-        ExitCode::SUCCESS
+        held_code(ExitCode::SUCCESS)
     })
 }
 
@@ -350,7 +430,7 @@ fn total_stats(
         .collect()
 }
 
-pub async fn apply(config: Config, args: ApplyArgs) -> anyhow::Result<ExitCode> {
+pub async fn apply(config: Config, args: ApplyArgs, actor: String) -> anyhow::Result<ExitCode> {
     let saved = match &args.plan {
         None => None,
         Some(path) => {
@@ -365,9 +445,10 @@ pub async fn apply(config: Config, args: ApplyArgs) -> anyhow::Result<ExitCode> 
         (Some(p), true) => p.instance_names.iter().map(ToString::to_string).collect(),
         _ => args.instance.clone(),
     };
-    let s = setup(&config).await?;
+    let s = setup(&config, None).await?;
     let flow = if args.yes { Flow::Yes } else { Flow::Confirm };
     let req = RunRequest {
+        actor: &actor,
         names: &names,
         concurrency: args.concurrency,
         allow_mass: args.allow_mass_deprovision,
@@ -381,9 +462,10 @@ pub async fn apply(config: Config, args: ApplyArgs) -> anyhow::Result<ExitCode> 
     code
 }
 
-pub async fn sync(config: Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
-    let s = setup(&config).await?;
+pub async fn sync(config: Config, args: SyncArgs, actor: String) -> anyhow::Result<ExitCode> {
+    let s = setup(&config, None).await?;
     let req = RunRequest {
+        actor: &actor,
         names: &args.instance,
         concurrency: args.concurrency,
         allow_mass: args.allow_mass_deprovision,
@@ -397,7 +479,7 @@ pub async fn sync(config: Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
     code
 }
 
-pub async fn adopt(config: Config, args: AdoptArgs) -> anyhow::Result<ExitCode> {
+pub async fn adopt(config: Config, args: AdoptArgs, actor: String) -> anyhow::Result<ExitCode> {
     let inst = select(&config, std::slice::from_ref(&args.instance))?[0];
     let client = client_for(inst)?;
     let store = open_store(&config, OpenOptions::create()).await?;
@@ -414,7 +496,7 @@ pub async fn adopt(config: Config, args: AdoptArgs) -> anyhow::Result<ExitCode> 
             .await?;
         let mut e = NewEvent::new(
             SystemClock.now(),
-            ACTOR_AIRLOCK,
+            actor.clone(),
             airlock_audit::operation::ACCOUNT_ADOPT,
             Outcome::Succeeded,
         );
@@ -468,7 +550,8 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<ExitCode
 }
 
 pub async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let s = setup(&config).await?;
+    let pool = config.store.pool_size(config.instances.len());
+    let s = setup(&config, Some(pool)).await?;
     let opts = airlock_server::ServeOptions {
         listen: args.listen.unwrap_or(config.serve.listen),
         interval: config.serve.sync_interval,
@@ -476,6 +559,7 @@ pub async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> 
         lease_retry: config.serve.lease_retry,
         scim_poll: config.serve.scim_poll,
         concurrency: config.serve.concurrency,
+        lease_ttl: config.serve.lease_ttl,
     };
     let shutdown = async {
         #[cfg(unix)]
@@ -497,4 +581,75 @@ pub async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> 
     };
     airlock_server::run(config, s.source, s.store, opts, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn rails(config: Config, cmd: RailsCommand, actor: String) -> anyhow::Result<ExitCode> {
+    let store = open_store(&config, OpenOptions::existing()).await?;
+    let code = match cmd {
+        RailsCommand::List {
+            instance,
+            all,
+            output: format,
+        } => {
+            let holds = store.rail_holds(instance.as_deref(), !all).await?;
+            output::rail_holds(&holds, format)?;
+            ExitCode::SUCCESS
+        }
+        RailsCommand::Release { ids, instance, all } => {
+            let ids = match (all, ids.is_empty()) {
+                (true, true) => store
+                    .rail_holds(instance.as_deref(), true)
+                    .await?
+                    .into_iter()
+                    .filter(|h| h.status == "held")
+                    .map(|h| h.id)
+                    .collect(),
+                (false, false) => ids,
+                (true, false) => bail!("give hold ids or --all, not both"),
+                (false, true) => {
+                    bail!("nothing to release: give hold ids (see `airlock rails list`) or --all")
+                }
+            };
+            let now = SystemClock.now();
+            let released = store
+                .release_holds(&ids, &actor, now.timestamp_millis())
+                .await?;
+            let mut events = Vec::new();
+            for h in &released {
+                let mut e = NewEvent::new(
+                    now,
+                    actor.clone(),
+                    airlock_audit::operation::RAIL_RELEASE,
+                    Outcome::Succeeded,
+                );
+                e.instance = Some(h.instance.clone());
+                e.target = Some(Target::Account {
+                    username: h.username.clone(),
+                });
+                e.reason = Some(format!(
+                    "released held {} (hold {}, rail {}): {}",
+                    h.op_kind, h.id, h.rail, h.reason
+                ));
+                events.push(e);
+            }
+            store.append_audit(events).await?;
+            for h in &released {
+                println!(
+                    "released {} {} on {} ({})",
+                    h.op_kind, h.username, h.instance, h.id
+                );
+            }
+            let missing = ids.len() - released.len();
+            if missing > 0 {
+                eprintln!("{missing} id(s) were not held (unknown, or already released or ended)");
+            }
+            if released.is_empty() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    };
+    store.close().await;
+    Ok(code)
 }

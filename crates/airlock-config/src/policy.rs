@@ -188,6 +188,8 @@ struct RawLeavers {
 struct RawSafety {
     max_deprovisions: Option<usize>,
     max_deprovision_fraction: Option<f64>,
+    /// A number, or 0 for no rolling window.
+    max_deprovisions_per_hour: Option<usize>,
     min_directory_ratio: Option<f64>,
 }
 
@@ -438,6 +440,11 @@ fn validate(
             .safety
             .max_deprovision_fraction
             .unwrap_or(d.max_deprovision_fraction),
+        max_deprovisions_per_hour: match raw.safety.max_deprovisions_per_hour {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => d.max_deprovisions_per_hour,
+        },
         min_directory_ratio: raw
             .safety
             .min_directory_ratio

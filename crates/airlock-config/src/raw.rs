@@ -46,6 +46,10 @@ pub struct RawServe {
     /// Milliseconds between checks for SCIM changes received by another replica (default
     /// 1000). Changes received by this replica are applied at once.
     pub scim_poll_ms: Option<u64>,
+    /// Seconds an instance's lease lives without a renewal (default 15, 3 to 300): how long
+    /// a replica that vanished (killed, frozen, cut off) blocks its instances before another
+    /// takes them over. Renewed every third of it.
+    pub lease_ttl_secs: Option<u64>,
 }
 
 /// `[directory]`: which directory to read.
@@ -136,6 +140,9 @@ pub struct RawStore {
     /// `sqlite://airlock.db` (relative to the config file; the default) or
     /// `postgres://user@host/db`. A secret, since a PostgreSQL URL may carry a password.
     pub url: Option<SecretSource>,
+    /// Connections in the store's pool (3 to 200; default: 5 for commands, and for
+    /// `airlock serve` 4 plus one per two instances, at most 20). Leases never hold one.
+    pub max_connections: Option<u32>,
 }
 
 /// `[inventory]`.

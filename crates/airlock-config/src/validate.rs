@@ -44,6 +44,8 @@ pub struct ServeConfig {
     pub concurrency: usize,
     /// Time between checks for SCIM changes that another replica received.
     pub scim_poll: Duration,
+    /// How long a lease lives without renewal.
+    pub lease_ttl: Duration,
 }
 
 /// The directory to read, validated.
@@ -133,6 +135,20 @@ impl Config {
 pub struct StoreConfig {
     /// A `sqlite://` URL with an absolute path, or a `postgres://` URL (may hold a password).
     pub url: SecretString,
+    /// Pool size, if configured (see [`StoreConfig::pool_size`]).
+    pub max_connections: Option<u32>,
+}
+
+impl StoreConfig {
+    /// The pool size to use for a process that syncs `instances` instances at once: the
+    /// configured size, else 4 plus one per two instances, at most 20 (each instance loop
+    /// uses one connection at a time; leases and their renewals have their own).
+    pub fn pool_size(&self, instances: usize) -> u32 {
+        self.max_connections.unwrap_or_else(|| {
+            let n = u32::try_from(instances / 2).unwrap_or(u32::MAX);
+            n.saturating_add(4).min(20)
+        })
+    }
 }
 
 /// Inventory settings.
@@ -260,8 +276,16 @@ pub(crate) fn validate(
                 "must be between 10 and 60000",
             ));
         }
+        let lease_ttl = r.lease_ttl_secs.unwrap_or(15);
+        if !(3..=300).contains(&lease_ttl) {
+            errors.push(ConfigError::new(
+                "serve.lease_ttl_secs",
+                "must be between 3 and 300",
+            ));
+        }
         ServeConfig {
             listen,
+            lease_ttl: Duration::from_secs(lease_ttl),
             scim_poll: Duration::from_millis(scim_poll),
             sync_interval: Duration::from_secs(interval),
             sync_jitter: Duration::from_secs(r.sync_jitter_secs.unwrap_or(30)),
@@ -274,9 +298,30 @@ pub(crate) fn validate(
         crate::policy::load(&path, &instances, &mut errors)
     });
 
+    let max_connections = raw.store.max_connections;
+    if let Some(n) = max_connections {
+        if !(3..=200).contains(&n) {
+            errors.push(ConfigError::new(
+                "store.max_connections",
+                "must be between 3 and 200 (one for SCIM, one for a sync, one to spare)",
+            ));
+        } else if (n as usize) < instances.len().min(8) + 2 {
+            errors.push(ConfigError::new(
+                "store.max_connections",
+                format!(
+                    "{n} is too few for {} instances: each instance's sync needs a connection while it runs; use at least {} (or leave it unset)",
+                    instances.len(),
+                    instances.len().min(8) + 2
+                ),
+            ));
+        }
+    }
     match (errors.is_empty(), store_url) {
         (true, Some(url)) => Ok(Config {
-            store: StoreConfig { url },
+            store: StoreConfig {
+                url,
+                max_connections,
+            },
             inventory: InventoryConfig {
                 inactive_after_days,
             },
@@ -690,6 +735,39 @@ password = { env = "PROD_PW" }
             errs,
             ["serve.scim_poll_ms: must be between 10 and 60000".to_string()]
         );
+    }
+
+    #[test]
+    fn the_lease_ttl_and_pool_size_have_defaults_and_are_checked() {
+        let c = load(GOOD, &[("PROD_PW", "x")]).expect("valid");
+        assert_eq!(c.serve.lease_ttl, std::time::Duration::from_secs(15));
+        assert_eq!(c.store.pool_size(1), 4);
+        assert_eq!(c.store.pool_size(12), 10);
+        assert_eq!(c.store.pool_size(100), 20);
+        let errs = load(
+            &format!("{GOOD}\n[serve]\nlease_ttl_secs = 1\n"),
+            &[("PROD_PW", "x")],
+        )
+        .expect_err("out of range");
+        assert_eq!(
+            errs,
+            ["serve.lease_ttl_secs: must be between 3 and 300".to_string()]
+        );
+        let errs = load(
+            &format!("[store]\nmax_connections = 1\n{GOOD}"),
+            &[("PROD_PW", "x")],
+        )
+        .expect_err("too small");
+        assert!(
+            errs[0].starts_with("store.max_connections: must be between 3"),
+            "{errs:?}"
+        );
+        let c = load(
+            &format!("[store]\nmax_connections = 7\n{GOOD}"),
+            &[("PROD_PW", "x")],
+        )
+        .expect("valid");
+        assert_eq!(c.store.pool_size(100), 7);
     }
 
     #[test]

@@ -119,13 +119,18 @@ pub struct LeaverRule {
     pub delete_after_secs: Option<i64>,
 }
 
-/// Limits that stop a run before any write.
+/// Limits on what a run may do. The directory checks stop a whole run before any write; the
+/// deprovisioning caps hold back only the suspensions and deletions they refuse.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SafetyRails {
     /// At most this many suspensions + deletions in one run, over all instances.
     pub max_deprovisions: usize,
     /// At most this fraction of one instance's managed accounts suspended or deleted in a run.
     pub max_deprovision_fraction: f64,
+    /// At most this many suspensions + deletions in any rolling hour, over all instances,
+    /// runs and replicas (`None`: no window).
+    #[serde(default)]
+    pub max_deprovisions_per_hour: Option<usize>,
     /// A directory read with fewer people than this fraction of the previous complete read is
     /// treated as an outage.
     pub min_directory_ratio: f64,
@@ -136,6 +141,7 @@ impl Default for SafetyRails {
         Self {
             max_deprovisions: 10,
             max_deprovision_fraction: 0.25,
+            max_deprovisions_per_hour: Some(50),
             min_directory_ratio: 0.5,
         }
     }

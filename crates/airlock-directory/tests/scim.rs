@@ -22,7 +22,7 @@ async fn the_scim_source_turns_stored_users_and_groups_into_a_snapshot() {
                    "name": {"givenName": "Ada", "familyName": "Lovelace"},
                    "emails": [{"value": "ada@example.com", "primary": true}]}),
             1,
-            &[],
+            "idp",
         )
         .await
         .expect("create ada");
@@ -31,7 +31,7 @@ async fn the_scim_source_turns_stored_users_and_groups_into_a_snapshot() {
             "User",
             json!({"userName": "grace", "active": false}),
             2,
-            &[],
+            "idp",
         )
         .await
         .expect("create grace");
@@ -40,12 +40,12 @@ async fn the_scim_source_turns_stored_users_and_groups_into_a_snapshot() {
             "Group",
             json!({"displayName": "data-eng", "members": [{"value": ada.id}, {"value": grace.id}]}),
             3,
-            &[],
+            "idp",
         )
         .await
         .expect("create group");
     store
-        .scim_create("Group", json!({"displayName": "nobody"}), 4, &[])
+        .scim_create("Group", json!({"displayName": "nobody"}), 4, "idp")
         .await
         .expect("create empty group");
 
@@ -79,16 +79,19 @@ async fn scim_changes_touch_the_user_written_and_the_members_a_group_gained_or_l
     let store = Store::open(&url, OpenOptions::create())
         .await
         .expect("open store");
-    let notify = ["prod".to_owned()];
     let user = |name: &str| json!({"userName": name, "emails": [{"value": format!("{name}@example.com")}]});
     let mut ids = Vec::new();
     for name in ["ada", "grace", "alan"] {
         let created = store
-            .scim_create("User", user(name), 1, &[])
+            .scim_create("User", user(name), 1, "idp")
             .await
             .expect("create user");
         ids.push(created.id);
     }
+    store
+        .scim_register_consumers(&["prod".to_owned()], 1)
+        .await
+        .expect("register");
     let source = ScimSource::new(store.clone());
     let pending = |store: Store| async move {
         let changes = store
@@ -106,7 +109,7 @@ async fn scim_changes_touch_the_user_written_and_the_members_a_group_gained_or_l
             "Group",
             json!({"displayName": "eng", "members": [{"value": ids[0]}, {"value": ids[1]}]}),
             2,
-            &notify,
+            "idp",
         )
         .await
         .expect("create group");
@@ -126,7 +129,7 @@ async fn scim_changes_touch_the_user_written_and_the_members_a_group_gained_or_l
             json!({"displayName": "eng", "members": [{"value": ids[1]}, {"value": ids[2]}]}),
             None,
             3,
-            &notify,
+            "idp",
         )
         .await
         .expect("replace group");
@@ -149,7 +152,7 @@ async fn scim_changes_touch_the_user_written_and_the_members_a_group_gained_or_l
             json!({"displayName": "engineering", "members": [{"value": ids[1]}, {"value": ids[2]}]}),
             None,
             3,
-            &notify,
+            "idp",
         )
         .await
         .expect("rename group");
@@ -162,7 +165,7 @@ async fn scim_changes_touch_the_user_written_and_the_members_a_group_gained_or_l
 
     // A deleted group: everyone it had.
     store
-        .scim_delete("Group", &group.id, None, 4, &notify)
+        .scim_delete("Group", &group.id, None, 4, "idp")
         .await
         .expect("delete group");
     let touched = source
@@ -174,11 +177,11 @@ async fn scim_changes_touch_the_user_written_and_the_members_a_group_gained_or_l
 
     // A renamed then deleted user: the id, and each earlier entry (whose account may remain).
     store
-        .scim_replace("User", &ids[0], user("ada2"), None, 5, &notify)
+        .scim_replace("User", &ids[0], user("ada2"), None, 5, "idp")
         .await
         .expect("rename");
     store
-        .scim_delete("User", &ids[0], None, 6, &notify)
+        .scim_delete("User", &ids[0], None, 6, "idp")
         .await
         .expect("delete user");
     let touched = source

@@ -9,6 +9,7 @@
 pub mod doctor;
 mod error;
 pub mod inventory;
+pub mod lease;
 pub mod sync;
 
 pub use error::EngineError;

@@ -7,19 +7,25 @@
 //! consistent record and the next run converges, because every operation is idempotent
 //! against freshly read state.
 
+mod ops;
+mod rails;
+
+pub use rails::{hold_back, hold_key, rails, split_held, HeldOp, HoldKey, Refusal};
+
+use crate::lease::LeaseKeeper;
 use crate::EngineError;
-use airlock_airflow::{AirflowClient, CallStats, NewUser, PermissionCatalog, ProfileUpdate};
-use airlock_audit::{operation, NewEvent, Outcome, Target, ACTOR_AIRLOCK};
+use airlock_airflow::{AirflowClient, CallStats, PermissionCatalog};
+use airlock_audit::{operation, NewEvent, Outcome, Target};
 use airlock_config::InstanceConfig;
 use airlock_core::directory::{DirectorySnapshot, Touched};
 use airlock_core::plan::{
-    self, ActualInstance, DesiredInstance, InstancePlan, InstanceRef, ManagedRecord, Op, PlanInput,
+    self, ActualInstance, DesiredInstance, InstancePlan, InstanceRef, ManagedRecord, PlanInput,
     PlannedOp, Warning,
 };
 use airlock_core::policy::Policy;
-use airlock_core::{Clock, InstanceName, Role, Username};
+use airlock_core::{Clock, InstanceName, Username};
 use airlock_directory::Source;
-use airlock_store::{ManagedOrigin, RunStatus, Store};
+use airlock_store::{HoldEnd, Intent, JournalState, RunStatus, Store};
 use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -70,6 +76,9 @@ pub struct Plan {
     pub instance_names: Vec<InstanceName>,
     /// Warnings from computing the desired state.
     pub warnings: Vec<Warning>,
+    /// Deprovisions a safety rail held back: not among `instances`' operations.
+    #[serde(default)]
+    pub held: Vec<HeldOp>,
 }
 
 impl Plan {
@@ -93,68 +102,6 @@ impl Plan {
     }
 }
 
-/// Why a run was stopped before any write.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
-pub enum Refusal {
-    /// The directory returned no one, or far fewer people than the last complete read.
-    #[error("directory returned {now} people, fewer than {ratio_pct}% of the {before} seen last time; treating it as an outage (fix the directory, or run with --allow-mass-deprovision if this is real)")]
-    DirectoryShrank {
-        /// People now.
-        now: usize,
-        /// People last time.
-        before: usize,
-        /// The configured threshold, in percent.
-        ratio_pct: u32,
-    },
-    /// The directory returned nobody at all while airlock manages accounts.
-    #[error("directory returned no people while airlock manages {managed} accounts; treating it as an outage")]
-    DirectoryEmpty {
-        /// Managed accounts.
-        managed: usize,
-    },
-    /// More suspensions/deletions than the absolute cap.
-    #[error("plan would suspend or delete {count} accounts, more than safety.max_deprovisions = {cap}; re-run with --allow-mass-deprovision to proceed")]
-    TooManyDeprovisions {
-        /// Planned.
-        count: usize,
-        /// Cap.
-        cap: usize,
-    },
-    /// More than the configured fraction of one instance's managed accounts.
-    #[error("plan would suspend or delete {count} of {managed} managed accounts on `{instance}`, more than safety.max_deprovision_fraction = {fraction}; re-run with --allow-mass-deprovision to proceed")]
-    TooLargeFraction {
-        /// Instance.
-        instance: String,
-        /// Planned.
-        count: usize,
-        /// Managed there.
-        managed: usize,
-        /// Cap.
-        fraction: f64,
-    },
-    /// A saved plan no longer matches the state it was computed from.
-    #[error("the state changed since this plan was made (fingerprint {saved} != {now}); run `airlock plan` again")]
-    StalePlan {
-        /// Saved fingerprint (prefix).
-        saved: String,
-        /// Current fingerprint (prefix).
-        now: String,
-    },
-}
-
-impl Refusal {
-    /// The rail's name, for the audit trail.
-    pub fn rail(&self) -> &'static str {
-        match self {
-            Refusal::DirectoryShrank { .. } => "min_directory_ratio",
-            Refusal::DirectoryEmpty { .. } => "empty_directory",
-            Refusal::TooManyDeprovisions { .. } => "max_deprovisions",
-            Refusal::TooLargeFraction { .. } => "max_deprovision_fraction",
-            Refusal::StalePlan { .. } => "stale_plan",
-        }
-    }
-}
-
 /// The engine for one configuration.
 pub struct Engine<'a> {
     /// Policy.
@@ -171,6 +118,12 @@ pub struct Engine<'a> {
     pub clock: &'a dyn Clock,
     /// Operations in flight at once, over all instances.
     pub concurrency: usize,
+    /// Who the run acts for, in the audit trail: [`airlock_audit::ACTOR_AIRLOCK`] for the
+    /// service, `operator:NAME` for the CLI, `scim:CLIENT` for SCIM-driven runs.
+    pub actor: String,
+    /// The leases writes happen under: an instance's operations run only while its lease is
+    /// held (checked before every write). `None`: this engine only reads (`airlock plan`).
+    pub leases: Option<&'a LeaseKeeper>,
 }
 
 /// Options for [`Engine::apply`].
@@ -354,10 +307,11 @@ impl<'a> Engine<'a> {
             instances,
             instance_names: names,
             warnings,
+            held: Vec::new(),
         }
     }
 
-    /// Checks the safety rails; a refusal is recorded in the audit trail.
+    /// Checks the directory rails; a refusal is recorded in the audit trail.
     pub async fn check_rails(
         &self,
         plan: &Plan,
@@ -367,15 +321,12 @@ impl<'a> Engine<'a> {
     ) -> Result<Option<Refusal>, EngineError> {
         let refusal = rails(
             self.policy,
-            plan,
             observed,
             self.store.last_directory_people().await?,
             allow_mass,
         );
         if let Some(r) = &refusal {
-            let mut e = NewEvent::new(
-                self.clock.now(),
-                ACTOR_AIRLOCK,
+            let mut e = self.event(
                 operation::RAIL_REFUSED,
                 Outcome::Refused {
                     rail: r.rail().into(),
@@ -390,11 +341,118 @@ impl<'a> Engine<'a> {
         Ok(refusal)
     }
 
-    /// Starts a run record.
+    /// Applies the deprovisioning caps to `plan`: returns it without the operations they
+    /// hold back (listed in its `held`). Each newly held operation is recorded (see
+    /// `airlock rails list`) and audited under its own name as refused; a full run also ends
+    /// the holds of operations it no longer plans.
+    pub async fn hold_back(
+        &self,
+        plan: Plan,
+        observed: &Observed,
+        allow_mass: bool,
+        run_id: &str,
+    ) -> Result<Plan, EngineError> {
+        let now = self.clock.now();
+        let hour_ago = ms(now) - 3_600_000;
+        let recent = self.store.deprovisions_since(hour_ago).await?;
+        let mut released = BTreeSet::new();
+        let mut open = Vec::new();
+        for name in &plan.instance_names {
+            for h in self.store.rail_holds(Some(name.as_str()), true).await? {
+                if h.status == "released" {
+                    released.insert((
+                        h.instance.clone(),
+                        h.username.to_lowercase(),
+                        h.op_kind.clone(),
+                    ));
+                }
+                open.push(h);
+            }
+        }
+        let held = hold_back(self.policy, &plan, observed, recent, &released, allow_mass);
+        if observed.only.is_none() {
+            // A full run saw everything: holds of operations it no longer plans are over.
+            let planned: BTreeSet<HoldKey> = plan
+                .ops()
+                .filter(|o| o.op.is_deprovision())
+                .map(hold_key)
+                .collect();
+            for h in &open {
+                let key = (
+                    h.instance.clone(),
+                    h.username.to_lowercase(),
+                    h.op_kind.clone(),
+                );
+                if !planned.contains(&key) {
+                    self.store
+                        .end_hold(
+                            &h.instance,
+                            &h.username,
+                            &h.op_kind,
+                            HoldEnd::Cleared,
+                            ms(now),
+                        )
+                        .await?;
+                }
+            }
+        }
+        if held.is_empty() {
+            return Ok(plan);
+        }
+        let (plan, taken) = split_held(&plan, &held);
+        let mut events = Vec::new();
+        for h in &taken {
+            let username = hold_key(&h.op).1;
+            let (_, new) = self
+                .store
+                .hold_deprovision(
+                    h.op.instance.as_str(),
+                    &username,
+                    h.op.op.kind(),
+                    h.refusal.rail(),
+                    &h.refusal.to_string(),
+                    ms(now),
+                )
+                .await?;
+            if new {
+                let d = ops::describe(&h.op.op);
+                let mut e = self.event(
+                    d.name,
+                    Outcome::Refused {
+                        rail: h.refusal.rail().into(),
+                    },
+                );
+                e.run_id = Some(run_id.to_string());
+                e.instance = Some(h.op.instance.to_string());
+                e.target = Some(d.target);
+                e.reason = Some(format!("{}; held: {}", h.op.reason, h.refusal));
+                events.push(e);
+            }
+        }
+        self.store.append_audit(events).await?;
+        tracing::warn!(
+            held = taken.len(),
+            rail = taken[0].refusal.rail(),
+            "deprovisions held back by a safety rail"
+        );
+        Ok(plan)
+    }
+
+    /// A new audit event by this run's actor, at the clock's time.
+    fn event(&self, name: &str, outcome: Outcome) -> NewEvent {
+        NewEvent::new(self.clock.now(), self.actor.clone(), name, outcome)
+    }
+
+    /// Starts a run record (with the lease holder running it, if any).
     pub async fn begin_run(&self, kind: &str) -> Result<String, EngineError> {
         let id = uuid::Uuid::now_v7().to_string();
         self.store
-            .begin_run(&id, kind, ms(self.clock.now()))
+            .begin_run(
+                &id,
+                kind,
+                ms(self.clock.now()),
+                self.leases.map(LeaseKeeper::holder),
+            )
             .await?;
         Ok(id)
     }
@@ -421,7 +479,10 @@ impl<'a> Engine<'a> {
     }
 
     /// Applies a plan phase by phase, with bounded concurrency, recording every result in
-    /// the audit trail and the managed-accounts table as it goes.
+    /// the audit trail and the managed-accounts table as it goes. Each operation runs only
+    /// under its instance's current lease, with its intent journaled first (see
+    /// [`Engine::apply_one`]). A store failure or a lost lease stops new operations, lets the
+    /// ones in flight finish and be recorded, and then fails the run; nothing is abandoned.
     pub async fn apply(
         &self,
         plan: &Plan,
@@ -433,6 +494,7 @@ impl<'a> Engine<'a> {
         let mut results = Vec::new();
         let mut skipped = 0;
         let mut done = 0usize;
+        let mut fatal: Option<EngineError> = None;
         let before_stats: BTreeMap<_, _> = self
             .clients
             .iter()
@@ -443,7 +505,7 @@ impl<'a> Engine<'a> {
             if batch.is_empty() {
                 continue;
             }
-            if opts.cancel.load(Ordering::SeqCst) {
+            if opts.cancel.load(Ordering::SeqCst) || fatal.is_some() {
                 skipped += batch.len();
                 continue;
             }
@@ -451,7 +513,7 @@ impl<'a> Engine<'a> {
             let mut pending = batch.into_iter();
             let mut running = futures::stream::FuturesUnordered::new();
             loop {
-                while running.len() < limit {
+                while running.len() < limit && fatal.is_none() {
                     match pending.next() {
                         Some(op) => {
                             running.push(self.apply_unless_cancelled(op, run_id, &opts.cancel))
@@ -461,16 +523,25 @@ impl<'a> Engine<'a> {
                 }
                 let Some(r) = running.next().await else { break };
                 match r {
-                    Some(r) => {
-                        results.push(r?);
+                    Some(Ok(r)) => {
+                        results.push(r);
                         done += 1;
                         if let Some(p) = &opts.progress {
                             p(done, total);
                         }
                     }
+                    Some(Err(e)) => {
+                        tracing::warn!(run = run_id, error = %e, "stopping the run: no new operations");
+                        skipped += 1;
+                        fatal.get_or_insert(e);
+                    }
                     None => skipped += 1,
                 }
             }
+            skipped += pending.len();
+        }
+        if let Some(e) = fatal {
+            return Err(e);
         }
         // Accounts matched by the policy's scope become managed even when nothing had to
         // change, so that they are found as leavers later.
@@ -484,7 +555,12 @@ impl<'a> Engine<'a> {
             for u in &p.managed {
                 if !known.contains(u.key()) {
                     self.store
-                        .manage_account(name.as_str(), u.as_str(), ManagedOrigin::Scope, now)
+                        .manage_account(
+                            name.as_str(),
+                            u.as_str(),
+                            airlock_store::ManagedOrigin::Scope,
+                            now,
+                        )
                         .await?;
                 }
             }
@@ -606,205 +682,56 @@ impl<'a> Engine<'a> {
         Some(self.apply_one(op, run_id).await)
     }
 
+    /// One operation, write-ahead: the lease is checked (in memory), the intent is journaled
+    /// under the lease's epoch (refused by the store once another process holds it), Airflow
+    /// is called, the store's records follow a success, and the intent is closed together with
+    /// its audit event. A crash anywhere in between leaves the intent open for
+    /// [`Engine::resolve_intents`].
     async fn apply_one(&self, p: &PlannedOp, run_id: &str) -> Result<OpResult, EngineError> {
         let inst = p.instance.as_str();
         let client = &self.clients[&p.instance];
-        let now = self.clock.now();
-        let mut note = None;
-        let (op_name, target, before, after, result): (
-            &str,
-            Target,
-            serde_json::Value,
-            serde_json::Value,
-            Result<(), airlock_airflow::Error>,
-        ) = match &p.op {
-            Op::CreateRole { role, permissions } => {
-                let r = client
-                    .create_role(&Role {
-                        name: role.clone(),
-                        permissions: permissions.clone(),
-                    })
-                    .await
-                    .map(|_| ());
-                (
-                    operation::ROLE_CREATE,
-                    Target::Role {
-                        name: role.to_string(),
-                    },
-                    serde_json::Value::Null,
-                    serde_json::json!({ "permissions": permissions }),
-                    r,
-                )
+        let lease = crate::lease::instance_lease(inst);
+        let fence = self.leases.and_then(|k| k.fence(&lease)).ok_or_else(|| {
+            airlock_store::StoreError::LeaseLost {
+                lease: lease.clone(),
+                epoch: 0,
             }
-            Op::UpdateRole { role, add, remove } => {
-                let current = client.get_role(role).await;
-                let r = match current {
-                    Ok(cur) => {
-                        let mut want = cur.permissions.clone();
-                        want.extend(add.iter().cloned());
-                        want.retain(|x| !remove.contains(x));
-                        client.set_role_permissions(role, &want).await.map(|o| {
-                            if !o.not_removed.is_empty() {
-                                let list: Vec<String> = o.not_removed.iter().map(ToString::to_string).collect();
-                                note = Some(format!("Airflow 2 cannot remove permissions through its API; still granted: {}", list.join("; ")));
-                            }
-                        })
-                    }
-                    Err(e) => Err(e),
-                };
-                (
-                    operation::ROLE_UPDATE,
-                    Target::Role {
-                        name: role.to_string(),
-                    },
-                    serde_json::json!({ "remove": remove }),
-                    serde_json::json!({ "add": add }),
-                    r,
-                )
-            }
-            Op::CreateAccount {
-                username,
-                email,
-                first_name,
-                last_name,
-                roles,
-            } => {
-                let r = client
-                    .create_user(&NewUser {
-                        username: username.clone(),
-                        email: email.clone(),
-                        first_name: first_name.clone(),
-                        last_name: last_name.clone(),
-                        roles: roles.clone(),
-                        password: None,
-                    })
-                    .await
-                    .map(|_| ());
-                if r.is_ok() {
-                    self.store
-                        .manage_account(inst, username.as_str(), ManagedOrigin::Created, ms(now))
-                        .await?;
-                    self.store
-                        .record_created_account(inst, username.as_str(), ms(now))
-                        .await?;
-                }
-                (
-                    operation::ACCOUNT_CREATE,
-                    Target::Account {
-                        username: username.to_string(),
-                    },
-                    serde_json::Value::Null,
-                    serde_json::json!({ "email": email, "first_name": first_name, "last_name": last_name, "roles": roles }),
-                    r,
-                )
-            }
-            Op::SetRoles { username, from, to } => {
-                let r = client.set_user_roles(username, to).await.map(|_| ());
-                if r.is_ok() {
-                    self.store
-                        .manage_account(inst, username.as_str(), ManagedOrigin::Scope, ms(now))
-                        .await?;
-                    self.store
-                        .set_suspended(inst, username.as_str(), None)
-                        .await?;
-                }
-                (
-                    operation::ACCOUNT_SET_ROLES,
-                    Target::Account {
-                        username: username.to_string(),
-                    },
-                    serde_json::json!({ "roles": from }),
-                    serde_json::json!({ "roles": to }),
-                    r,
-                )
-            }
-            Op::UpdateProfile {
-                username,
-                email,
-                first_name,
-                last_name,
-            } => {
-                let upd = ProfileUpdate {
-                    email: email.clone(),
-                    first_name: first_name.clone(),
-                    last_name: last_name.clone(),
-                };
-                let r = client.update_profile(username, &upd).await.map(|_| ());
-                (
-                    operation::ACCOUNT_UPDATE_PROFILE,
-                    Target::Account {
-                        username: username.to_string(),
-                    },
-                    serde_json::Value::Null,
-                    serde_json::json!({ "email": email, "first_name": first_name, "last_name": last_name }),
-                    r,
-                )
-            }
-            Op::Suspend { username, roles } => {
-                // Roles first: that is what cuts access, including tokens already issued (after
-                // Airflow's cache_ttl). Then the password, so no new token can be obtained.
-                let mut r = client
-                    .set_user_roles(username, &BTreeSet::new())
-                    .await
-                    .map(|_| ());
-                if r.is_ok() {
-                    r = client.rotate_password(username).await;
-                }
-                if r.is_ok() {
-                    // An in-scope leaver airlock never managed becomes managed here, so the
-                    // suspension time is kept and the grace period can run.
-                    self.store
-                        .manage_account(inst, username.as_str(), ManagedOrigin::Scope, ms(now))
-                        .await?;
-                    self.store
-                        .set_suspended(inst, username.as_str(), Some(ms(now)))
-                        .await?;
-                }
-                (
-                    operation::ACCOUNT_SUSPEND,
-                    Target::Account {
-                        username: username.to_string(),
-                    },
-                    serde_json::json!({ "roles": roles }),
-                    serde_json::json!({ "roles": [], "password": "rotated" }),
-                    r,
-                )
-            }
-            Op::Delete { username } => {
-                let r = match client.delete_user(username).await {
-                    Err(e) if e.is_not_found() => Ok(()),
-                    other => other,
-                };
-                if r.is_ok() {
-                    self.store.forget_managed(inst, username.as_str()).await?;
-                }
-                (
-                    operation::ACCOUNT_DELETE,
-                    Target::Account {
-                        username: username.to_string(),
-                    },
-                    serde_json::json!({ "exists": true }),
-                    serde_json::json!({ "exists": false }),
-                    r,
-                )
-            }
+        })?;
+        fence.check()?;
+        let intent = Intent {
+            id: uuid::Uuid::now_v7().to_string(),
+            run_id: run_id.to_string(),
+            instance: inst.to_string(),
+            op_kind: p.op.kind().to_string(),
+            target: p.op.target(),
+            op_json: serde_json::to_string(p).unwrap_or_default(),
+            actor: self.actor.clone(),
+            started_ms: ms(self.clock.now()),
         };
+        self.store
+            .journal_intent(&intent, fence.fencing(), intent.started_ms)
+            .await?;
+        let (result, note) = ops::call(client, &p.op).await;
+        if result.is_ok() {
+            ops::bookkeep(self.store, inst, &p.op, ms(self.clock.now())).await?;
+        }
         let error = result.err().map(|e| e.to_string());
+        let state = match error {
+            None => JournalState::Succeeded,
+            Some(_) => JournalState::Failed,
+        };
         let outcome = match &error {
             None => Outcome::Succeeded,
             Some(e) => Outcome::Failed { error: e.clone() },
         };
-        let mut ev = NewEvent::new(self.clock.now(), ACTOR_AIRLOCK, op_name, outcome);
-        ev.run_id = Some(run_id.to_string());
-        ev.instance = Some(inst.to_string());
-        ev.target = Some(target);
-        ev.before = (!before.is_null()).then_some(before);
-        ev.after = (!after.is_null()).then_some(after);
-        ev.reason = Some(match &note {
+        let reason = match &note {
             Some(n) => format!("{}; {n}", p.reason),
             None => p.reason.clone(),
-        });
-        self.store.append_audit(vec![ev]).await?;
+        };
+        let ev = self.op_event(p, run_id, outcome, reason);
+        self.store
+            .journal_close(&intent.id, state, ms(self.clock.now()), vec![ev])
+            .await?;
         if let Some(e) = &error {
             tracing::warn!(instance = inst, op = p.op.kind(), target = %p.op.target(), error = %e, "operation failed");
         }
@@ -814,60 +741,83 @@ impl<'a> Engine<'a> {
             note,
         })
     }
-}
 
-/// The safety rails, as a pure function.
-pub fn rails(
-    policy: &Policy,
-    plan: &Plan,
-    observed: &Observed,
-    last_people: Option<i64>,
-    allow_mass: bool,
-) -> Option<Refusal> {
-    let now = observed.directory.people.len();
-    let managed_total: usize = observed.managed.values().map(BTreeMap::len).sum();
-    let deprovisions = plan.ops().filter(|o| o.op.is_deprovision()).count();
-    if !allow_mass {
-        if now == 0 && (managed_total > 0 || last_people.unwrap_or(0) > 0) {
-            return Some(Refusal::DirectoryEmpty {
-                managed: managed_total,
-            });
-        }
-        if let Some(before) = last_people.and_then(|b| usize::try_from(b).ok()) {
-            let ratio = policy.safety.min_directory_ratio;
-            if before > 0 && (now as f64) < ratio * before as f64 {
-                return Some(Refusal::DirectoryShrank {
-                    now,
-                    before,
-                    ratio_pct: (ratio * 100.0).round() as u32,
-                });
-            }
-        }
-        if deprovisions > policy.safety.max_deprovisions {
-            return Some(Refusal::TooManyDeprovisions {
-                count: deprovisions,
-                cap: policy.safety.max_deprovisions,
-            });
-        }
-        for (name, p) in plan.instance_names.iter().zip(&plan.instances) {
-            let count = p.ops.iter().filter(|o| o.op.is_deprovision()).count();
-            let managed = observed.managed.get(name).map(BTreeMap::len).unwrap_or(0);
-            // Small instances would trip a fraction on a single leaver; the absolute cap
-            // covers them.
-            if count > 1
-                && managed > 0
-                && count as f64 > policy.safety.max_deprovision_fraction * managed as f64
-            {
-                return Some(Refusal::TooLargeFraction {
-                    instance: name.to_string(),
-                    count,
-                    managed,
-                    fraction: policy.safety.max_deprovision_fraction,
-                });
-            }
-        }
+    fn op_event(&self, p: &PlannedOp, run_id: &str, outcome: Outcome, reason: String) -> NewEvent {
+        let d = ops::describe(&p.op);
+        let mut ev = self.event(d.name, outcome);
+        ev.run_id = Some(run_id.to_string());
+        ev.instance = Some(p.instance.to_string());
+        ev.target = Some(d.target);
+        ev.before = (!d.before.is_null()).then_some(d.before);
+        ev.after = (!d.after.is_null()).then_some(d.after);
+        ev.reason = Some(reason);
+        ev
     }
-    None
+
+    /// Closes the intents a stopped run left open on this engine's instances: reads Airflow
+    /// back and records, under the intent's original actor, whether the operation reached it
+    /// (then the store's records are made too) or not. Runs under the instance's lease, before
+    /// anything is planned; returns how many were resolved.
+    pub async fn resolve_intents(&self) -> Result<usize, EngineError> {
+        let Some(keeper) = self.leases else {
+            return Ok(0);
+        };
+        let now = ms(self.clock.now());
+        // Runs whose process is gone end as interrupted (plan-only runs after an hour).
+        self.store.close_orphaned_runs(now, now - 3_600_000).await?;
+        let mut resolved = 0;
+        for inst in &self.instances {
+            let open = self.store.journal_open(inst.name.as_str()).await?;
+            if open.is_empty() {
+                continue;
+            }
+            let fence = keeper
+                .fence(&crate::lease::instance_lease(inst.name.as_str()))
+                .ok_or_else(|| airlock_store::StoreError::LeaseLost {
+                    lease: crate::lease::instance_lease(inst.name.as_str()),
+                    epoch: 0,
+                })?;
+            let client = &self.clients[&inst.name];
+            for o in open {
+                fence.check()?;
+                let Ok(p) = serde_json::from_str::<PlannedOp>(&o.intent.op_json) else {
+                    self.store
+                        .journal_close(&o.intent.id, JournalState::Failed, now, vec![])
+                        .await?;
+                    continue;
+                };
+                let applied = ops::read_back(client, &p.op).await?;
+                let (state, outcome, what) = if applied {
+                    ops::bookkeep(self.store, inst.name.as_str(), &p.op, now).await?;
+                    (
+                        JournalState::Succeeded,
+                        Outcome::Succeeded,
+                        "it had reached Airflow",
+                    )
+                } else {
+                    (
+                        JournalState::NotApplied,
+                        Outcome::Failed {
+                            error: "interrupted before it reached Airflow".into(),
+                        },
+                        "it had not reached Airflow",
+                    )
+                };
+                let reason = format!(
+                    "{}; recovered after an interruption (intent recorded by {} under lease epoch {}; read back: {what})",
+                    p.reason, o.holder, o.epoch
+                );
+                let mut ev = self.op_event(&p, &o.intent.run_id, outcome, reason);
+                ev.actor = o.intent.actor.clone();
+                self.store
+                    .journal_close(&o.intent.id, state, now, vec![ev])
+                    .await?;
+                tracing::info!(instance = %inst.name, op = p.op.kind(), target = %p.op.target(), applied, "resolved an interrupted operation");
+                resolved += 1;
+            }
+        }
+        Ok(resolved)
+    }
 }
 
 /// SHA-256 over the inputs that decide a plan, leaving out what changes without changing the
@@ -971,9 +921,13 @@ impl<'a> Engine<'a> {
         touched: Option<&Touched>,
     ) -> Result<(String, Gate), EngineError> {
         let run_id = self.begin_run(kind).await?;
-        let observed = match touched {
-            None => self.observe().await,
-            Some(t) => self.observe_touched(t).await,
+        // What a stopped run left half-done is settled first, by reading Airflow back.
+        let observed = match self.resolve_intents().await {
+            Err(e) => Err(e),
+            Ok(_) => match touched {
+                None => self.observe().await,
+                Some(t) => self.observe_touched(t).await,
+            },
         };
         let observed = match observed {
             Ok(o) => o,
@@ -996,8 +950,9 @@ impl<'a> Engine<'a> {
                     .await?;
                 return Ok((run_id, Gate::Refused(r)));
             }
-            Some(saved) => saved,
-            None => fresh,
+            // The saved plan only proves that nothing changed since it was made: what is
+            // applied is always computed here, never read from the file.
+            Some(_) | None => fresh,
         };
         if let Some(r) = self
             .check_rails(&plan, &observed, allow_mass, &run_id)
@@ -1013,6 +968,7 @@ impl<'a> Engine<'a> {
             .await?;
             return Ok((run_id, Gate::Refused(r)));
         }
+        let plan = self.hold_back(plan, &observed, allow_mass, &run_id).await?;
         Ok((run_id, Gate::Proceed(Box::new(plan))))
     }
 
@@ -1024,7 +980,26 @@ impl<'a> Engine<'a> {
         plan: &Plan,
         opts: &ApplyOptions,
     ) -> Result<ApplyReport, EngineError> {
-        let report = self.apply(plan, run_id, opts).await?;
+        let report = match self.apply(plan, run_id, opts).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Best effort: if the store itself is down the row stays `running` and the
+                // next holder closes it as interrupted.
+                let summary = serde_json::json!({ "error": e.to_string() });
+                if let Err(fe) = self
+                    .finish_run(
+                        run_id,
+                        RunStatus::Failed,
+                        Some(plan.directory_people),
+                        &summary,
+                    )
+                    .await
+                {
+                    tracing::warn!(run = run_id, error = %fe, "cannot record the failed run");
+                }
+                return Err(e);
+            }
+        };
         let status = if opts.cancel.load(Ordering::SeqCst) && report.skipped > 0 {
             RunStatus::Interrupted
         } else if report.failed() > 0 {
@@ -1061,6 +1036,7 @@ impl<'a> Engine<'a> {
 mod tests {
     use super::*;
     use airlock_core::directory::{Person, PersonId, PersonStatus};
+    use airlock_core::plan::Op;
     use airlock_core::policy::{LeaverRule, SafetyRails, UsernameRule, UsernameSource};
 
     fn policy() -> Policy {
@@ -1082,6 +1058,7 @@ mod tests {
             safety: SafetyRails {
                 max_deprovisions: 10,
                 max_deprovision_fraction: 0.25,
+                max_deprovisions_per_hour: Some(20),
                 min_directory_ratio: 0.5,
             },
         }
@@ -1145,18 +1122,13 @@ mod tests {
             }],
             instance_names: vec![name],
             warnings: vec![],
+            held: vec![],
         }
     }
 
     #[test]
     fn a_directory_far_smaller_than_last_time_is_an_outage() {
-        let r = rails(
-            &policy(),
-            &plan_with_suspensions(0),
-            &observed(40, 100),
-            Some(100),
-            false,
-        );
+        let r = rails(&policy(), &observed(40, 100), Some(100), false);
         assert!(
             matches!(
                 r,
@@ -1168,83 +1140,113 @@ mod tests {
             ),
             "{r:?}"
         );
-        assert_eq!(
-            rails(
-                &policy(),
-                &plan_with_suspensions(0),
-                &observed(60, 100),
-                Some(100),
-                false
-            ),
-            None
-        );
-        assert_eq!(
-            rails(
-                &policy(),
-                &plan_with_suspensions(0),
-                &observed(40, 100),
-                Some(100),
-                true
-            ),
-            None
-        );
+        assert_eq!(rails(&policy(), &observed(60, 100), Some(100), false), None);
+        assert_eq!(rails(&policy(), &observed(40, 100), Some(100), true), None);
     }
 
     #[test]
     fn an_empty_directory_while_accounts_are_managed_is_an_outage() {
-        let r = rails(
-            &policy(),
-            &plan_with_suspensions(0),
-            &observed(0, 3),
-            None,
-            false,
-        );
+        let r = rails(&policy(), &observed(0, 3), None, false);
         assert!(
             matches!(r, Some(Refusal::DirectoryEmpty { managed: 3 })),
             "{r:?}"
         );
     }
 
+    fn held(n: usize, managed: usize, recent: u64, released: usize) -> BTreeMap<usize, Refusal> {
+        let plan = plan_with_suspensions(n);
+        let released: BTreeSet<HoldKey> = plan.ops().take(released).map(hold_key).collect();
+        hold_back(
+            &policy(),
+            &plan,
+            &observed(100, managed),
+            recent,
+            &released,
+            false,
+        )
+    }
+
     #[test]
-    fn deprovisioning_caps_apply_in_count_and_fraction() {
-        let r = rails(
+    fn past_the_per_run_cap_every_deprovision_is_held_and_nothing_else() {
+        let h = held(11, 1000, 0, 0);
+        assert_eq!(h.len(), 11);
+        assert!(h
+            .values()
+            .all(|r| matches!(r, Refusal::TooManyDeprovisions { count: 11, cap: 10 })));
+        // Joiners and role changes are not deprovisions: a plan of them alone is never held.
+        let mut plan = plan_with_suspensions(0);
+        plan.instances[0].ops.push(PlannedOp {
+            instance: InstanceName::new("af").expect("valid"),
+            op: Op::SetRoles {
+                username: Username::new("x").expect("valid"),
+                from: Default::default(),
+                to: Default::default(),
+            },
+            reason: "mover".into(),
+        });
+        assert!(hold_back(
+            &policy(),
+            &plan,
+            &observed(100, 1),
+            1000,
+            &BTreeSet::new(),
+            false
+        )
+        .is_empty());
+        assert!(hold_back(
             &policy(),
             &plan_with_suspensions(11),
-            &observed(100, 1000),
-            Some(100),
-            false,
-        );
-        assert!(
-            matches!(r, Some(Refusal::TooManyDeprovisions { count: 11, cap: 10 })),
-            "{r:?}"
-        );
-        let r = rails(
-            &policy(),
-            &plan_with_suspensions(5),
             &observed(100, 10),
-            Some(100),
-            false,
-        );
-        assert!(
-            matches!(
-                r,
-                Some(Refusal::TooLargeFraction {
-                    count: 5,
-                    managed: 10,
-                    ..
-                })
-            ),
-            "{r:?}"
-        );
-        assert_eq!(
-            rails(
-                &policy(),
-                &plan_with_suspensions(5),
-                &observed(100, 10),
-                Some(100),
-                true
-            ),
-            None
-        );
+            0,
+            &BTreeSet::new(),
+            true
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn past_the_fraction_an_instances_deprovisions_are_held() {
+        let h = held(5, 10, 0, 0);
+        assert_eq!(h.len(), 5);
+        assert!(h.values().all(|r| matches!(
+            r,
+            Refusal::TooLargeFraction {
+                count: 5,
+                managed: 10,
+                ..
+            }
+        )));
+        assert!(held(2, 100, 0, 0).is_empty());
+    }
+
+    #[test]
+    fn the_rolling_window_lets_through_what_fits_and_holds_the_rest() {
+        // 17 in the last hour, cap 20: three of five pass, the last two (plan order) wait.
+        let h = held(5, 1000, 17, 0);
+        assert_eq!(h.keys().copied().collect::<Vec<_>>(), vec![3, 4]);
+        assert!(matches!(
+            h[&3],
+            Refusal::TooManyPerHour {
+                recent: 17,
+                count: 5,
+                cap: 20
+            }
+        ));
+        // A full window holds a single urgent leaver too; one already released passes.
+        assert_eq!(held(1, 1000, 20, 0).len(), 1);
+        assert!(held(1, 1000, 20, 1).is_empty());
+    }
+
+    #[test]
+    fn released_deprovisions_pass_every_cap() {
+        assert!(held(11, 1000, 0, 11).is_empty());
+        // Released ones do not count against the per-run cap of the others: 15 planned, 5
+        // released, 10 left is within max_deprovisions = 10.
+        assert!(held(15, 1000, 0, 5).is_empty());
+        assert_eq!(held(16, 1000, 0, 5).len(), 11);
+        let (plan, taken) = split_held(&plan_with_suspensions(3), &held(3, 1000, 19, 0));
+        assert_eq!(plan.ops().count(), 1);
+        assert_eq!(taken.len(), 2);
+        assert_eq!(plan.held, taken);
     }
 }

@@ -9,6 +9,7 @@ use airlock_core::policy::{
 };
 use airlock_core::{InstanceName, RoleName, SystemClock};
 use airlock_directory::{file::FileSource, Source};
+use airlock_engine::lease::{holder_id, instance_lease, LeaseKeeper, Taken};
 use airlock_engine::sync::{ApplyOptions, Engine};
 use airlock_store::{OpenOptions, Store};
 use airlock_testkit::{AirflowVersion, Fault, FaultProxy, Rule};
@@ -78,6 +79,7 @@ fn engine<'a>(
     source: &'a Source,
     store: &'a Store,
     concurrency: usize,
+    keeper: &'a LeaseKeeper,
 ) -> Engine<'a> {
     Engine {
         policy,
@@ -87,7 +89,25 @@ fn engine<'a>(
         store,
         clock: &SystemClock,
         concurrency,
+        actor: "operator:test".into(),
+        leases: Some(keeper),
     }
+}
+
+/// A keeper holding `inst`'s lease, as `airlock sync` takes it.
+async fn lease(store: &Store, inst: &InstanceConfig) -> LeaseKeeper {
+    let keeper = LeaseKeeper::new(
+        store.clone(),
+        holder_id("engine test"),
+        std::time::Duration::from_secs(60),
+        Arc::new(SystemClock),
+    );
+    let taken = keeper
+        .acquire(&instance_lease(inst.name.as_str()))
+        .await
+        .expect("lease");
+    assert!(matches!(taken, Taken::Granted(_)), "{taken:?}");
+    keeper
 }
 
 fn people_file(dir: &std::path::Path, domain: &str, n: usize) -> std::path::PathBuf {
@@ -129,7 +149,8 @@ async fn a_run_that_airflow_walks_away_from_converges_on_the_next_run() {
         FaultProxy::start(&airlock_testkit::airflow::shared(AirflowVersion::V3).base_url).await;
     let inst = instance_config(&proxy.url());
     let policy = policy();
-    let mk = || engine(&policy, &inst, &source, &store, 1);
+    let keeper = lease(&store, &inst).await;
+    let mk = || engine(&policy, &inst, &source, &store, 1, &keeper);
 
     // Airflow answers the first two creates, then goes away.
     proxy.add_rule(
@@ -182,7 +203,8 @@ async fn an_interrupted_apply_stops_starting_operations_and_the_next_run_finishe
     let store = store(dir.path()).await;
     let inst = instance_config(&airlock_testkit::airflow::shared(AirflowVersion::V3).base_url);
     let policy = policy();
-    let engine = engine(&policy, &inst, &source, &store, 1);
+    let keeper = lease(&store, &inst).await;
+    let engine = engine(&policy, &inst, &source, &store, 1, &keeper);
     let plan = engine.plan(&engine.observe().await.expect("observe"));
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
@@ -225,7 +247,8 @@ async fn a_targeted_run_plans_only_the_touched_accounts() {
     let store = store(dir.path()).await;
     let inst = instance_config(&airlock_testkit::airflow::shared(AirflowVersion::V3).base_url);
     let policy = policy();
-    let engine = engine(&policy, &inst, &source, &store, 2);
+    let keeper = lease(&store, &inst).await;
+    let engine = engine(&policy, &inst, &source, &store, 2, &keeper);
     let plan = engine.plan(&engine.observe().await.expect("observe"));
     let run = engine.begin_run("sync").await.expect("run");
     engine

@@ -1,25 +1,41 @@
-//! The service's HTTP surface: liveness, readiness, metrics, and the SCIM endpoint under
-//! `/scim/v2` (its own module). One place turns state into responses; nothing here can change
-//! Airflow.
+//! The service's HTTP surface: liveness with per-instance state (`/healthz`, JSON), readiness
+//! (`/readyz`: the store answers now), metrics, and the SCIM endpoint under `/scim/v2` (its
+//! own module). One place turns state into responses; nothing here can change Airflow.
 
 use crate::State;
+use airlock_core::{Clock, SystemClock};
 use airlock_store::Store;
 use axum::extract::State as Extract;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
+use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
-pub(crate) fn router(state: Arc<State>, store: Store, notify: Vec<String>) -> Router {
+/// How long `/readyz` and `/healthz` wait for the store.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+struct Http {
+    state: Arc<State>,
+    store: Store,
+}
+
+pub(crate) fn router(state: Arc<State>, store: Store) -> Router {
+    let http = Http {
+        state: state.clone(),
+        store: store.clone(),
+    };
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state.clone())
+        .with_state(http)
         .merge(
-            crate::scim::scim_router_with(store, Arc::new(airlock_core::SystemClock), notify)
+            crate::scim::scim_router_with(store, Arc::new(SystemClock))
                 .layer(axum::middleware::from_fn_with_state(state, observe_scim)),
         )
 }
@@ -45,22 +61,89 @@ async fn observe_scim(
     resp
 }
 
-async fn readyz(Extract(state): Extract<Arc<State>>) -> impl IntoResponse {
-    if state.stopping.load(Ordering::SeqCst) {
-        (StatusCode::SERVICE_UNAVAILABLE, "stopping\n")
-    } else if state.ready.load(Ordering::SeqCst) {
+/// Ready while the store answers: a replica without its store can neither take SCIM writes
+/// nor renew its leases. An unreachable Airflow does not make it unready (that instance's
+/// loop retries on its own; `/healthz` says so).
+async fn readyz(Extract(http): Extract<Http>) -> impl IntoResponse {
+    if http.state.stopping.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n");
+    }
+    let ok = matches!(
+        tokio::time::timeout(STORE_CHECK_TIMEOUT, http.store.ping()).await,
+        Ok(Ok(()))
+    );
+    http.state.metrics.ready.set(if ok { 1.0 } else { 0.0 });
+    if ok {
         (StatusCode::OK, "ready\n")
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the first complete directory and Airflow reads\n",
+            "the state store is unreachable\n",
         )
     }
 }
 
-async fn metrics(Extract(state): Extract<Arc<State>>) -> impl IntoResponse {
+fn rfc3339(ms: Option<i64>) -> Value {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+        .unwrap_or(Value::Null)
+}
+
+/// Always 200 while the process runs; the body says what is true now, per instance: its
+/// lease (who holds it, epoch, expiry), the last sync and its result, the last error class,
+/// and its pending SCIM changes.
+async fn healthz(Extract(http): Extract<Http>) -> impl IntoResponse {
+    let now = SystemClock.now().timestamp_millis();
+    let leases = tokio::time::timeout(STORE_CHECK_TIMEOUT, http.store.leases()).await;
+    let pending =
+        tokio::time::timeout(STORE_CHECK_TIMEOUT, http.store.scim_pending_summary()).await;
+    let store_ok = matches!((&leases, &pending), (Ok(Ok(_)), Ok(Ok(_))));
+    let leases = leases.ok().and_then(Result::ok).unwrap_or_default();
+    let pending = pending.ok().and_then(Result::ok).unwrap_or_default();
+    let health = http.state.snapshot();
+    let instances: Vec<Value> = http
+        .state
+        .names
+        .iter()
+        .map(|name| {
+            let h = health.get(name).cloned().unwrap_or_default();
+            let lease = leases
+                .iter()
+                .find(|l| l.name == airlock_engine::lease::instance_lease(name))
+                .filter(|l| l.expires_ms > now)
+                .map(|l| {
+                    json!({
+                        "holder": l.holder,
+                        "held_here": l.holder == http.state.holder,
+                        "epoch": l.epoch,
+                        "expires_in_ms": l.expires_ms - now,
+                    })
+                });
+            let p = pending.iter().find(|p| &p.consumer == name);
+            json!({
+                "name": name,
+                "lease": lease,
+                "last_success_at": rfc3339(h.last_success_ms),
+                "last_run_at": rfc3339(h.last_run_ms),
+                "last_result": h.last_result,
+                "last_error_class": h.last_error_class,
+                "last_error": h.last_error,
+                "pending_scim_changes": p.map(|p| p.count).unwrap_or(0),
+                "oldest_pending_age_secs": p.and_then(|p| p.oldest_ms).map(|t| (now - t).max(0) / 1000),
+            })
+        })
+        .collect();
+    Json(json!({
+        "status": if store_ok { "ok" } else { "degraded" },
+        "replica": http.state.holder,
+        "store": { "reachable": store_ok },
+        "instances": instances,
+    }))
+}
+
+async fn metrics(Extract(http): Extract<Http>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        http.state.metrics.render(),
     )
 }

@@ -4,8 +4,13 @@
 //! Prometheus `/metrics` and the SCIM 2.0 endpoint (`/scim/v2`, see [`scim`]) on a local
 //! address.
 //!
-//! With `[directory] kind = "scim"`, every SCIM write leaves a pending change per instance in
-//! the store, and the instance's loop applies it at once by a targeted run (see `scheduler`).
+//! With `[directory] kind = "scim"`, every SCIM write leaves a pending change per registered
+//! consumer (instance) in the store, and the instance's loop applies it at once by a targeted
+//! run (see `scheduler`).
+//!
+//! Every write to Airflow happens under the instance's lease (a row with an epoch, renewed by
+//! this replica's heartbeat; docs/adr/0006). On SQLite only one `airlock serve` may use a
+//! store: it takes the `serve` lease first and refuses to start while another holds it.
 
 mod http;
 mod metrics;
@@ -16,12 +21,17 @@ pub use metrics::Metrics;
 pub use scim::scim_router;
 
 use airlock_config::Config;
+use airlock_core::SystemClock;
 use airlock_directory::Source;
-use airlock_store::Store;
+use airlock_engine::lease::{LeaseKeeper, Taken};
+use airlock_store::{Backend, Store};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The lease a service takes on SQLite, where only one may use a store.
+pub const SERVE_LEASE: &str = "serve";
 
 /// How the service runs.
 #[derive(Debug, Clone)]
@@ -38,6 +48,8 @@ pub struct ServeOptions {
     pub concurrency: usize,
     /// How often a lease holder checks for SCIM changes another replica received.
     pub scim_poll: Duration,
+    /// How long a lease lives without renewal.
+    pub lease_ttl: Duration,
 }
 
 /// A failure that stops the service.
@@ -58,19 +70,60 @@ pub enum ServeError {
     /// The configuration lacks something the service needs.
     #[error("{0}")]
     Config(String),
+    /// The store failed before the service could start.
+    #[error(transparent)]
+    Store(#[from] airlock_store::StoreError),
+}
+
+/// What `/healthz` says of one instance.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(crate) struct InstanceHealth {
+    /// Last run that succeeded (unix ms).
+    pub(crate) last_success_ms: Option<i64>,
+    /// Last run, whatever its result.
+    pub(crate) last_run_ms: Option<i64>,
+    /// `succeeded`, `failed`, `refused`, `interrupted` or `error`.
+    pub(crate) last_result: Option<&'static str>,
+    /// `source/class` of the last error, cleared by a success.
+    pub(crate) last_error_class: Option<String>,
+    /// The last error, one line (never a secret).
+    pub(crate) last_error: Option<String>,
 }
 
 /// Shared state of the running service.
 pub(crate) struct State {
     pub(crate) metrics: Metrics,
-    /// Set once the directory and every instance were read completely.
-    pub(crate) ready: AtomicBool,
+    /// This replica's lease holder id.
+    pub(crate) holder: String,
+    /// Instance names, in config order.
+    pub(crate) names: Vec<String>,
+    /// Per instance, what its loop last did.
+    pub(crate) instances: std::sync::Mutex<std::collections::BTreeMap<String, InstanceHealth>>,
     /// Set on SIGTERM / SIGINT: stop starting syncs and operations.
     pub(crate) stopping: Arc<AtomicBool>,
     /// Bumped by every successful SCIM write on this replica; instance loops wake on it and
     /// read the pending changes from the store. A watch coalesces bursts: writes arriving
     /// during a run are read together by the next one.
     pub(crate) scim_changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl State {
+    /// Changes what `/healthz` says of `instance`.
+    pub(crate) fn update(&self, instance: &str, f: impl FnOnce(&mut InstanceHealth)) {
+        let mut map = self
+            .instances
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(map.entry(instance.to_string()).or_default());
+    }
+
+    /// A copy of every instance's health.
+    pub(crate) fn snapshot(&self) -> std::collections::BTreeMap<String, InstanceHealth> {
+        self.instances
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Runs the service until `shutdown` resolves (SIGTERM/SIGINT in the binary), then stops
@@ -86,36 +139,47 @@ pub async fn run(
     let policy = config.policy.clone().ok_or_else(|| {
         ServeError::Config("no policy configured: set `policy = \"policy.toml\"`".into())
     })?;
+    let holder = airlock_engine::lease::holder_id("airlock serve");
+    let keeper = LeaseKeeper::new(
+        store.clone(),
+        holder.clone(),
+        opts.lease_ttl,
+        Arc::new(SystemClock),
+    );
+    if store.backend() == Backend::Sqlite {
+        // One file, one service: a second one would only wait for leases it never gets.
+        match keeper.acquire(SERVE_LEASE).await {
+            Ok(Taken::Granted(_)) => {}
+            Ok(Taken::Held(row)) => {
+                return Err(ServeError::Config(format!(
+                    "another airlock serve uses the SQLite store at {}: {} (its lease expires {} s after it stops); stop it, or use PostgreSQL to run replicas",
+                    store.location(),
+                    row.holder,
+                    opts.lease_ttl.as_secs()
+                )))
+            }
+            Err(e) => return Err(ServeError::Store(e)),
+        }
+    }
     let state = Arc::new(State {
         metrics: Metrics::new(),
-        ready: AtomicBool::new(false),
-        stopping: Arc::new(AtomicBool::new(false)),
-        scim_changes: tokio::sync::watch::channel(0).0,
-    });
-    // Each instance consumes the SCIM changes meant for it, when SCIM is the directory.
-    let notify: Vec<String> = match source {
-        Source::Scim(_) => config
+        holder,
+        names: config
             .instances
             .iter()
             .map(|i| i.name.to_string())
             .collect(),
-        _ => Vec::new(),
-    };
-    match store.scim_drop_changes_except(&notify).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            dropped = n,
-            "dropped pending SCIM changes of instances no longer configured"
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot drop stale pending SCIM changes"),
-    }
+        instances: Default::default(),
+        stopping: Arc::new(AtomicBool::new(false)),
+        scim_changes: tokio::sync::watch::channel(0).0,
+    });
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| ServeError::Bind {
             addr: opts.listen,
             source,
         })?;
-    tracing::info!(listen = %opts.listen, instances = config.instances.len(), "airlock serve started");
+    tracing::info!(listen = %opts.listen, instances = config.instances.len(), holder = %state.holder, "airlock serve started");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopping = state.stopping.clone();
@@ -136,11 +200,12 @@ pub async fn run(
         store.clone(),
         opts.clone(),
         state.clone(),
+        keeper.clone(),
         stop_rx.clone(),
     ));
 
     let mut http_stop = stop_rx;
-    let server = axum::serve(listener, http::router(state.clone(), store.clone(), notify))
+    let server = axum::serve(listener, http::router(state.clone(), store.clone()))
         .with_graceful_shutdown(async move {
             let _ = http_stop.wait_for(|s| *s).await;
         });
@@ -148,6 +213,7 @@ pub async fn run(
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "scheduler task failed");
     }
+    keeper.release_all().await;
     store.close().await;
     tracing::info!("airlock serve stopped");
     served

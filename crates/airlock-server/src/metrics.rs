@@ -77,7 +77,7 @@ impl Metrics {
             .expect("invariant: metric registered once");
         let ready = Gauge::new(
             "airlock_ready",
-            "1 once the first complete directory and Airflow reads succeeded.",
+            "1 while the state store answered the last readiness check (/readyz).",
         )
         .expect("invariant: valid metric definition");
         registry

@@ -24,7 +24,7 @@ use airlock_scim::{
 use airlock_store::{ScimResource, Store, StoreError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -49,10 +49,18 @@ const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 struct ScimState {
     store: Store,
     clock: Arc<dyn Clock>,
-    /// Who gets a pending change with every write (the service's instances), in the write's
-    /// own transaction: see `Store::scim_pending_changes`.
-    notify: Vec<String>,
 }
+
+/// The SCIM client a request authenticated as (its token's client name): the actor of the
+/// changes it makes.
+#[derive(Debug, Clone)]
+struct Client(String);
+
+/// The longest a SCIM request may take before it is answered 503 (a store that does not
+/// answer must never hang an identity provider's request).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// What `Retry-After` says when the store is unavailable.
+const RETRY_AFTER_SECS: &str = "5";
 
 impl ScimState {
     fn now_ms(&self) -> i64 {
@@ -62,21 +70,17 @@ impl ScimState {
 
 type Shared = Arc<ScimState>;
 
-/// The SCIM endpoint alone, with its routes under `/scim/v2`, reading the wall clock and
-/// recording no pending changes. Tests and benchmarks serve it by itself.
+/// The SCIM endpoint alone, with its routes under `/scim/v2`, reading the wall clock. Tests
+/// and benchmarks serve it by itself. Every write records a pending change for each consumer
+/// registered in the store (`Store::scim_register_consumers`; `airlock serve` registers its
+/// instances).
 pub fn scim_router(store: Store) -> Router {
-    scim_router_with(store, Arc::new(SystemClock), Vec::new())
+    scim_router_with(store, Arc::new(SystemClock))
 }
 
-/// [`scim_router`] with an injected clock (for `meta.created`/`lastModified` and token use),
-/// recording a pending change for each of `notify` with every write. `airlock serve` merges it
-/// into its router with its instances as `notify`.
-pub fn scim_router_with(store: Store, clock: Arc<dyn Clock>, notify: Vec<String>) -> Router {
-    let state = Arc::new(ScimState {
-        store,
-        clock,
-        notify,
-    });
+/// [`scim_router`] with an injected clock (for `meta.created`/`lastModified` and token use).
+pub fn scim_router_with(store: Store, clock: Arc<dyn Clock>) -> Router {
+    let state = Arc::new(ScimState { store, clock });
     let routes = Router::new()
         .route("/ServiceProviderConfig", get(service_provider_config))
         .route("/ResourceTypes", get(resource_types))
@@ -89,6 +93,7 @@ pub fn scim_router_with(store: Store, clock: Arc<dyn Clock>, notify: Vec<String>
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(time_limit))
         .with_state(state);
     Router::new().nest(SCIM_BASE_PATH, routes)
 }
@@ -111,11 +116,35 @@ impl From<StoreError> for Failure {
             }
             StoreError::ScimNotFound { .. } => not_found_error(),
             StoreError::ScimPreconditionFailed { .. } => precondition_failed(),
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "scim request refused: the state store is unavailable");
+                unavailable()
+            }
             other => {
                 tracing::error!(error = %other, "scim request failed in the state store");
                 ScimError::new(500, None, "the state store failed; see the server log")
             }
         })
+    }
+}
+
+fn unavailable() -> ScimError {
+    ScimError::new(
+        503,
+        None,
+        "the state store is unavailable; nothing was changed, retry later",
+    )
+}
+
+/// Answers 503 to a request that takes longer than [`REQUEST_TIMEOUT`]. A write cut short
+/// here either committed whole or not at all (one transaction), and the client retries.
+async fn time_limit(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!("scim request timed out; answering 503");
+            Failure(unavailable()).into_response()
+        }
     }
 }
 
@@ -129,6 +158,12 @@ impl IntoResponse for Failure {
             self.0.to_json().to_string(),
         )
             .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -155,7 +190,7 @@ async fn not_found() -> Failure {
     Failure(ScimError::new(404, None, "no such SCIM endpoint"))
 }
 
-async fn authenticate(State(state): State<Shared>, request: Request, next: Next) -> Response {
+async fn authenticate(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -180,6 +215,7 @@ async fn authenticate(State(state): State<Shared>, request: Request, next: Next)
     {
         Ok(Some(client)) => {
             tracing::debug!(client = %client, method = %request.method(), path = %request.uri().path(), "scim request");
+            request.extensions_mut().insert(Client(client));
             next.run(request).await
         }
         Ok(None) => Failure(ScimError::new(
@@ -409,6 +445,7 @@ fn unique_lookup(rt: ResourceType, filter: Option<&airlock_scim::Filter>) -> Opt
 
 async fn create(
     State(state): State<Shared>,
+    Extension(Client(client)): Extension<Client>,
     Path(kind): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -421,7 +458,7 @@ async fn create(
     check_members(&state, rt, &resource).await?;
     let stored = state
         .store
-        .scim_create(rt.name(), resource, state.now_ms(), &state.notify)
+        .scim_create(rt.name(), resource, state.now_ms(), &client)
         .await?;
     Ok(resource_response(
         StatusCode::CREATED,
@@ -452,6 +489,7 @@ async fn get_one(
 
 async fn replace(
     State(state): State<Shared>,
+    Extension(Client(client)): Extension<Client>,
     Path((kind, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -463,11 +501,21 @@ async fn replace(
     let existing = read(&state, rt, &id).await?;
     check_if_match(&headers, existing.version)?;
     let resource = replace_resource(rt, &existing.resource, &body)?;
-    write(&state, rt, &id, resource, existing.version, &projection).await
+    write(
+        &state,
+        &client,
+        rt,
+        &id,
+        resource,
+        existing.version,
+        &projection,
+    )
+    .await
 }
 
 async fn patch(
     State(state): State<Shared>,
+    Extension(Client(client)): Extension<Client>,
     Path((kind, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -480,12 +528,22 @@ async fn patch(
     let existing = read(&state, rt, &id).await?;
     check_if_match(&headers, existing.version)?;
     let resource = apply_patch(rt, &existing.resource, &request)?;
-    write(&state, rt, &id, resource, existing.version, &projection).await
+    write(
+        &state,
+        &client,
+        rt,
+        &id,
+        resource,
+        existing.version,
+        &projection,
+    )
+    .await
 }
 
 /// Stores the new state of a resource read at `version`; a write in between is a 412.
 async fn write(
     state: &ScimState,
+    client: &str,
     rt: ResourceType,
     id: &str,
     resource: Value,
@@ -501,7 +559,7 @@ async fn write(
             resource,
             Some(version),
             state.now_ms(),
-            &state.notify,
+            client,
         )
         .await?;
     Ok(resource_response(StatusCode::OK, rt, &stored, projection))
@@ -509,6 +567,7 @@ async fn write(
 
 async fn delete(
     State(state): State<Shared>,
+    Extension(Client(client)): Extension<Client>,
     Path((kind, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
@@ -524,7 +583,7 @@ async fn delete(
     };
     state
         .store
-        .scim_delete(rt.name(), &id, expected, state.now_ms(), &state.notify)
+        .scim_delete(rt.name(), &id, expected, state.now_ms(), &client)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -108,17 +108,34 @@ impl Store {
         }
         let fail = |err| self.ctx.query_failed(OP, err);
         let mut tx = self.pool.begin().await.map_err(fail)?;
+        let sealed = self.append_audit_in(&mut tx, events).await?;
+        tx.commit().await.map_err(fail)?;
+        Ok(sealed)
+    }
 
+    /// [`Store::append_audit`] inside the caller's transaction, so that an event commits
+    /// together with what it records (the write-ahead journal closes an intent this way).
+    /// Takes the head's lock first, as every append must.
+    pub(crate) async fn append_audit_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Any>,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        const OP: &str = "append to the audit log";
+        let fail = |err| self.ctx.query_failed(OP, err);
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         // The lock comes first, before anything is read.
         let locked = sqlx::query(LOCK_HEAD_SQL)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(fail)?;
         if locked.rows_affected() == 0 {
             return Err(self.head_missing(OP));
         }
         let mut head = self
-            .read_head(OP, &mut tx)
+            .read_head(OP, &mut **tx)
             .await?
             .ok_or_else(|| self.head_missing(OP))?;
 
@@ -132,7 +149,7 @@ impl Store {
                 .bind(airlock_audit::to_jsonl_line(&event))
                 .bind(&event.prev_hash)
                 .bind(&event.hash)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(fail)?;
             head = event.head();
@@ -142,10 +159,9 @@ impl Store {
         sqlx::query(MOVE_HEAD_SQL)
             .bind(seq_column(head.seq))
             .bind(&head.hash)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
         Ok(sealed)
     }
 

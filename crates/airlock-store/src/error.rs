@@ -197,6 +197,41 @@ pub enum StoreError {
         /// The file path or redacted URL.
         location: String,
     },
+
+    /// A write-ahead intent was refused: the writer no longer holds the lease it writes under
+    /// (it expired, or another process took it over).
+    #[error("lease {lease} (epoch {epoch}) is no longer held by this process: another process took it over or it expired; stopping before the next write")]
+    LeaseLost {
+        /// Lease name.
+        lease: String,
+        /// The epoch the writer held.
+        epoch: i64,
+    },
+}
+
+impl StoreError {
+    /// Whether the store could not be reached (refused, reset, timed out, pool exhausted),
+    /// as opposed to a query it answered with an error: a caller may retry later, and an
+    /// HTTP surface answers 503 rather than 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::QueryFailed { source, .. } | StoreError::ConnectFailed { source, .. } => {
+                matches!(
+                    source,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                        | sqlx::Error::Tls(_)
+                ) || matches!(source, sqlx::Error::Database(db) if db.code().is_some_and(|c| {
+                    // PostgreSQL: connection exceptions, shutting down, too many connections.
+                    c.starts_with("08") || c.starts_with("57P") || c == "53300"
+                }))
+            }
+            StoreError::StoreLocked { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// True when SQLite gave up waiting for a lock (`SQLITE_BUSY`, or `SQLITE_LOCKED` for a

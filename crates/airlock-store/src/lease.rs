@@ -1,97 +1,237 @@
-//! Leases: which `airlock serve` replica may apply to an instance.
+//! Leases: which process may write to an Airflow instance, on both backends (docs/adr/0006).
 //!
-//! On PostgreSQL a lease is a session-level advisory lock held on a dedicated connection: it is
-//! released when the holder releases it, closes the connection, or dies (the server ends the
-//! session), so another replica takes over at its next attempt. On SQLite there is only ever
-//! one process (a file store is not shared between replicas), and a lease is always granted.
+//! A lease is a row: its holder, an epoch and an expiry. It is taken when the row is absent
+//! or expired (the epoch then grows by one), kept by renewing the expiry (one statement per
+//! heartbeat for all of a holder's leases), and released by expiring it. No connection is
+//! held between statements, so leases never pin the pool, and a holder that vanished (killed,
+//! frozen, cut off) loses its leases when they expire, whatever happened to its sockets.
+//!
+//! The epoch is the fencing token: the write-ahead journal inserts an operation's intent only
+//! while the lease still has that holder and epoch and has not expired (`journal.rs`), so a
+//! holder that lost its lease cannot start another Airflow write.
+//!
+//! Times are the caller's clock in unix milliseconds (the store never reads a clock); holders
+//! on different hosts must keep their clocks in step.
 
-use crate::{Backend, Store, StoreError};
-use sqlx::pool::PoolConnection;
-use sqlx::Any;
+use crate::{Store, StoreError};
+use sqlx::Row as _;
 
-/// A held lease; dropping it releases the lock (PostgreSQL closes the session).
-pub struct Lease {
-    name: String,
-    conn: Option<PoolConnection<Any>>,
+/// A lease this process holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// The lease's name (`instance:NAME`, `serve`).
+    pub name: String,
+    /// Who holds it (this process).
+    pub holder: String,
+    /// The fencing token of this tenure.
+    pub epoch: i64,
+    /// When it expires unless renewed.
+    pub expires_ms: i64,
 }
 
-impl std::fmt::Debug for Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
+/// A lease as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    /// Name.
+    pub name: String,
+    /// Last holder.
+    pub holder: String,
+    /// Epoch of the last tenure.
+    pub epoch: i64,
+    /// When that tenure began.
+    pub acquired_ms: i64,
+    /// Last renewal.
+    pub renewed_ms: i64,
+    /// Expiry; a lease past it is free.
+    pub expires_ms: i64,
 }
 
-impl Lease {
-    /// The lease's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Checks the lease is still held (the holding connection is alive).
-    pub async fn is_alive(&mut self) -> bool {
-        match self.conn.as_mut() {
-            None => true,
-            Some(conn) => sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok(),
-        }
-    }
+/// What [`Store::acquire_lease`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquire {
+    /// Taken (or already ours): write under this epoch.
+    Granted(LeaseGrant),
+    /// Another holder has it until `expires_ms`.
+    Held(LeaseRow),
 }
 
-impl Drop for Lease {
-    fn drop(&mut self) {
-        // Detaching closes the session rather than returning it, locks and all, to the pool.
-        if let Some(conn) = self.conn.take() {
-            drop(conn.detach());
-        }
-    }
-}
+const LEASE_COLUMNS: &str = "name, holder, epoch, acquired_ms, renewed_ms, expires_ms";
 
-/// A stable 63-bit key for an advisory lock, from the lease name (FNV-1a: no dependency and
-/// the same on every replica and build).
-fn lock_key(name: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("airlock-lease:{name}").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    i64::try_from(h >> 1).unwrap_or(i64::MAX)
+fn lease_row(row: &sqlx::any::AnyRow) -> Result<LeaseRow, sqlx::Error> {
+    Ok(LeaseRow {
+        name: row.try_get(0)?,
+        holder: row.try_get(1)?,
+        epoch: row.try_get(2)?,
+        acquired_ms: row.try_get(3)?,
+        renewed_ms: row.try_get(4)?,
+        expires_ms: row.try_get(5)?,
+    })
 }
 
 impl Store {
-    /// Tries to take the lease `name` without waiting; `None` if another replica holds it.
-    pub async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
-        if self.backend() == Backend::Sqlite {
-            return Ok(Some(Lease {
-                name: name.to_string(),
-                conn: None,
-            }));
+    /// Takes lease `name` for `holder` until `now_ms + ttl_ms` if it is free, expired, or
+    /// already `holder`'s (then it is renewed under the same epoch); otherwise says who holds
+    /// it. Two processes racing for a free lease: exactly one gets it.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Acquire, StoreError> {
+        let fail = |e| self.ctx.query_failed("take lease", e);
+        let expires = now_ms.saturating_add(ttl_ms);
+        let mut tx = self.lease_pool.begin().await.map_err(fail)?;
+        // First come: the row does not exist yet.
+        let inserted = sqlx::query(
+            "INSERT INTO leases (name, holder, epoch, acquired_ms, renewed_ms, expires_ms) \
+             VALUES ($1, $2, 1, $3, $3, $4) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_ms)
+        .bind(expires)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?
+        .rows_affected();
+        if inserted == 0 {
+            // Ours already: renew. Expired: a new tenure with the next epoch. The row lock
+            // (PostgreSQL) or the write lock (SQLite) makes the check and the write one step.
+            sqlx::query(
+                "UPDATE leases SET \
+                   epoch = CASE WHEN holder = $2 THEN epoch ELSE epoch + 1 END, \
+                   acquired_ms = CASE WHEN holder = $2 THEN acquired_ms ELSE $3 END, \
+                   holder = $2, renewed_ms = $3, expires_ms = $4 \
+                 WHERE name = $1 AND (holder = $2 OR expires_ms <= $3)",
+            )
+            .bind(name)
+            .bind(holder)
+            .bind(now_ms)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
         }
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.ctx.query_failed("take lease", e))?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(lock_key(name))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| self.ctx.query_failed("take lease", e))?;
-        Ok(got.then(|| Lease {
-            name: name.to_string(),
-            conn: Some(conn),
-        }))
+        let row = sqlx::query(&format!(
+            "SELECT {LEASE_COLUMNS} FROM leases WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let row = lease_row(&row).map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        if row.holder == holder && row.expires_ms == expires {
+            Ok(Acquire::Granted(LeaseGrant {
+                name: row.name,
+                holder: row.holder,
+                epoch: row.epoch,
+                expires_ms: row.expires_ms,
+            }))
+        } else {
+            Ok(Acquire::Held(row))
+        }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::lock_key;
+    /// Renews every lease `holder` still holds to `now_ms + ttl_ms`; returns them (name and
+    /// epoch). A lease missing from the answer was taken over by someone else.
+    pub async fn renew_leases(
+        &self,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let fail = |e| self.ctx.query_failed("renew leases", e);
+        let mut tx = self.lease_pool.begin().await.map_err(fail)?;
+        sqlx::query("UPDATE leases SET renewed_ms = $2, expires_ms = $3 WHERE holder = $1")
+            .bind(holder)
+            .bind(now_ms)
+            .bind(now_ms.saturating_add(ttl_ms))
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let rows = sqlx::query("SELECT name, epoch FROM leases WHERE holder = $1 ORDER BY name")
+            .bind(holder)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(fail)
+    }
 
-    #[test]
-    fn lock_keys_are_stable_and_distinct() {
-        assert_eq!(lock_key("af3"), lock_key("af3"));
-        assert_ne!(lock_key("af3"), lock_key("af2"));
-        assert!(lock_key("x") >= 0);
+    /// Gives lease `name` up if `holder` still holds it under `epoch` (it expires at once, so
+    /// the next taker needs no wait).
+    pub async fn release_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        epoch: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE leases SET expires_ms = 0 WHERE name = $1 AND holder = $2 AND epoch = $3",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(epoch)
+        .execute(&self.lease_pool)
+        .await
+        .map_err(|e| self.ctx.query_failed("release lease", e))?;
+        Ok(())
+    }
+
+    /// Whether `holder` still holds `name` under `epoch` at `now_ms`.
+    pub async fn lease_is_current(
+        &self,
+        name: &str,
+        holder: &str,
+        epoch: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM leases WHERE name = $1 AND holder = $2 AND epoch = $3 \
+             AND expires_ms > $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(epoch)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.ctx.query_failed("check lease", e))?;
+        Ok(n > 0)
+    }
+
+    /// Every lease row, by name (expired ones included: the caller compares with its clock).
+    pub async fn leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
+        let fail = |e| self.ctx.query_failed("read leases", e);
+        let rows = sqlx::query(&format!("SELECT {LEASE_COLUMNS} FROM leases ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(fail)?;
+        rows.iter()
+            .map(lease_row)
+            .collect::<Result<_, _>>()
+            .map_err(fail)
+    }
+
+    /// Answers one trivial query: whether the store is reachable now.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.ctx.query_failed("ping", e))?;
+        Ok(())
+    }
+
+    /// Connections the pools hold now: (open, idle), the lease pool's included.
+    pub fn pool_connections(&self) -> (u32, usize) {
+        (
+            self.pool.size() + self.lease_pool.size(),
+            self.pool.num_idle() + self.lease_pool.num_idle(),
+        )
     }
 }

@@ -14,6 +14,9 @@
 //! The audit log is kept here too (`audit`): hash-chained events appended under a lock that
 //! serializes writers across processes, read in pages, verified against a recorded head.
 //!
+//! Leases with epochs (fencing tokens), the write-ahead journal of operations on Airflow, and
+//! the deprovisions a safety rail held back are kept here too (`lease`, `journal`, `holds`).
+//!
 //! SCIM resources pushed by identity providers, and the SCIM clients' bearer tokens (kept only
 //! as SHA-256 hashes), are kept here too (`scim`).
 //!
@@ -26,6 +29,8 @@
 mod accounts;
 mod audit;
 mod error;
+mod holds;
+mod journal;
 mod lease;
 mod location;
 mod managed;
@@ -41,11 +46,13 @@ use sqlx::AnyPool;
 
 pub use audit::AuditPages;
 pub use error::StoreError;
-pub use lease::Lease;
+pub use holds::{HoldEnd, RailHold};
+pub use journal::{Fencing, Intent, JournalState, OpenIntent};
+pub use lease::{Acquire, LeaseGrant, LeaseRow};
 pub use location::redact_url;
 pub use managed::{ManagedAccount, ManagedOrigin, RunStatus};
 pub use migrations::supported_schema_version;
-pub use scim::{ScimChange, ScimResource, ScimToken, SCIM_TOKEN_PREFIX};
+pub use scim::{PendingSummary, ScimChange, ScimResource, ScimToken, SCIM_TOKEN_PREFIX};
 pub use snapshots::{SnapshotId, SnapshotMeta, SnapshotRun, SnapshotStatus, StoredSnapshot};
 
 /// How long an SQLite writer waits for another process's write lock by default.
@@ -70,6 +77,9 @@ pub struct OpenOptions {
     /// SQLite: how long to wait for another connection's write lock before
     /// [`StoreError::StoreLocked`]. PostgreSQL: ignored.
     pub busy_timeout: Duration,
+    /// Connections in the main pool (`None`: 5 on PostgreSQL, 4 on SQLite). Leases use a
+    /// separate pool of their own, so a busy main pool never delays a lease renewal.
+    pub max_connections: Option<u32>,
 }
 
 impl Default for OpenOptions {
@@ -77,6 +87,7 @@ impl Default for OpenOptions {
         Self {
             create_if_missing: false,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            max_connections: None,
         }
     }
 }
@@ -100,6 +111,9 @@ impl OpenOptions {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Leases only: taking, renewing, releasing. Small and separate, so renewals never wait
+    /// behind the syncs and SCIM requests that use `pool`.
+    lease_pool: AnyPool,
     ctx: Arc<open::Context>,
 }
 
@@ -146,5 +160,6 @@ impl Store {
     /// the last clone closes the pool too, but without waiting.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.lease_pool.close().await;
     }
 }

@@ -150,17 +150,20 @@ impl Store {
         Ok(())
     }
 
-    /// Records the start of a run; returns its id.
+    /// Records the start of a run by `holder` (the lease holder id of the process running it,
+    /// if it holds leases).
     pub async fn begin_run(
         &self,
         id: &str,
         kind: &str,
         started_at_ms: i64,
+        holder: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO sync_runs (id, kind, status, started_at_ms) VALUES ($1, $2, 'running', $3)")
+        sqlx::query("INSERT INTO sync_runs (id, kind, status, started_at_ms, holder) VALUES ($1, $2, 'running', $3, $4)")
             .bind(id)
             .bind(kind)
             .bind(started_at_ms)
+            .bind(holder)
             .execute(&self.pool)
             .await
             .map_err(|e| self.ctx.query_failed("begin run", e))?;

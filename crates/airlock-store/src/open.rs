@@ -22,8 +22,11 @@ use crate::{Backend, OpenOptions, Store, StoreError};
 
 /// How long the first connection may take before the open is reported as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a query waits for a pooled connection (a PostgreSQL server that went away).
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a query waits for a pooled connection (a PostgreSQL server that went away): a
+/// request fails with a clear "unavailable" within this, never hangs.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections of the lease pool (renewals are one statement every few seconds).
+const LEASE_CONNECTIONS: u32 = 2;
 /// PostgreSQL pool size: airlock issues few, short queries.
 const POSTGRES_MAX_CONNECTIONS: u32 = 5;
 /// SQLite pool size: readers run in parallel under WAL, writers take turns via busy_timeout.
@@ -127,18 +130,26 @@ pub(crate) async fn open(url: &str, opts: OpenOptions) -> Result<Store, StoreErr
 
     let backend = ctx.backend;
     let busy_timeout = opts.busy_timeout;
-    let pool = AnyPoolOptions::new()
-        .max_connections(match backend {
-            Backend::Sqlite => SQLITE_MAX_CONNECTIONS,
-            Backend::Postgres => POSTGRES_MAX_CONNECTIONS,
-        })
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .after_connect(move |conn, _meta| configure_connection(conn, backend, busy_timeout))
-        // Lazy: the first connection just proved the database is reachable and current.
-        .connect_lazy_with(connect_opts);
+    let pool_of = |size: u32| {
+        AnyPoolOptions::new()
+            .max_connections(size)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _meta| configure_connection(conn, backend, busy_timeout))
+            // Lazy: the first connection just proved the database is reachable and current.
+            .connect_lazy_with(connect_opts.clone())
+    };
+    let pool = pool_of(opts.max_connections.unwrap_or(match backend {
+        Backend::Sqlite => SQLITE_MAX_CONNECTIONS,
+        Backend::Postgres => POSTGRES_MAX_CONNECTIONS,
+    }));
+    let lease_pool = pool_of(match backend {
+        Backend::Sqlite => 1,
+        Backend::Postgres => LEASE_CONNECTIONS,
+    });
 
     Ok(Store {
         pool,
+        lease_pool,
         ctx: Arc::new(ctx),
     })
 }

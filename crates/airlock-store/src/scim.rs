@@ -48,6 +48,19 @@ pub struct ScimChange {
     pub previous: Option<Value>,
     /// When it was written, unix ms.
     pub changed_ms: i64,
+    /// The SCIM client that wrote it (absent for changes written before airlock recorded it).
+    pub client: Option<String>,
+}
+
+/// What is pending for one consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSummary {
+    /// The consumer (instance name).
+    pub consumer: String,
+    /// Changes waiting.
+    pub count: u64,
+    /// When the oldest was written, unix ms.
+    pub oldest_ms: Option<i64>,
 }
 
 /// A SCIM client's token, without its secret.
@@ -196,14 +209,14 @@ impl Store {
 
     /// Stores a new resource of `resource_type` (`User` or `Group`), assigning its `id` and
     /// `meta` (version 1). A taken `userName`/`displayName` is [`StoreError::ScimConflict`].
-    /// Each of `notify` gets a pending change in the same transaction (see
-    /// [`Store::scim_pending_changes`]).
+    /// Each registered consumer (see [`Store::scim_register_consumers`]) gets a pending change
+    /// in the same transaction (see [`Store::scim_pending_changes`]), naming `client`.
     pub async fn scim_create(
         &self,
         resource_type: &str,
         resource: Value,
         now_ms: i64,
-        notify: &[String],
+        client: &str,
     ) -> Result<ScimResource, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         let resource = stamp(resource_type, &id, 1, now_ms, now_ms, resource);
@@ -228,7 +241,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(fail)?;
-        record_change(&mut tx, notify, resource_type, &id, None, now_ms)
+        record_change(&mut tx, client, resource_type, &id, None, now_ms)
             .await
             .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
@@ -307,7 +320,7 @@ impl Store {
     /// its version. With `expected_version`, a stored version that differs (or changes under
     /// this write) is [`StoreError::ScimPreconditionFailed`]; an unknown id is
     /// [`StoreError::ScimNotFound`]; a taken unique attribute is [`StoreError::ScimConflict`].
-    /// Each of `notify` gets a pending change, with the resource as it was, in the same
+    /// Each registered consumer gets a pending change naming `client`, with the resource as it was, in the same
     /// transaction.
     pub async fn scim_replace(
         &self,
@@ -316,7 +329,7 @@ impl Store {
         resource: Value,
         expected_version: Option<i64>,
         now_ms: i64,
-        notify: &[String],
+        client: &str,
     ) -> Result<ScimResource, StoreError> {
         let (attribute, _) = unique_key(resource_type, &resource);
         let fail = |e| self.scim_conflict_or("replace SCIM resource", resource_type, attribute, e);
@@ -377,7 +390,7 @@ impl Store {
         if updated.rows_affected() != 1 {
             return Err(precondition(found + 1));
         }
-        record_change(&mut tx, notify, resource_type, id, Some(&previous), now_ms)
+        record_change(&mut tx, client, resource_type, id, Some(&previous), now_ms)
             .await
             .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
@@ -390,7 +403,7 @@ impl Store {
 
     /// Deletes the resource `id`; an unknown id is [`StoreError::ScimNotFound`]. With
     /// `expected_version`, a different stored version is
-    /// [`StoreError::ScimPreconditionFailed`]. Each of `notify` gets a pending change, with the
+    /// [`StoreError::ScimPreconditionFailed`]. Each registered consumer gets a pending change naming `client`, with the
     /// resource as it was, in the same transaction.
     pub async fn scim_delete(
         &self,
@@ -398,7 +411,7 @@ impl Store {
         id: &str,
         expected_version: Option<i64>,
         now_ms: i64,
-        notify: &[String],
+        client: &str,
     ) -> Result<(), StoreError> {
         let fail = |e| self.ctx.query_failed("delete SCIM resource", e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
@@ -435,7 +448,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(fail)?;
-        record_change(&mut tx, notify, resource_type, id, Some(&previous), now_ms)
+        record_change(&mut tx, client, resource_type, id, Some(&previous), now_ms)
             .await
             .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
@@ -452,8 +465,8 @@ impl Store {
     ) -> Result<Vec<ScimChange>, StoreError> {
         let fail = |e| self.ctx.query_failed("read pending SCIM changes", e);
         let rows = sqlx::query(
-            "SELECT id, resource_type, resource_id, previous_json, changed_ms FROM scim_changes \
-             WHERE consumer = $1 ORDER BY id LIMIT $2",
+            "SELECT id, resource_type, resource_id, previous_json, changed_ms, client \
+             FROM scim_changes WHERE consumer = $1 ORDER BY id LIMIT $2",
         )
         .bind(consumer)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -474,6 +487,7 @@ impl Store {
                     resource_id,
                     previous,
                     changed_ms: row.try_get(4).map_err(fail)?,
+                    client: row.try_get(5).map_err(fail)?,
                 })
             })
             .collect()
@@ -498,27 +512,77 @@ impl Store {
         tx.commit().await.map_err(fail)
     }
 
-    /// Removes the changes of every consumer not in `consumers` (instances no longer
-    /// configured), returning how many.
-    pub async fn scim_drop_changes_except(&self, consumers: &[String]) -> Result<u64, StoreError> {
-        let fail = |e| self.ctx.query_failed("drop SCIM changes", e);
-        let rows = sqlx::query("SELECT DISTINCT consumer FROM scim_changes")
-            .fetch_all(&self.pool)
+    /// Registers (or marks as seen at `now_ms`) the consumers a replica serves, so that every
+    /// SCIM write from now on leaves a change for each of them.
+    pub async fn scim_register_consumers(
+        &self,
+        consumers: &[String],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let fail = |e| self.ctx.query_failed("register SCIM consumers", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        for name in consumers {
+            sqlx::query(
+                "INSERT INTO scim_consumers (name, first_seen_ms, last_seen_ms) VALUES ($1, $2, $2) \
+                 ON CONFLICT (name) DO UPDATE SET last_seen_ms = $2",
+            )
+            .bind(name)
+            .bind(now_ms)
+            .execute(&mut *tx)
             .await
             .map_err(fail)?;
-        let mut dropped = 0;
-        for row in rows {
-            let consumer: String = row.try_get(0).map_err(fail)?;
-            if !consumers.contains(&consumer) {
-                dropped += sqlx::query("DELETE FROM scim_changes WHERE consumer = $1")
-                    .bind(&consumer)
-                    .execute(&self.pool)
+        }
+        tx.commit().await.map_err(fail)
+    }
+
+    /// Drops the consumers nobody has served since `before_ms`, with their pending changes
+    /// (their next holder runs a full sync first, which covers them); returns the names.
+    pub async fn scim_retire_consumers(&self, before_ms: i64) -> Result<Vec<String>, StoreError> {
+        let fail = |e| self.ctx.query_failed("retire SCIM consumers", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM scim_consumers WHERE last_seen_ms < $1")
+                .bind(before_ms)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(fail)?;
+        for name in &names {
+            for sql in [
+                "DELETE FROM scim_changes WHERE consumer = $1",
+                "DELETE FROM scim_consumers WHERE name = $1",
+            ] {
+                sqlx::query(sql)
+                    .bind(name)
+                    .execute(&mut *tx)
                     .await
-                    .map_err(fail)?
-                    .rows_affected();
+                    .map_err(fail)?;
             }
         }
-        Ok(dropped)
+        tx.commit().await.map_err(fail)?;
+        Ok(names)
+    }
+
+    /// Pending changes per consumer: how many and since when.
+    pub async fn scim_pending_summary(&self) -> Result<Vec<PendingSummary>, StoreError> {
+        let fail = |e| self.ctx.query_failed("summarize pending SCIM changes", e);
+        let rows = sqlx::query(
+            "SELECT consumer, COUNT(*), MIN(changed_ms) FROM scim_changes GROUP BY consumer \
+             ORDER BY consumer",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        rows.iter()
+            .map(|r| {
+                let count: i64 = r.try_get(1)?;
+                Ok(PendingSummary {
+                    consumer: r.try_get(0)?,
+                    count: u64::try_from(count).unwrap_or(0),
+                    oldest_ms: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(fail)
     }
 
     /// Issues a token to `client` and returns `(token id, secret)`. The secret is not stored and
@@ -690,19 +754,25 @@ async fn lock_resource(
         .map(|_| ())
 }
 
-/// Records a change for each consumer, inside the write's transaction.
+/// Records a change for each registered consumer, inside the write's transaction: the
+/// consumers are read here, so a write reaches every instance any replica serves, whatever the
+/// config of the replica that received it.
 async fn record_change(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    notify: &[String],
+    client: &str,
     resource_type: &str,
     id: &str,
     previous: Option<&str>,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    for consumer in notify {
+    let consumers: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM scim_consumers ORDER BY name")
+            .fetch_all(&mut **tx)
+            .await?;
+    for consumer in consumers {
         sqlx::query(
             "INSERT INTO scim_changes (id, consumer, resource_type, resource_id, previous_json, \
-             changed_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+             changed_ms, client) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(consumer)
@@ -710,6 +780,7 @@ async fn record_change(
         .bind(id)
         .bind(previous)
         .bind(now_ms)
+        .bind(client)
         .execute(&mut **tx)
         .await?;
     }

@@ -29,6 +29,7 @@ macro_rules! on_both_backends {
 }
 
 mod audit;
+mod leases;
 mod postgres_only;
 mod scim;
 mod sqlite_only;

@@ -30,8 +30,9 @@ async fn every_write_leaves_a_pending_change_per_consumer_until_acknowledged(
 ) -> anyhow::Result<()> {
     let store = db.open().await;
     let both = ["prod".to_owned(), "dev".to_owned()];
+    store.scim_register_consumers(&both, 500).await?;
     let ada = store
-        .scim_create("User", json!({"userName": "ada"}), 1_000, &both)
+        .scim_create("User", json!({"userName": "ada"}), 1_000, "idp")
         .await?;
     store
         .scim_replace(
@@ -40,11 +41,11 @@ async fn every_write_leaves_a_pending_change_per_consumer_until_acknowledged(
             json!({"userName": "ada", "active": false}),
             None,
             2_000,
-            &both,
+            "idp",
         )
         .await?;
     store
-        .scim_delete("User", &ada.id, None, 3_000, &both[..1])
+        .scim_delete("User", &ada.id, None, 3_000, "idp")
         .await?;
     let prod = store.scim_pending_changes("prod", 100).await?;
     ensure!(prod.len() == 3, "{prod:?}");
@@ -55,7 +56,8 @@ async fn every_write_leaves_a_pending_change_per_consumer_until_acknowledged(
     ensure!(prod[0].previous.is_none());
     ensure!(prod[1].previous.as_ref().map(|p| &p["active"]) == Some(&json!(null)));
     ensure!(prod[2].previous.as_ref().map(|p| &p["active"]) == Some(&json!(false)));
-    ensure!(store.scim_pending_changes("dev", 100).await?.len() == 2);
+    ensure!(prod.iter().all(|c| c.client.as_deref() == Some("idp")));
+    ensure!(store.scim_pending_changes("dev", 100).await?.len() == 3);
     ensure!(store.scim_pending_changes("prod", 2).await?[..] == prod[..2]);
 
     // Acknowledging removes only that consumer's rows, only those named.
@@ -63,23 +65,35 @@ async fn every_write_leaves_a_pending_change_per_consumer_until_acknowledged(
         .scim_ack_changes("prod", &[prod[0].id.clone(), prod[1].id.clone()])
         .await?;
     ensure!(store.scim_pending_changes("prod", 100).await? == prod[2..]);
-    ensure!(store.scim_pending_changes("dev", 100).await?.len() == 2);
+    ensure!(store.scim_pending_changes("dev", 100).await?.len() == 3);
+    let summary = store.scim_pending_summary().await?;
+    ensure!(summary.len() == 2 && summary[0].consumer == "dev" && summary[0].count == 3);
+    ensure!(summary[0].oldest_ms == Some(1_000) && summary[1].oldest_ms == Some(3_000));
 
-    // Instances no longer configured lose theirs.
-    ensure!(store.scim_drop_changes_except(&both[..1]).await? == 2);
+    // A consumer nobody served for the retention period is dropped with its changes; one
+    // that was seen recently is kept, whatever another replica's config says.
+    store.scim_register_consumers(&both[..1], 10_000).await?;
+    ensure!(store.scim_retire_consumers(5_000).await? == ["dev"]);
     ensure!(store.scim_pending_changes("dev", 100).await?.is_empty());
     ensure!(store.scim_pending_changes("prod", 100).await?.len() == 1);
+    store
+        .scim_create("User", json!({"userName": "bob"}), 11_000, "idp")
+        .await?;
+    ensure!(store.scim_pending_changes("dev", 100).await?.is_empty());
+    ensure!(store.scim_pending_changes("prod", 100).await?.len() == 2);
     Ok(())
 }
 
 async fn a_refused_write_leaves_no_pending_change(db: TestDb) -> anyhow::Result<()> {
     let store = db.open().await;
-    let notify = ["prod".to_owned()];
     let ada = store
-        .scim_create("User", json!({"userName": "ada"}), 1, &[])
+        .scim_create("User", json!({"userName": "ada"}), 1, "idp")
         .await?;
     store
-        .scim_create("User", json!({"userName": "ADA"}), 2, &notify)
+        .scim_register_consumers(&["prod".to_owned()], 1)
+        .await?;
+    store
+        .scim_create("User", json!({"userName": "ADA"}), 2, "idp")
         .await
         .expect_err("duplicate refused");
     store
@@ -89,12 +103,12 @@ async fn a_refused_write_leaves_no_pending_change(db: TestDb) -> anyhow::Result<
             json!({"userName": "ada"}),
             Some(9),
             3,
-            &notify,
+            "idp",
         )
         .await
         .expect_err("stale version refused");
     store
-        .scim_delete("User", "nope", None, 4, &notify)
+        .scim_delete("User", "nope", None, 4, "idp")
         .await
         .expect_err("unknown id");
     ensure!(store.scim_pending_changes("prod", 100).await?.is_empty());
@@ -110,12 +124,12 @@ async fn replaces_succeed_while_another_store_writes_the_same_database(
     let scim = db.open().await;
     let other = db.open().await;
     let created = scim
-        .scim_create("User", json!({"userName": "busy"}), 1_000, &[])
+        .scim_create("User", json!({"userName": "busy"}), 1_000, "idp")
         .await?;
     let writer = tokio::spawn(async move {
         for i in 0..200 {
             let id = format!("run-{i}");
-            other.begin_run(&id, "sync", i).await?;
+            other.begin_run(&id, "sync", i, None).await?;
             other
                 .finish_run(&id, airlock_store::RunStatus::Succeeded, i + 1, None, "{}")
                 .await?;
@@ -129,7 +143,7 @@ async fn replaces_succeed_while_another_store_writes_the_same_database(
             json!({"userName": "busy", "displayName": format!("v{i}")}),
             None,
             2_000 + i,
-            &[],
+            "idp",
         )
         .await?;
     }
@@ -144,7 +158,7 @@ async fn a_created_resource_gets_an_id_and_meta_and_reads_back(db: TestDb) -> an
             "User",
             json!({"userName": "ada", "id": "forged"}),
             1_700_000_000_000,
-            &[],
+            "idp",
         )
         .await?;
     ensure!(created.id != "forged" && created.version == 1);
@@ -167,16 +181,16 @@ async fn a_created_resource_gets_an_id_and_meta_and_reads_back(db: TestDb) -> an
 async fn a_duplicate_user_name_is_a_conflict_whatever_its_case(db: TestDb) -> anyhow::Result<()> {
     let store = db.open().await;
     store
-        .scim_create("User", json!({"userName": "Ada@Example.com"}), 1, &[])
+        .scim_create("User", json!({"userName": "Ada@Example.com"}), 1, "idp")
         .await?;
     let err = store
-        .scim_create("User", json!({"userName": "ada@example.COM"}), 2, &[])
+        .scim_create("User", json!({"userName": "ada@example.COM"}), 2, "idp")
         .await
         .expect_err("duplicate refused");
     ensure!(matches!(err, StoreError::ScimConflict { .. }), "{err}");
     // The same name as a Group is a different resource type.
     store
-        .scim_create("Group", json!({"displayName": "ada@example.com"}), 3, &[])
+        .scim_create("Group", json!({"displayName": "ada@example.com"}), 3, "idp")
         .await?;
     ensure!(store.scim_list("User").await?.len() == 1);
     Ok(())
@@ -187,7 +201,7 @@ async fn a_replace_bumps_the_version_and_refuses_a_stale_expected_version(
 ) -> anyhow::Result<()> {
     let store = db.open().await;
     let created = store
-        .scim_create("User", json!({"userName": "ada"}), 1_000, &[])
+        .scim_create("User", json!({"userName": "ada"}), 1_000, "idp")
         .await?;
     let replaced = store
         .scim_replace(
@@ -196,7 +210,7 @@ async fn a_replace_bumps_the_version_and_refuses_a_stale_expected_version(
             json!({"userName": "ada", "active": false}),
             Some(1),
             2_000,
-            &[],
+            "idp",
         )
         .await?;
     ensure!(replaced.version == 2);
@@ -210,7 +224,7 @@ async fn a_replace_bumps_the_version_and_refuses_a_stale_expected_version(
             json!({"userName": "ada"}),
             Some(1),
             3_000,
-            &[],
+            "idp",
         )
         .await
         .expect_err("stale version refused");
@@ -226,7 +240,7 @@ async fn a_replace_bumps_the_version_and_refuses_a_stale_expected_version(
         "{err}"
     );
     let unknown = store
-        .scim_replace("User", "nope", json!({"userName": "x"}), None, 3_000, &[])
+        .scim_replace("User", "nope", json!({"userName": "x"}), None, 3_000, "idp")
         .await
         .expect_err("unknown id");
     ensure!(
@@ -242,13 +256,20 @@ async fn a_replace_onto_a_taken_user_name_is_a_conflict_and_changes_nothing(
 ) -> anyhow::Result<()> {
     let store = db.open().await;
     store
-        .scim_create("User", json!({"userName": "ada"}), 1, &[])
+        .scim_create("User", json!({"userName": "ada"}), 1, "idp")
         .await?;
     let grace = store
-        .scim_create("User", json!({"userName": "grace"}), 1, &[])
+        .scim_create("User", json!({"userName": "grace"}), 1, "idp")
         .await?;
     let err = store
-        .scim_replace("User", &grace.id, json!({"userName": "ADA"}), None, 2, &[])
+        .scim_replace(
+            "User",
+            &grace.id,
+            json!({"userName": "ADA"}),
+            None,
+            2,
+            "idp",
+        )
         .await
         .expect_err("taken name refused");
     ensure!(matches!(err, StoreError::ScimConflict { .. }), "{err}");
@@ -261,10 +282,10 @@ async fn deleting_removes_the_resource_and_an_unknown_id_is_not_found(
 ) -> anyhow::Result<()> {
     let store = db.open().await;
     let group = store
-        .scim_create("Group", json!({"displayName": "eng"}), 1, &[])
+        .scim_create("Group", json!({"displayName": "eng"}), 1, "idp")
         .await?;
     let stale = store
-        .scim_delete("Group", &group.id, Some(7), 9_000, &[])
+        .scim_delete("Group", &group.id, Some(7), 9_000, "idp")
         .await
         .expect_err("stale version refused");
     ensure!(
@@ -272,17 +293,17 @@ async fn deleting_removes_the_resource_and_an_unknown_id_is_not_found(
         "{stale}"
     );
     store
-        .scim_delete("Group", &group.id, Some(1), 9_000, &[])
+        .scim_delete("Group", &group.id, Some(1), 9_000, "idp")
         .await?;
     ensure!(store.scim_get("Group", &group.id).await?.is_none());
     let err = store
-        .scim_delete("Group", &group.id, None, 9_000, &[])
+        .scim_delete("Group", &group.id, None, 9_000, "idp")
         .await
         .expect_err("already gone");
     ensure!(matches!(err, StoreError::ScimNotFound { .. }), "{err}");
     // The name is free again.
     store
-        .scim_create("Group", json!({"displayName": "eng"}), 2, &[])
+        .scim_create("Group", json!({"displayName": "eng"}), 2, "idp")
         .await?;
     Ok(())
 }

@@ -16,6 +16,7 @@ fn short_wait() -> OpenOptions {
     OpenOptions {
         create_if_missing: false,
         busy_timeout: SHORT_WAIT,
+        max_connections: None,
     }
 }
 
