@@ -6,6 +6,9 @@
 //! - [`proxy`]: a small fault-injecting HTTP/1.1 proxy to put in front of a real server
 //!   (error statuses, delays, resets, truncated and garbage bodies).
 //! - [`postgres`]: throw-away databases on the machine's PostgreSQL.
+//! - [`pg_cluster`]: a throw-away PostgreSQL cluster of a test's own ([`PgCluster`]) on a free
+//!   port, to stop (fast shutdown), kill (a crash) and start again on the same port with the
+//!   same data; removed when dropped, and never outliving the test process.
 //! - [`slapd`]: a real OpenLDAP server with its own throw-away configuration and a seeded,
 //!   JumpCloud-shaped directory (users, nested and empty groups, StartTLS and LDAPS).
 //!
@@ -29,11 +32,13 @@
 //! loudly with a message saying how to provide it; nothing here skips a test.
 
 pub mod airflow;
+pub mod pg_cluster;
 pub mod postgres;
 pub mod proxy;
 pub mod slapd;
 
 pub use airflow::{AirflowServer, AirflowServerBuilder, AirflowVersion};
+pub use pg_cluster::{PgCluster, PgClusterBuilder};
 pub use postgres::{fresh_pg_database, pg_admin_url, PgTestDb};
 pub use proxy::{Fault, FaultProxy, Rule};
 pub use slapd::Slapd;
