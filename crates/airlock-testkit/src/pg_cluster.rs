@@ -284,7 +284,7 @@ impl PgCluster {
         self.port
     }
 
-    /// `127.0.0.1:PORT`, for example as the upstream of a TCP proxy.
+    /// `127.0.0.1:PORT`, for example as the upstream of a [`crate::TcpProxy`].
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
@@ -294,8 +294,8 @@ impl PgCluster {
         self.url_via(self.port, db)
     }
 
-    /// The URL of database `db` reached through another port on 127.0.0.1, such as a TCP proxy
-    /// in front of this cluster.
+    /// The URL of database `db` reached through another port on 127.0.0.1, such as a
+    /// [`crate::TcpProxy`] in front of this cluster.
     pub fn url_via(&self, port: u16, db: &str) -> String {
         format!("postgres://{SUPERUSER}@127.0.0.1:{port}/{db}")
     }
