@@ -468,7 +468,7 @@ pub(crate) fn random_secret(len: usize) -> String {
 }
 
 /// A port that was free on 127.0.0.1 a moment ago (the OS picks it; we release it for the server).
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot bind 127.0.0.1:0")?;
     Ok(listener

@@ -6,6 +6,12 @@
 //! - [`proxy`]: a small fault-injecting HTTP/1.1 proxy to put in front of a real server
 //!   (error statuses, delays, resets, truncated and garbage bodies).
 //! - [`postgres`]: throw-away databases on the machine's PostgreSQL.
+//! - [`pg_cluster`]: a throw-away PostgreSQL cluster of a test's own ([`PgCluster`]) on a free
+//!   port, to stop (fast shutdown), kill (a crash) and start again on the same port with the
+//!   same data; removed when dropped, and never outliving the test process.
+//! - [`tcp_proxy`]: a byte-forwarding TCP proxy ([`TcpProxy`]) in front of any TCP server, on a
+//!   thread of its own, that can pass, blackhole (hold everything, close nothing) or reset its
+//!   connections at any time, with counters of open and accepted connections.
 //! - [`slapd`]: a real OpenLDAP server with its own throw-away configuration and a seeded,
 //!   JumpCloud-shaped directory (users, nested and empty groups, StartTLS and LDAPS).
 //!
@@ -29,11 +35,15 @@
 //! loudly with a message saying how to provide it; nothing here skips a test.
 
 pub mod airflow;
+pub mod pg_cluster;
 pub mod postgres;
 pub mod proxy;
 pub mod slapd;
+pub mod tcp_proxy;
 
 pub use airflow::{AirflowServer, AirflowServerBuilder, AirflowVersion};
+pub use pg_cluster::{PgCluster, PgClusterBuilder};
 pub use postgres::{fresh_pg_database, pg_admin_url, PgTestDb};
 pub use proxy::{Fault, FaultProxy, Rule};
 pub use slapd::Slapd;
+pub use tcp_proxy::{ProxyMode, TcpProxy};

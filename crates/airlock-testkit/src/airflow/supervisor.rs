@@ -5,19 +5,25 @@
 //! creates its pipes close-on-exec, so no other child inherits it). When that pipe closes —
 //! because the server handle was dropped, or because the test process exited, panicked, was
 //! killed or never ran its destructors (statics are never dropped) — the supervisor's `read`
-//! returns, and it sends SIGTERM to the whole process group (Airflow forks gunicorn/uvicorn
-//! workers, so one pid is not enough), SIGKILL after a short grace period, and removes the
-//! server's home directory.
+//! returns, and by default it sends SIGTERM to the whole process group (Airflow forks
+//! gunicorn/uvicorn workers, so one pid is not enough), SIGKILL after a short grace period, and
+//! removes the server's home directory.
 //!
 //! The server's stdout/stderr is a pipe that a thread copies into a log file. Every process of
 //! the server holds that pipe, so end-of-file on it means the whole server is gone: that is how
 //! startup notices a crash, and how a drop waits until the port is really released.
 //!
+//! A [`StopPolicy`] says which signal goes first and to whom (PostgreSQL wants SIGINT, a fast
+//! shutdown, sent to the postmaster alone). A deliberate [`Supervised::stop_keeping_home`]
+//! writes `keep` down the pipe before closing it, and the supervisor then leaves the home
+//! directory in place (a PostgreSQL data directory that is started again later); plain
+//! end-of-file (a drop, or the test process gone) always removes it.
+//!
 //! What it does not do: survive SIGKILL of the supervisor itself (nothing can), or follow a
 //! process that leaves the group and closes its stdout.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write as _};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -27,39 +33,67 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-/// The supervisor, run as `sh -c SCRIPT airlock-supervisor HOME PROGRAM ARGS...`.
+/// The supervisor, run as `sh -c SCRIPT airlock-supervisor HOME SIGNAL TARGET GRACE PROGRAM
+/// ARGS...` (see [`StopPolicy`] for the middle three).
 ///
 /// - `setsid` gives the server its own session and process group (pgid = `$child`, because a
 ///   background job of a non-interactive shell is not a group leader, so `setsid` does not fork),
 ///   which also keeps a terminal's Ctrl-C or hang-up away from it.
 /// - After starting the server the supervisor lets go of the log pipe (so its end-of-file only
 ///   depends on the server) and ignores the signals that could kill it before it has cleaned up.
-/// - `read` returns at end-of-file on stdin: the test process closed the pipe or is gone.
+/// - `read` returns at end-of-file on stdin (the test process closed the pipe or is gone) or
+///   when a line arrives; only the line `keep` spares the home directory.
+/// - The first signal (`$2`) goes to the process group when `$3` is `-`, else to the server
+///   process alone; `$4` is the grace period in tenths of a second.
 /// - `kill -0 -PGID` is true while any process of the group exists; dash reaps its own child
 ///   while it waits for `sleep`, so the loop ends as soon as the group is empty.
-/// - The grace period between SIGTERM and SIGKILL is short (1 s): a test server holds nothing
-///   worth a clean shutdown, and Airflow's interpreter takes about 2 s to exit after SIGTERM,
-///   which every drop of a private server would otherwise pay.
+/// - The default grace period between SIGTERM and SIGKILL is short (1 s): a test server holds
+///   nothing worth a clean shutdown, and Airflow's interpreter takes about 2 s to exit after
+///   SIGTERM, which every drop of a private server would otherwise pay.
 const SUPERVISOR_SCRIPT: &str = r#"home=$1
-shift
+signal=$2
+target=$3
+grace=$4
+shift 4
 setsid "$@" </dev/null 2>&1 &
 child=$!
 exec >/dev/null 2>&1
 trap '' HUP INT TERM PIPE
-read -r _ignored
-kill -TERM -"$child"
+read -r command
+kill -"$signal" "$target$child"
 i=0
-while [ "$i" -lt 10 ] && kill -0 -"$child"; do
+while [ "$i" -lt "$grace" ] && kill -0 -"$child"; do
   sleep 0.1
   i=$((i + 1))
 done
 kill -KILL -"$child"
 wait "$child"
-rm -rf -- "$home"
+[ "$command" = keep ] || rm -rf -- "$home"
 "#;
 
-/// How long a stop waits for the server's processes to close their output: longer than the
-/// supervisor's own TERM-to-KILL grace period (1 s), so a normal stop always finishes.
+/// How the supervisor stops the server once the test process lets go of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StopPolicy {
+    /// The first signal, by name without `SIG` (`TERM`, `INT`).
+    pub(crate) signal: &'static str,
+    /// Whether the first signal goes to the whole process group (else to the server process
+    /// alone, for servers that stop their own children, like PostgreSQL's postmaster).
+    pub(crate) whole_group: bool,
+    /// How long after the first signal whatever is left of the group gets SIGKILL.
+    pub(crate) grace: Duration,
+}
+
+impl StopPolicy {
+    /// SIGTERM to the whole group, SIGKILL 1 s later: see [`SUPERVISOR_SCRIPT`] for why 1 s.
+    pub(crate) const TERM_GROUP: Self = Self {
+        signal: "TERM",
+        whole_group: true,
+        grace: Duration::from_secs(1),
+    };
+}
+
+/// How long a stop waits for the server's processes to close their output, on top of the
+/// policy's grace period, so a normal stop always finishes.
 const OUTPUT_CLOSE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long a stop waits for the supervisor to finish removing the home directory.
@@ -73,17 +107,40 @@ pub(crate) struct Supervised {
     /// Set when every holder of the server's stdout has closed it (the server is gone).
     output_closed: Arc<(Mutex<bool>, Condvar)>,
     log_path: PathBuf,
+    policy: StopPolicy,
 }
 
 impl Supervised {
     /// Starts `program args` with `env` under a supervisor that removes `home` after stopping
-    /// it; the output goes to `log_path`.
+    /// it ([`StopPolicy::TERM_GROUP`]); the output goes to `log_path`.
     pub(crate) fn spawn(
         program: &Path,
         args: &[String],
         env: &[(String, String)],
         home: &Path,
         log_path: &Path,
+    ) -> anyhow::Result<Self> {
+        Self::spawn_with(
+            program,
+            args,
+            env,
+            home,
+            log_path,
+            StopPolicy::TERM_GROUP,
+            None,
+        )
+    }
+
+    /// [`Self::spawn`] with its own way of stopping the server and, when given, its own working
+    /// directory (a server that runs as another user may not be able to enter the test's).
+    pub(crate) fn spawn_with(
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        home: &Path,
+        log_path: &Path,
+        policy: StopPolicy,
+        current_dir: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let log = OpenOptions::new()
             .create(true)
@@ -100,6 +157,9 @@ impl Supervised {
             .arg(SUPERVISOR_SCRIPT)
             .arg("airlock-supervisor")
             .arg(home)
+            .arg(policy.signal)
+            .arg(if policy.whole_group { "-" } else { "" })
+            .arg(policy.grace.as_millis().div_ceil(100).to_string())
             .arg(program)
             .args(args)
             .stdin(Stdio::piped())
@@ -108,6 +168,9 @@ impl Supervised {
             // Its own process group, so a Ctrl-C aimed at the test run cannot kill the
             // supervisor before it has stopped the server.
             .process_group(0);
+        if let Some(dir) = current_dir {
+            command.current_dir(dir);
+        }
         apply_env(&mut command, env);
         let mut child = command
             .spawn()
@@ -130,6 +193,7 @@ impl Supervised {
                 lifeline,
                 output_closed,
                 log_path: log_path.to_owned(),
+                policy,
             };
             supervised.stop();
             return Err(err).context("cannot start the server log thread");
@@ -140,6 +204,7 @@ impl Supervised {
             lifeline,
             output_closed,
             log_path: log_path.to_owned(),
+            policy,
         })
     }
 
@@ -161,6 +226,11 @@ impl Supervised {
         log_tail(&self.log_path, lines)
     }
 
+    /// Whether every process of the server has exited (or at least closed its output).
+    pub(crate) fn has_exited(&self) -> bool {
+        self.is_output_closed()
+    }
+
     fn is_output_closed(&self) -> bool {
         let (closed, _) = &*self.output_closed;
         *closed
@@ -168,24 +238,34 @@ impl Supervised {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Stops the server tree like [`Self::stop`] but leaves the home directory in place.
+    pub(crate) fn stop_keeping_home(&mut self) {
+        if let Some(mut lifeline) = self.lifeline.take() {
+            // If the write fails the supervisor is already gone (or going): nothing to spare.
+            let _ = lifeline.write_all(b"keep\n");
+        }
+        self.stop();
+    }
+
     /// Stops the server tree and waits (bounded) until it is gone and the supervisor exited.
     pub(crate) fn stop(&mut self) {
         // Closing the pipe is the whole protocol: the supervisor does the killing.
         drop(self.lifeline.take());
 
+        let output_timeout = self.policy.grace + OUTPUT_CLOSE_TIMEOUT;
         let (closed, condvar) = &*self.output_closed;
         let guard = closed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (guard, timeout) = condvar
-            .wait_timeout_while(guard, OUTPUT_CLOSE_TIMEOUT, |closed| !*closed)
+            .wait_timeout_while(guard, output_timeout, |closed| !*closed)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         drop(guard);
         if timeout.timed_out() {
             eprintln!(
                 "airlock-testkit: server processes still hold their output {} s after the stop \
                  request; log: {}",
-                OUTPUT_CLOSE_TIMEOUT.as_secs(),
+                output_timeout.as_secs(),
                 self.log_path.display()
             );
         }
