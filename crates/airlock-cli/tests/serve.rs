@@ -40,10 +40,16 @@ fn free_port() -> u16 {
 }
 
 fn start(dir: &std::path::Path) -> Replica {
+    start_with(dir, &[])
+}
+
+/// [`start`] with extra environment (config overrides such as `AIRLOCK_STORE__URL`).
+fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Replica {
     let port = free_port();
     let child = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
         .current_dir(dir)
         .env_remove("AIRLOCK_CONFIG")
+        .envs(env.iter().copied())
         .env("AF3_PW", &v3().admin_password)
         .args([
             "--config",
@@ -56,7 +62,11 @@ fn start(dir: &std::path::Path) -> Replica {
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::File::create(dir.join(format!("serve-{port}.log")))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
         .spawn()
         .expect("airlock serve");
     Replica {
@@ -76,8 +86,7 @@ async fn get(url: &str) -> Option<(u16, String)> {
     Some((status, resp.text().await.unwrap_or_default()))
 }
 
-/// `airlock_lease_held{instance="af3"}` as the replica reports it, if it answers.
-/// Waits until the replica's /readyz answers 200.
+/// Waits until the replica's /readyz answers 200 (its store answers).
 async fn wait_ready(r: &Replica, what: &str) {
     wait_for(what, Duration::from_secs(60), || async {
         matches!(get(&format!("{}/readyz", r.base)).await, Some((200, _)))
@@ -85,6 +94,18 @@ async fn wait_ready(r: &Replica, what: &str) {
     .await;
 }
 
+/// Waits until the replica has completed a full sync of `af3` (the one it runs when it takes
+/// the lease).
+async fn wait_first_sync(r: &Replica, what: &str) {
+    wait_for(what, Duration::from_secs(60), || async {
+        get(&format!("{}/metrics", r.base)).await.is_some_and(|(_, m)| {
+            m.contains("airlock_sync_runs_total{instance=\"af3\",result=\"succeeded\",trigger=\"schedule\"}")
+        })
+    })
+    .await;
+}
+
+/// `airlock_lease_held{instance="af3"}` as the replica reports it, if it answers.
 async fn lease_held(r: &Replica) -> Option<bool> {
     let (_, body) = get(&format!("{}/metrics", r.base)).await?;
     body.lines()
@@ -135,7 +156,7 @@ async fn two_replicas_share_one_store_one_syncs_and_the_other_takes_over_when_it
     .expect("people");
 
     let mut a = start(dir.path());
-    wait_ready(&a, "replica A ready").await;
+    wait_first_sync(&a, "replica A's first sync").await;
     wait_for(
         "replica A to hold the lease",
         Duration::from_secs(30),
@@ -373,7 +394,7 @@ async fn an_acknowledged_scim_write_survives_a_crash_and_is_applied_when_the_ser
     );
 
     let mut first = start(dir.path());
-    wait_ready(&first, "serve ready").await;
+    wait_first_sync(&first, "the first full sync").await;
     // From now on Airflow is unreachable: the sync the write triggers cannot apply it.
     proxy.add_rule(Rule::new("/", Fault::Reset));
     let scim = format!("{}/scim/v2", first.base);
@@ -419,7 +440,7 @@ async fn a_failed_targeted_run_keeps_the_change_and_retries_it() {
         "jumpcloud",
     );
     let replica = start(dir.path());
-    wait_ready(&replica, "serve ready").await;
+    wait_first_sync(&replica, "the first full sync").await;
     proxy.add_rule(Rule::new("/", Fault::Reset));
     let scim = format!("{}/scim/v2", replica.base);
     let username = format!("retry-{id}@example.com");
@@ -608,4 +629,371 @@ fn scim_service_on(
         .expect("utf8")
         .trim()
         .to_string()
+}
+
+/// A fleet of `airlock serve` replicas on a throw-away PostgreSQL cluster, each replica
+/// reaching it through its own TCP fault proxy (so one can be cut off alone), and instances
+/// that all point at the shared Airflow through their own HTTP proxies (so each instance's
+/// calls can be counted).
+struct Fleet {
+    dir: tempfile::TempDir,
+    pg: airlock_testkit::PgCluster,
+    db: String,
+    pg_proxies: Vec<airlock_testkit::TcpProxy>,
+    replicas: Vec<Option<Replica>>,
+    af_proxies: Vec<airlock_testkit::FaultProxy>,
+    token: String,
+    group: String,
+    domain: String,
+}
+
+impl Fleet {
+    /// `replicas` replicas and `instances` instances (the last `unreachable` of them point at
+    /// a port nobody listens on), a policy granting Viewer everywhere to one SCIM group, and
+    /// leases that live 3 s.
+    async fn start(replicas: usize, instances: usize, unreachable: usize) -> Fleet {
+        let pg = airlock_testkit::PgCluster::start().expect("PostgreSQL binaries are required");
+        let url = pg.fresh_database().expect("database");
+        let db = url.rsplit('/').next().expect("db name").to_string();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = unique();
+        let group = format!("fleet-{id}");
+        let mut af_proxies = Vec::new();
+        let mut config = format!(
+            "policy = \"policy.toml\"\n[store]\nurl = \"{url}\"\n[directory]\nkind = \"scim\"\n\
+             [serve]\nsync_interval_secs = 3600\nsync_jitter_secs = 0\nlease_retry_secs = 1\n\
+             lease_ttl_secs = 3\nscim_poll_ms = 200\n"
+        );
+        for i in 0..instances {
+            let name = format!("af{i:02}");
+            let target = if i + unreachable >= instances {
+                format!("http://127.0.0.1:{}", free_port())
+            } else {
+                let p = airlock_testkit::FaultProxy::start(&v3().base_url).await;
+                let u = p.url();
+                af_proxies.push(p);
+                u
+            };
+            config.push_str(&format!(
+                "[instances.{name}]\nurl = \"{target}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\nmax_retries = 0\ntimeout_secs = 5\n"
+            ));
+        }
+        std::fs::write(dir.path().join("airlock.toml"), config).expect("config");
+        std::fs::write(
+            dir.path().join("policy.toml"),
+            format!("[[grants]]\ngroup = \"{group}\"\nroles = [\"Viewer\"]\n[safety]\nmax_deprovision_fraction = 1.0\n"),
+        )
+        .expect("policy");
+        let token = scim_token(dir.path(), "okta");
+        let mut fleet = Fleet {
+            dir,
+            pg,
+            db,
+            pg_proxies: Vec::new(),
+            replicas: Vec::new(),
+            af_proxies,
+            token,
+            group,
+            domain: format!("{id}.example.com"),
+        };
+        for _ in 0..replicas {
+            let proxy = airlock_testkit::TcpProxy::start(fleet.pg.addr()).expect("tcp proxy");
+            fleet.pg_proxies.push(proxy);
+            fleet.replicas.push(None);
+        }
+        for r in 0..replicas {
+            fleet.restart(r);
+        }
+        fleet
+    }
+
+    fn restart(&mut self, r: usize) {
+        let url = self.pg.url_via(self.pg_proxies[r].port(), &self.db);
+        self.replicas[r] = Some(start_with(self.dir.path(), &[("AIRLOCK_STORE__URL", &url)]));
+    }
+
+    fn replica(&self, r: usize) -> &Replica {
+        self.replicas[r].as_ref().expect("replica running")
+    }
+
+    fn pid(&self, r: usize) -> String {
+        self.replica(r).child.id().to_string()
+    }
+
+    fn user(&self, k: usize) -> String {
+        format!("u{k}@{}", self.domain)
+    }
+
+    async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.pg.url(&self.db)).await.expect("pg")
+    }
+
+    /// A SCIM request through replica `r`, retried while the store is unavailable (503).
+    async fn scim(&self, r: usize, method: reqwest::Method, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("{}/scim/v2{path}", self.replica(r).base);
+        for _ in 0..60 {
+            let resp = reqwest::Client::new()
+                .request(method.clone(), &url)
+                .bearer_auth(&self.token)
+                .header("content-type", "application/scim+json")
+                .json(&body)
+                .timeout(Duration::from_secs(20))
+                .send()
+                .await;
+            match resp {
+                Ok(resp) if resp.status().is_success() => {
+                    return resp.json().await.unwrap_or_default();
+                }
+                Ok(resp) if resp.status().as_u16() == 503 => {
+                    assert!(resp.headers().contains_key("retry-after"), "503 without Retry-After");
+                }
+                Ok(resp) => panic!("{method} {path}: {} {}", resp.status(), resp.text().await.unwrap_or_default()),
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("{method} {path}: no success through replica {r}");
+    }
+
+    async fn deactivate(&self, r: usize, user_id: &str) {
+        self.scim(
+            r,
+            reqwest::Method::PATCH,
+            &format!("/Users/{user_id}"),
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{ "op": "replace", "value": { "active": false } }]
+            }),
+        )
+        .await;
+    }
+
+    /// Succeeded audit events of `operation` on `username`, by instance.
+    async fn audited(&self, operation: &str, username: &str) -> std::collections::BTreeMap<String, usize> {
+        let pool = self.pool().await;
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT event_json FROM audit_events ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .expect("audit");
+        pool.close().await;
+        let mut by = std::collections::BTreeMap::new();
+        for (json,) in rows {
+            let e: serde_json::Value = serde_json::from_str(&json).expect("event json");
+            if e["operation"] == operation
+                && e["outcome"]["status"] == "succeeded"
+                && e["target"]["username"].as_str().is_some_and(|u| u.eq_ignore_ascii_case(username))
+            {
+                *by.entry(e["instance"].as_str().unwrap_or("").to_string()).or_insert(0) += 1;
+            }
+        }
+        by
+    }
+
+    /// The reachable instances, each of which recorded `username` as managed.
+    async fn managed_everywhere(&self, username: &str, reachable: usize) -> bool {
+        let pool = self.pool().await;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM managed_accounts WHERE username_key = $1")
+            .bind(username.to_lowercase())
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0);
+        pool.close().await;
+        n as usize >= reachable
+    }
+}
+
+/// `airlock scim token create --client CLIENT` in `dir`; the token.
+fn scim_token(dir: &std::path::Path, client: &str) -> String {
+    let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+        .current_dir(dir)
+        .env_remove("AIRLOCK_CONFIG")
+        .env("AF3_PW", &v3().admin_password)
+        .args(["--config", "airlock.toml", "scim", "token", "create", "--client", client])
+        .output()
+        .expect("token create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+}
+
+/// Three replicas and twelve instances: every SCIM write, taken by any replica, reaches every
+/// instance; each deprovisioning is applied exactly once per instance (counted in the audit
+/// trail and in the calls each instance's proxy saw) through kill -9 of one replica, SIGSTOP
+/// of another, a third cut off from PostgreSQL, and a restart of PostgreSQL itself.
+#[tokio::test]
+async fn three_replicas_and_twelve_instances_apply_every_scim_write_once_through_faults() {
+    const INSTANCES: usize = 12;
+    let mut fleet = Fleet::start(3, INSTANCES, 0).await;
+    for r in 0..3 {
+        wait_ready(fleet.replica(r), "replica ready").await;
+    }
+    // Six people, created through the three replicas in turn, in one group.
+    let mut ids = Vec::new();
+    for k in 0..6 {
+        let user = fleet
+            .scim(k % 3, reqwest::Method::POST, "/Users", serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": fleet.user(k), "active": true,
+                "name": { "givenName": "Fleet", "familyName": format!("U{k}") },
+                "emails": [{ "value": fleet.user(k), "primary": true }]
+            }))
+            .await;
+        ids.push(user["id"].as_str().expect("id").to_string());
+    }
+    let members: Vec<serde_json::Value> = ids.iter().map(|i| serde_json::json!({ "value": i })).collect();
+    fleet
+        .scim(1, reqwest::Method::POST, "/Groups", serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": fleet.group, "members": members
+        }))
+        .await;
+    let admin = airflow_admin().await;
+    let took = wait_for("every instance to provision the six people", Duration::from_secs(120), || async {
+        for k in 0..6 {
+            if roles_of(&admin, &fleet.user(k)).await != vec!["Viewer".to_string()]
+                || !fleet.managed_everywhere(&fleet.user(k), INSTANCES).await
+            {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    eprintln!("6 SCIM users on 3 replicas -> managed on 12 instances: {:.1} s", took.as_secs_f64());
+    // Every instance is held by exactly one replica.
+    let held = held_counts(&fleet).await;
+    assert_eq!(held.iter().sum::<usize>(), INSTANCES, "{held:?}");
+
+    // Each fault, then a deactivation through a surviving replica.
+    let faults: [(&str, usize, usize); 4] = [("kill -9", 0, 1), ("SIGSTOP", 1, 2), ("cut from PostgreSQL", 2, 0), ("PostgreSQL restart", 0, 1)];
+    for (k, (fault, victim, via)) in faults.into_iter().enumerate() {
+        let k = k + 1;
+        match fault {
+            "kill -9" => {
+                let r = fleet.replicas[victim].as_mut().expect("running");
+                r.child.kill().expect("kill");
+                r.child.wait().expect("reap");
+            }
+            "SIGSTOP" => signal(&fleet.pid(victim), "-STOP"),
+            "cut from PostgreSQL" => fleet.pg_proxies[victim].blackhole(),
+            _ => fleet.pg.restart().expect("restart PostgreSQL"),
+        }
+        fleet.deactivate(via, &ids[k]).await;
+        let user = fleet.user(k);
+        let took = wait_for(&format!("user {k} suspended on every instance after {fault}"), Duration::from_secs(120), || async {
+            roles_of(&admin, &user).await.is_empty()
+                && fleet.audited("account.suspend", &user).await.len() == INSTANCES
+        })
+        .await;
+        eprintln!("after {fault}: SCIM deactivation -> suspended on all 12 instances: {:.1} s", took.as_secs_f64());
+        // Heal the fault before the next one, so that replicas remain.
+        match fault {
+            "kill -9" => fleet.restart(victim),
+            "SIGSTOP" => signal(&fleet.pid(victim), "-CONT"),
+            "cut from PostgreSQL" => fleet.pg_proxies[victim].restore(),
+            _ => {}
+        }
+    }
+    // Let the healed replicas run (the resumed one must not write again, fenced).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for k in 1..=4 {
+        let user = fleet.user(k);
+        let by = fleet.audited("account.suspend", &user).await;
+        assert_eq!(by.len(), INSTANCES, "{user}: {by:?}");
+        assert!(by.values().all(|n| *n == 1), "suspended more than once on an instance: {user}: {by:?}");
+        assert!(roles_of(&admin, &user).await.is_empty());
+        // From Airflow's side: each instance's proxy saw one role strip of that user.
+        for p in &fleet.af_proxies {
+            let strips = p
+                .requests_log()
+                .iter()
+                .filter(|(m, path)| m == "PATCH" && path.contains(&format!("/users/{user}")) && path.contains("update_mask=roles"))
+                .count();
+            assert!(strips <= 2, "{user}: {strips} role PATCHes through one instance");
+        }
+    }
+    for k in [0, 5] {
+        assert_eq!(roles_of(&admin, &fleet.user(k)).await, vec!["Viewer".to_string()]);
+        assert!(fleet.audited("account.create", &fleet.user(k)).await.values().all(|n| *n == 1));
+    }
+    // Nothing left pending; the trail is intact; every run ended.
+    let pool = fleet.pool().await;
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scim_changes").fetch_one(&pool).await.expect("pending");
+    assert_eq!(pending, 0);
+    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM op_journal WHERE state = 'intent'").fetch_one(&pool).await.expect("journal");
+    assert_eq!(open, 0, "no intent left open");
+    pool.close().await;
+    let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+        .current_dir(fleet.dir.path())
+        .env_remove("AIRLOCK_CONFIG")
+        .env("AF3_PW", &v3().admin_password)
+        .args(["--config", "airlock.toml", "audit", "verify"])
+        .output()
+        .expect("verify");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let held = held_counts(&fleet).await;
+    assert_eq!(held.iter().sum::<usize>(), INSTANCES, "{held:?}");
+}
+
+fn signal(pid: &str, sig: &str) {
+    assert!(Command::new("kill").args([sig, pid]).status().expect("kill").success());
+}
+
+/// How many instances each running replica says it holds.
+async fn held_counts(fleet: &Fleet) -> Vec<usize> {
+    let mut out = Vec::new();
+    for r in fleet.replicas.iter().flatten() {
+        let Some((_, body)) = get(&format!("{}/healthz", r.base)).await else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let n = v["instances"]
+            .as_array()
+            .map(|a| a.iter().filter(|i| i["lease"]["held_here"] == true).count())
+            .unwrap_or(0);
+        out.push(n);
+    }
+    out
+}
+
+/// Six instances, one of them unreachable: the other five are synced and get every SCIM
+/// write, and /healthz says which one fails and what is pending for it.
+#[tokio::test]
+async fn one_unreachable_airflow_delays_no_other_instance() {
+    let fleet = Fleet::start(1, 6, 1).await;
+    wait_ready(fleet.replica(0), "replica ready").await;
+    let user = fleet
+        .scim(0, reqwest::Method::POST, "/Users", serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": fleet.user(0), "active": true,
+            "emails": [{ "value": fleet.user(0), "primary": true }]
+        }))
+        .await;
+    fleet
+        .scim(0, reqwest::Method::POST, "/Groups", serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": fleet.group, "members": [{ "value": user["id"] }]
+        }))
+        .await;
+    let admin = airflow_admin().await;
+    wait_for("the five reachable instances to provision", Duration::from_secs(60), || async {
+        roles_of(&admin, &fleet.user(0)).await == vec!["Viewer".to_string()]
+            && fleet.managed_everywhere(&fleet.user(0), 5).await
+    })
+    .await;
+    fleet.deactivate(0, user["id"].as_str().expect("id")).await;
+    wait_for("the five reachable instances to suspend", Duration::from_secs(60), || async {
+        fleet.audited("account.suspend", &fleet.user(0)).await.len() == 5
+    })
+    .await;
+    let (status, body) = get(&format!("{}/healthz", fleet.replica(0).base)).await.expect("healthz");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let down = v["instances"].as_array().expect("instances").iter().find(|i| i["name"] == "af05").cloned().expect("af05");
+    assert_eq!(down["last_error_class"], "airflow/transient", "{down}");
+    assert!(down["pending_scim_changes"].as_u64().unwrap_or(0) >= 1, "{down}");
+    assert!(down["last_success_at"].is_null(), "{down}");
+    let up = v["instances"].as_array().expect("instances").iter().find(|i| i["name"] == "af00").cloned().expect("af00");
+    assert!(up["last_success_at"].is_string(), "{up}");
+    assert_eq!(up["pending_scim_changes"], 0, "{up}");
+    assert_eq!(v["store"]["reachable"], true);
 }

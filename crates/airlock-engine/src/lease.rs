@@ -25,7 +25,18 @@ pub fn instance_lease(instance: &str) -> String {
 
 /// A readable, unique holder id for this process: `KIND on HOST (pid N, XXXXXXXX)`.
 pub fn holder_id(kind: &str) -> String {
-    let host = std::env::var("HOSTNAME")
+    let host = host_name();
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{kind} on {host} (pid {}, {})",
+        std::process::id(),
+        &nonce[..8]
+    )
+}
+
+/// This host's name, as holder ids carry it.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
         .or_else(|| {
@@ -34,13 +45,27 @@ pub fn holder_id(kind: &str) -> String {
                 .map(|h| h.trim().to_string())
         })
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".into());
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
-    format!(
-        "{kind} on {host} (pid {}, {})",
-        std::process::id(),
-        &nonce[..8]
-    )
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Whether `holder` (a [`holder_id`]) names a process on this host that no longer exists: its
+/// lease is stale and can be taken over at once (a restart after a crash need not wait for
+/// the lease to expire). A holder on another host, or one whose pid is alive (or reused), is
+/// left to expire.
+pub fn holder_is_dead_here(holder: &str) -> bool {
+    let Some((_, rest)) = holder.rsplit_once(" on ") else {
+        return false;
+    };
+    let Some((host, rest)) = rest.split_once(" (pid ") else {
+        return false;
+    };
+    let Some(pid) = rest.split(',').next().and_then(|p| p.trim().parse::<u32>().ok()) else {
+        return false;
+    };
+    host == host_name()
+        && pid != std::process::id()
+        && std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 struct Held {
@@ -89,6 +114,21 @@ pub enum Taken {
     Held(LeaseRow),
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_on_this_host_whose_process_is_gone_is_dead_and_others_are_not() {
+        let me = holder_id("airlock serve");
+        assert!(!holder_is_dead_here(&me), "{me}");
+        let gone = format!("airlock serve on {} (pid 4000000000, abcdef12)", host_name());
+        assert!(holder_is_dead_here(&gone));
+        assert!(!holder_is_dead_here("airlock serve on elsewhere (pid 4000000000, abcdef12)"));
+        assert!(!holder_is_dead_here("garbage"));
+    }
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -135,11 +175,28 @@ impl LeaseKeeper {
     /// Takes lease `name` if it is free or expired.
     pub async fn acquire(&self, name: &str) -> Result<Taken, StoreError> {
         let started = Instant::now();
-        let got = self
+        let mut got = self
             .inner
             .store
             .acquire_lease(name, &self.inner.holder, self.now_ms(), ms(self.inner.ttl))
             .await?;
+        if let Acquire::Held(row) = &got {
+            if holder_is_dead_here(&row.holder) {
+                tracing::info!(lease = %name, stale = %row.holder, "taking over the lease of a process that is gone");
+                got = self
+                    .inner
+                    .store
+                    .take_over_lease(
+                        name,
+                        &self.inner.holder,
+                        &row.holder,
+                        row.epoch,
+                        self.now_ms(),
+                        ms(self.inner.ttl),
+                    )
+                    .await?;
+            }
+        }
         match got {
             Acquire::Granted(g) => {
                 let held = Held {

@@ -763,8 +763,6 @@ impl<'a> Engine<'a> {
             return Ok(0);
         };
         let now = ms(self.clock.now());
-        // Runs whose process is gone end as interrupted (plan-only runs after an hour).
-        self.store.close_orphaned_runs(now, now - 3_600_000).await?;
         let mut resolved = 0;
         for inst in &self.instances {
             let open = self.store.journal_open(inst.name.as_str()).await?;
@@ -920,6 +918,12 @@ impl<'a> Engine<'a> {
         allow_mass: bool,
         touched: Option<&Touched>,
     ) -> Result<(String, Gate), EngineError> {
+        if self.leases.is_some() {
+            // Runs whose process is gone end as interrupted (plan-only runs after an hour),
+            // before this one begins.
+            let now = ms(self.clock.now());
+            self.store.close_orphaned_runs(now, now - 3_600_000).await?;
+        }
         let run_id = self.begin_run(kind).await?;
         // What a stopped run left half-done is settled first, by reading Airflow back.
         let observed = match self.resolve_intents().await {

@@ -134,6 +134,35 @@ impl Store {
         }
     }
 
+    /// Takes lease `name` over from `stale_holder`'s tenure `stale_epoch` even before it
+    /// expires (the caller knows that process is gone: same host, no such pid). Fails over to
+    /// [`Acquire::Held`] if anything changed meanwhile.
+    pub async fn take_over_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        stale_holder: &str,
+        stale_epoch: i64,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Acquire, StoreError> {
+        let fail = |e| self.ctx.query_failed("take over lease", e);
+        sqlx::query(
+            "UPDATE leases SET holder = $2, epoch = epoch + 1, acquired_ms = $5, renewed_ms = $5, \
+             expires_ms = $6 WHERE name = $1 AND holder = $3 AND epoch = $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(stale_holder)
+        .bind(stale_epoch)
+        .bind(now_ms)
+        .bind(now_ms.saturating_add(ttl_ms))
+        .execute(&self.lease_pool)
+        .await
+        .map_err(fail)?;
+        self.acquire_lease(name, holder, now_ms, ttl_ms).await
+    }
+
     /// Renews every lease `holder` still holds to `now_ms + ttl_ms`; returns them (name and
     /// epoch). A lease missing from the answer was taken over by someone else.
     pub async fn renew_leases(

@@ -56,6 +56,9 @@ pub enum Fault {
     /// Wait this long, then forward (to make a client time out; the upstream still gets the
     /// request, as a real slow server would have processed it).
     Delay(Duration),
+    /// Forward at once (the upstream processes the request), then hold the answer this long
+    /// before sending it: a client killed meanwhile made the change without seeing it.
+    HoldResponse(Duration),
     /// Close the client connection abruptly (TCP reset) without answering or forwarding.
     Reset,
     /// Forward, then send the upstream's head (with its original `Content-Length`) and only
@@ -361,6 +364,9 @@ async fn serve_connection(shared: Arc<Shared>, mut client: TcpStream) {
         Some(Fault::Truncate { keep_body_bytes }) => {
             forward_and_reply(&shared, &mut client, &request, Some(keep_body_bytes)).await
         }
+        Some(Fault::HoldResponse(hold)) => {
+            forward_and_reply_after(&shared, &mut client, &request, None, hold).await
+        }
         Some(Fault::Status {
             status,
             body,
@@ -458,7 +464,22 @@ async fn forward_and_reply(
     request: &Request,
     keep_body_bytes: Option<usize>,
 ) -> std::io::Result<()> {
-    let response = match forward(shared, request).await {
+    forward_and_reply_after(shared, client, request, keep_body_bytes, Duration::ZERO).await
+}
+
+/// [`forward_and_reply`], holding the upstream's answer for `hold` before replying.
+async fn forward_and_reply_after(
+    shared: &Shared,
+    client: &mut TcpStream,
+    request: &Request,
+    keep_body_bytes: Option<usize>,
+    hold: Duration,
+) -> std::io::Result<()> {
+    let response = forward(shared, request).await;
+    if !hold.is_zero() {
+        tokio::time::sleep(hold).await;
+    }
+    let response = match response {
         Ok(response) => response,
         Err(err) => {
             let message = format!("test proxy cannot reach the upstream: {err}");
