@@ -997,3 +997,87 @@ async fn one_unreachable_airflow_delays_no_other_instance() {
     assert_eq!(up["pending_scim_changes"], 0, "{up}");
     assert_eq!(v["store"]["reachable"], true);
 }
+
+/// A crash injected between an Airflow write and its audit record: `airlock sync` is killed
+/// while Airflow has created the account but before the answer reached airlock. The next run
+/// finds the open intent, reads Airflow back, and records that the create happened, without
+/// creating again.
+#[tokio::test]
+async fn a_crash_between_an_airflow_write_and_its_audit_record_is_recorded_by_the_next_run() {
+    use airlock_testkit::{Fault, FaultProxy, Rule};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = unique();
+    let proxy = FaultProxy::start(&v3().base_url).await;
+    std::fs::write(
+        dir.path().join("airlock.toml"),
+        format!(
+            "policy = \"policy.toml\"\n[directory]\nkind = \"file\"\npath = \"people.yaml\"\n\
+             [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n\
+             max_retries = 0\ntimeout_secs = 120\n",
+            proxy.url()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "[[grants]]\ngroup = \"eng\"\nroles = [\"Viewer\"]\n",
+    )
+    .expect("policy");
+    let email = format!("crash-{id}@example.com");
+    std::fs::write(
+        dir.path().join("people.yaml"),
+        format!("people:\n  - username: crash{id}\n    email: {email}\n    groups: [eng]\n"),
+    )
+    .expect("people");
+    // Airflow gets the create at once; its answer is held back.
+    proxy.add_rule(
+        Rule::new("/auth/fab/v1/users", Fault::HoldResponse(Duration::from_secs(120))).method("POST"),
+    );
+    let airlock = || {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("airlock"));
+        c.current_dir(dir.path())
+            .env_remove("AIRLOCK_CONFIG")
+            .env("AF3_PW", &v3().admin_password)
+            .args(["--config", "airlock.toml"]);
+        c
+    };
+    let mut first = airlock()
+        .arg("sync")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sync");
+    let admin = airflow_admin().await;
+    wait_for("Airflow to have created the account", Duration::from_secs(60), || async {
+        roles_of(&admin, &email).await == vec!["Viewer".to_string()]
+    })
+    .await;
+    first.kill().expect("kill -9");
+    first.wait().expect("reap");
+    proxy.clear_rules();
+
+    // The proxy runs on this test's runtime: wait for the child off it.
+    let mut second = airlock();
+    second.arg("sync");
+    let out = tokio::task::spawn_blocking(move || second.output())
+        .await
+        .expect("join")
+        .expect("second sync");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let export = airlock().args(["audit", "export"]).output().expect("export");
+    let creates: Vec<serde_json::Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["operation"] == "account.create")
+        .collect();
+    assert_eq!(creates.len(), 1, "{creates:?}");
+    assert_eq!(creates[0]["outcome"]["status"], "succeeded");
+    let reason = creates[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("recovered after an interruption") && reason.contains("it had reached Airflow"), "{reason}");
+    let posts = proxy
+        .requests_log()
+        .iter()
+        .filter(|(m, p)| m == "POST" && p.starts_with("/auth/fab/v1/users"))
+        .count();
+    assert_eq!(posts, 1, "the account was created once");
+}
