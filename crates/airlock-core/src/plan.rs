@@ -649,5 +649,9 @@ pub fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
 }
 
 #[cfg(test)]
+mod equivalence_tests;
+#[cfg(test)]
+mod reference;
+#[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
