@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 /// A name that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,11 +110,14 @@ impl fmt::Display for InstanceName {
 }
 
 /// An Airflow (FAB) username. Keeps its spelling; equality, ordering and hashing ignore case.
+///
+/// Cloning is cheap (the text is shared, and so are spelling and key when they are the same):
+/// the planner hands one person's username to every instance's desired state and plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Username {
-    display: String,
-    key: String,
+    display: Arc<str>,
+    key: Arc<str>,
 }
 
 impl Username {
@@ -139,10 +143,14 @@ impl Username {
                 allowed: "printable characters without leading or trailing whitespace",
             });
         }
-        Ok(Self {
-            key: s.to_lowercase(),
-            display: s,
-        })
+        let key = s.to_lowercase();
+        let display: Arc<str> = Arc::from(s);
+        let key = if *key == *display {
+            Arc::clone(&display)
+        } else {
+            Arc::from(key)
+        };
+        Ok(Self { display, key })
     }
 
     /// The spelling Airflow stores.
@@ -187,7 +195,7 @@ impl TryFrom<String> for Username {
 
 impl From<Username> for String {
     fn from(n: Username) -> Self {
-        n.display
+        n.display.to_string()
     }
 }
 

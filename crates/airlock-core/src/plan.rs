@@ -7,12 +7,15 @@
 //! planning desired against itself is empty; applying a plan and planning again is empty;
 //! protected and unmanaged accounts never appear in a plan.
 
-use crate::directory::{DirectorySnapshot, PersonId, PersonStatus};
+use crate::directory::{DirectorySnapshot, PersonId};
 use crate::model::{Account, InstanceName, Permission, Role, RoleName, Username};
 use crate::policy::{LeaverRule, Policy, BUILTIN_ROLES};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+mod desired;
 
 /// An account an instance should hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,8 +39,8 @@ pub struct DesiredAccount {
 /// What one instance should hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredInstance {
-    /// Accounts by username.
-    pub accounts: BTreeMap<Username, DesiredAccount>,
+    /// Accounts by username; an account is shared by every instance that wants the same one.
+    pub accounts: BTreeMap<Username, Arc<DesiredAccount>>,
     /// Custom roles and their exact permissions.
     pub roles: BTreeMap<RoleName, BTreeSet<Permission>>,
     /// Why known people get no account here (suspended, staged, out of scope), by username.
@@ -69,185 +72,16 @@ pub struct InstanceRef<'a> {
 }
 
 /// Computes what each instance should hold.
+///
+/// Work that does not depend on the instance (usernames, grants by group, profiles) is done
+/// once for all instances, and instances that the same grants select share their accounts: see
+/// `plan/desired.rs`.
 pub fn desired(
     policy: &Policy,
     directory: &DirectorySnapshot,
     instances: &[InstanceRef<'_>],
 ) -> (BTreeMap<InstanceName, DesiredInstance>, Vec<Warning>) {
-    let mut warnings = BTreeSet::new();
-    // Derive every person's username once, not once per instance.
-    let people: Vec<(&crate::directory::Person, Result<Username, String>)> = directory
-        .people
-        .values()
-        .map(|p| (p, policy.username.derive(p)))
-        .collect();
-    let mut out = BTreeMap::new();
-    for inst in instances {
-        // The grants that apply here, indexed by group, each with its reason rendered once:
-        // per person only their own (few) groups are looked up.
-        let mut grants: BTreeMap<&crate::directory::GroupName, Vec<(&BTreeSet<RoleName>, String)>> =
-            BTreeMap::new();
-        for g in policy
-            .grants
-            .iter()
-            .filter(|g| g.instances.matches(inst.name, inst.labels))
-        {
-            let names: Vec<&str> = g.roles.iter().map(RoleName::as_str).collect();
-            grants.entry(&g.group).or_default().push((
-                &g.roles,
-                format!("group {} grants {}", g.group, names.join(", ")),
-            ));
-        }
-        let scope: BTreeSet<&crate::directory::GroupName> = policy
-            .scope_groups
-            .iter()
-            .filter(|(_, sel)| sel.matches(inst.name, inst.labels))
-            .map(|(g, _)| g)
-            .collect();
-        let mut d = DesiredInstance::default();
-        let mut claimed: BTreeMap<Username, Vec<PersonId>> = BTreeMap::new();
-        for (person, derived) in &people {
-            let granted: Vec<&(&BTreeSet<RoleName>, String)> = person
-                .groups
-                .iter()
-                .filter_map(|g| grants.get(g))
-                .flatten()
-                .collect();
-            let in_scope = !granted.is_empty() || person.groups.iter().any(|g| scope.contains(g));
-            let username = match derived {
-                Ok(u) => u.clone(),
-                Err(why) => {
-                    if in_scope && person.status == PersonStatus::Active {
-                        warnings.insert(Warning {
-                            instance: Some(inst.name.clone()),
-                            message: format!("person {} gets no account: {why}", person.id),
-                        });
-                    }
-                    continue;
-                }
-            };
-            let why_not = match (person.status, in_scope) {
-                (PersonStatus::Suspended, _) => Some("suspended in the directory"),
-                (PersonStatus::Staged, _) => Some("not yet activated in the directory"),
-                (PersonStatus::Active, false) => Some("in no group with access to this instance"),
-                (PersonStatus::Active, true) => None,
-            };
-            if let Some(why) = why_not {
-                if in_scope {
-                    d.inactive_in_scope.insert(username.clone());
-                }
-                d.excluded.insert(username, why.to_string());
-                continue;
-            }
-            let mut roles = BTreeSet::new();
-            let mut reasons = Vec::with_capacity(granted.len());
-            for (granted_roles, reason) in granted {
-                roles.extend(granted_roles.iter().cloned());
-                reasons.push(reason.clone());
-            }
-            if roles.is_empty() && !policy.default_roles.is_empty() {
-                roles.extend(policy.default_roles.iter().cloned());
-                reasons.push("in scope: default roles".to_string());
-            }
-            claimed
-                .entry(username.clone())
-                .or_default()
-                .push(person.id.clone());
-            let local = username
-                .as_str()
-                .split('@')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            d.accounts.insert(
-                username.clone(),
-                DesiredAccount {
-                    username,
-                    person: Some(person.id.clone()),
-                    email: person.email.clone().unwrap_or_default(),
-                    first_name: non_empty(person.first_name.as_deref(), &local),
-                    last_name: non_empty(person.last_name.as_deref(), "-"),
-                    roles,
-                    reasons,
-                },
-            );
-        }
-        for (username, ids) in claimed {
-            if ids.len() > 1 {
-                d.accounts.remove(&username);
-                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-                warnings.insert(Warning {
-                    instance: Some(inst.name.clone()),
-                    message: format!(
-                        "people {} all map to username {username}; none gets an account",
-                        ids.join(", ")
-                    ),
-                });
-            }
-        }
-        let no_email: Vec<Username> = d
-            .accounts
-            .values()
-            .filter(|a| a.email.is_empty())
-            .map(|a| a.username.clone())
-            .collect();
-        for u in no_email {
-            d.accounts.remove(&u);
-            warnings.insert(Warning {
-                instance: Some(inst.name.clone()),
-                message: format!("{u} has no email in the directory; Airflow requires one"),
-            });
-        }
-        for sa in policy
-            .service_accounts
-            .iter()
-            .filter(|s| s.instances.matches(inst.name, inst.labels))
-        {
-            if d.accounts.contains_key(&sa.username) {
-                warnings.insert(Warning {
-                    instance: Some(inst.name.clone()),
-                    message: format!(
-                        "service account {} shadows a person with the same username",
-                        sa.username
-                    ),
-                });
-            }
-            d.excluded.remove(&sa.username);
-            d.inactive_in_scope.remove(&sa.username);
-            d.accounts.insert(
-                sa.username.clone(),
-                DesiredAccount {
-                    username: sa.username.clone(),
-                    person: None,
-                    email: sa.email.clone(),
-                    first_name: sa.username.as_str().to_string(),
-                    last_name: "service account".to_string(),
-                    roles: sa.roles.clone(),
-                    reasons: vec!["service account in policy".to_string()],
-                },
-            );
-        }
-        for spec in policy
-            .roles
-            .iter()
-            .filter(|r| r.instances.matches(inst.name, inst.labels))
-        {
-            d.roles.insert(spec.name.clone(), spec.permissions.clone());
-        }
-        let airlock = Username::new(inst.airlock_user).ok();
-        for protected in policy.protected.iter().chain(airlock.iter()) {
-            if d.accounts.remove(protected).is_some() {
-                warnings.insert(Warning {
-                    instance: Some(inst.name.clone()),
-                    message: format!("{protected} is protected; airlock leaves it as it is"),
-                });
-            }
-            d.excluded.remove(protected);
-            d.inactive_in_scope.remove(protected);
-        }
-        out.insert(inst.name.clone(), d);
-    }
-    (out, warnings.into_iter().collect())
+    desired::desired(policy, directory, instances)
 }
 
 fn non_empty(v: Option<&str>, fallback: &str) -> String {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::directory::{GroupName, Person};
+use crate::directory::{GroupName, Person, PersonStatus};
 use crate::policy::{
     Grant, InstanceSelector, RoleSpec, SafetyRails, ServiceAccount, UsernameRule, UsernameSource,
 };

@@ -5,7 +5,7 @@
 //! protected and airlock's own accounts, missing emails, duplicate accounts) are frequent.
 
 use super::*;
-use crate::directory::{GroupName, Person};
+use crate::directory::{GroupName, Person, PersonStatus};
 use crate::policy::{
     Grant, InstanceSelector, RoleSpec, SafetyRails, ServiceAccount, UsernameRule, UsernameSource,
 };
@@ -339,4 +339,84 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn people_sharing_a_username_keep_the_first_spelling_and_the_last_reason() {
+    let person = |id: &str, email: &str, status, groups: &[&str]| Person {
+        id: PersonId(id.into()),
+        username: id.into(),
+        email: Some(email.into()),
+        first_name: None,
+        last_name: None,
+        status,
+        groups: groups.iter().map(|g| GroupName((*g).into())).collect(),
+    };
+    let people = vec![
+        person("a", "Ada@example.com", PersonStatus::Suspended, &["eng"]),
+        person("b", "ADA@example.com", PersonStatus::Staged, &["eng"]),
+        person("c", "ada@example.com", PersonStatus::Active, &[]),
+        person("d", "Bob@example.com", PersonStatus::Active, &["eng"]),
+        person("e", "bob@example.com", PersonStatus::Active, &["eng"]),
+        person("f", "BOB@example.com", PersonStatus::Suspended, &[]),
+    ];
+    let directory = DirectorySnapshot {
+        groups: [GroupName("eng".into())].into(),
+        people: people.into_iter().map(|p| (p.id.clone(), p)).collect(),
+    };
+    let policy = Policy {
+        username: UsernameRule {
+            source: UsernameSource::Email,
+            prefix: String::new(),
+            lowercase: false,
+        },
+        grants: vec![Grant {
+            group: GroupName("eng".into()),
+            roles: [RoleName::new("Op").expect("valid")].into(),
+            instances: InstanceSelector::default(),
+        }],
+        scope_groups: vec![],
+        default_roles: BTreeSet::new(),
+        roles: vec![],
+        protected: BTreeSet::new(),
+        service_accounts: vec![],
+        leavers: LeaverRule {
+            delete_after_secs: None,
+        },
+        safety: SafetyRails::default(),
+    };
+    let (name, labels) = (InstanceName::new("prod").expect("valid"), BTreeMap::new());
+    let refs = [InstanceRef {
+        name: &name,
+        labels: &labels,
+        airlock_user: "airlock",
+    }];
+    let (want, warnings) = desired(&policy, &directory, &refs);
+    let (want_ref, warnings_ref) = reference::desired(&policy, &directory, &refs);
+    assert_eq!(format!("{want:?}"), format!("{want_ref:?}"));
+    assert_eq!(format!("{warnings:?}"), format!("{warnings_ref:?}"));
+    let d = &want[&name];
+    let spelled = |u: Option<&Username>| u.map(|u| u.as_str().to_string());
+    let excluded: Vec<(&str, &str)> = (d.excluded.iter())
+        .map(|(u, why)| (u.as_str(), why.as_str()))
+        .collect();
+    assert_eq!(
+        excluded,
+        vec![
+            (
+                "Ada@example.com",
+                "in no group with access to this instance"
+            ),
+            ("BOB@example.com", "suspended in the directory"),
+        ]
+    );
+    assert_eq!(
+        spelled(d.inactive_in_scope.iter().next()),
+        Some("Ada@example.com".into())
+    );
+    assert!(d.accounts.is_empty());
+    assert!(warnings
+        .iter()
+        .any(|w| w.message
+            == "people d, e all map to username Bob@example.com; none gets an account"));
 }

@@ -10,6 +10,7 @@ use crate::directory::{DirectorySnapshot, GroupName, Person, PersonId, PersonSta
 use crate::model::{Account, InstanceName, Permission, Role, RoleName, Username};
 use crate::policy::{Policy, BUILTIN_ROLES};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Computes what each instance should hold.
 pub(super) fn desired(
@@ -103,7 +104,7 @@ pub(super) fn desired(
                 .to_string();
             d.accounts.insert(
                 username.clone(),
-                DesiredAccount {
+                Arc::new(DesiredAccount {
                     username,
                     person: Some(person.id.clone()),
                     email: person.email.clone().unwrap_or_default(),
@@ -111,7 +112,7 @@ pub(super) fn desired(
                     last_name: non_empty(person.last_name.as_deref(), "-"),
                     roles,
                     reasons,
-                },
+                }),
             );
         }
         for (username, ids) in claimed {
@@ -158,7 +159,7 @@ pub(super) fn desired(
             d.inactive_in_scope.remove(&sa.username);
             d.accounts.insert(
                 sa.username.clone(),
-                DesiredAccount {
+                Arc::new(DesiredAccount {
                     username: sa.username.clone(),
                     person: None,
                     email: sa.email.clone(),
@@ -166,7 +167,7 @@ pub(super) fn desired(
                     last_name: "service account".to_string(),
                     roles: sa.roles.clone(),
                     reasons: vec!["service account in policy".to_string()],
-                },
+                }),
             );
         }
         for spec in policy
