@@ -9,13 +9,14 @@
 
 use crate::directory::{DirectorySnapshot, PersonId};
 use crate::model::{Account, InstanceName, Permission, Role, RoleName, Username};
-use crate::policy::{LeaverRule, Policy, BUILTIN_ROLES};
+use crate::policy::{LeaverRule, Policy};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 mod desired;
+mod instance;
 
 /// An account an instance should hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,12 +202,20 @@ impl Op {
     /// The account or role the operation targets.
     pub fn target(&self) -> String {
         match self {
-            Op::CreateRole { role, .. } | Op::UpdateRole { role, .. } => format!("role {role}"),
+            Op::CreateRole { .. } | Op::UpdateRole { .. } => format!("role {}", self.target_name()),
+            _ => format!("account {}", self.target_name()),
+        }
+    }
+
+    /// The target's name (role name or username as spelled), without its kind.
+    fn target_name(&self) -> &str {
+        match self {
+            Op::CreateRole { role, .. } | Op::UpdateRole { role, .. } => role.as_str(),
             Op::CreateAccount { username, .. }
             | Op::SetRoles { username, .. }
             | Op::UpdateProfile { username, .. }
             | Op::Suspend { username, .. }
-            | Op::Delete { username } => format!("account {username}"),
+            | Op::Delete { username } => username.as_str(),
         }
     }
 
@@ -268,218 +277,11 @@ pub struct PlanInput<'a> {
 }
 
 /// Plans one instance.
+///
+/// One merge-join of the desired accounts with the instance's (sorted once): see
+/// `plan/instance.rs`.
 pub fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
-    let inst = input.instance;
-    let mut ops = Vec::new();
-    let mut warnings = Vec::new();
-    let warn = |warnings: &mut Vec<Warning>, message: String| {
-        warnings.push(Warning {
-            instance: Some(inst.clone()),
-            message,
-        })
-    };
-
-    // Roles as code.
-    let actual_roles: BTreeMap<&RoleName, &Role> =
-        input.actual.roles.iter().map(|r| (&r.name, r)).collect();
-    let mut available: BTreeSet<RoleName> = actual_roles.keys().map(|r| (*r).clone()).collect();
-    for (name, wanted) in &input.desired.roles {
-        let wanted: BTreeSet<Permission> = match &input.actual.catalog {
-            Some(catalog) => {
-                let missing: Vec<String> = wanted
-                    .difference(catalog)
-                    .map(ToString::to_string)
-                    .collect();
-                if !missing.is_empty() {
-                    warn(
-                        &mut warnings,
-                        format!(
-                            "role {name}: permissions not (yet) on this instance, left out: {}",
-                            missing.join("; ")
-                        ),
-                    );
-                }
-                wanted.intersection(catalog).cloned().collect()
-            }
-            None => wanted.clone(),
-        };
-        available.insert(name.clone());
-        match actual_roles.get(name) {
-            None => ops.push(PlannedOp {
-                instance: inst.clone(),
-                op: Op::CreateRole {
-                    role: name.clone(),
-                    permissions: wanted,
-                },
-                reason: "role defined in policy".into(),
-            }),
-            Some(role) if role.permissions != wanted => ops.push(PlannedOp {
-                instance: inst.clone(),
-                op: Op::UpdateRole {
-                    role: name.clone(),
-                    add: wanted.difference(&role.permissions).cloned().collect(),
-                    remove: role.permissions.difference(&wanted).cloned().collect(),
-                },
-                reason: "role drifted from policy".into(),
-            }),
-            Some(_) => {}
-        }
-    }
-    for b in BUILTIN_ROLES {
-        if let Ok(r) = RoleName::new(*b) {
-            available.insert(r);
-        }
-    }
-
-    // Accounts.
-    let actual: BTreeMap<&Username, &Account> = input
-        .actual
-        .accounts
-        .iter()
-        .map(|a| (&a.username, a))
-        .collect();
-    let mut managed: BTreeSet<Username> = BTreeSet::new();
-    for (username, want) in &input.desired.accounts {
-        if input.protected.contains(username) {
-            continue;
-        }
-        let missing: Vec<&str> = want
-            .roles
-            .iter()
-            .filter(|r| !available.contains(*r))
-            .map(RoleName::as_str)
-            .collect();
-        if !missing.is_empty() {
-            warn(
-                &mut warnings,
-                format!(
-                    "{username}: role(s) {} do not exist on this instance, left out",
-                    missing.join(", ")
-                ),
-            );
-        }
-        let roles: BTreeSet<RoleName> = want
-            .roles
-            .iter()
-            .filter(|r| available.contains(*r))
-            .cloned()
-            .collect();
-        let reason = want.reasons.join("; ");
-        managed.insert(username.clone());
-        match actual.get(username) {
-            None => ops.push(PlannedOp {
-                instance: inst.clone(),
-                op: Op::CreateAccount {
-                    username: username.clone(),
-                    email: want.email.clone(),
-                    first_name: want.first_name.clone(),
-                    last_name: want.last_name.clone(),
-                    roles,
-                },
-                reason,
-            }),
-            Some(have) => {
-                if have.roles != roles {
-                    let returning = input
-                        .managed
-                        .get(username)
-                        .is_some_and(|m| m.suspended_at.is_some());
-                    ops.push(PlannedOp {
-                        instance: inst.clone(),
-                        op: Op::SetRoles {
-                            username: username.clone(),
-                            from: have.roles.clone(),
-                            to: roles,
-                        },
-                        reason: if returning {
-                            format!("returning: {reason}")
-                        } else {
-                            reason.clone()
-                        },
-                    });
-                }
-                let email =
-                    (!have.email.eq_ignore_ascii_case(&want.email)).then(|| want.email.clone());
-                let first_name =
-                    (have.first_name != want.first_name).then(|| want.first_name.clone());
-                let last_name = (have.last_name != want.last_name).then(|| want.last_name.clone());
-                if email.is_some() || first_name.is_some() || last_name.is_some() {
-                    ops.push(PlannedOp {
-                        instance: inst.clone(),
-                        op: Op::UpdateProfile {
-                            username: username.clone(),
-                            email,
-                            first_name,
-                            last_name,
-                        },
-                        reason: "profile changed in the directory".into(),
-                    });
-                }
-            }
-        }
-    }
-
-    // Leavers and unmanaged accounts.
-    let mut unmanaged = Vec::new();
-    for (username, have) in &actual {
-        if input.desired.accounts.contains_key(*username) || input.protected.contains(*username) {
-            continue;
-        }
-        let in_scope_leaver = input.desired.inactive_in_scope.contains(*username);
-        let record = match input.managed.get(*username) {
-            Some(r) => r.clone(),
-            None if in_scope_leaver => ManagedRecord::default(),
-            None => {
-                unmanaged.push((*username).clone());
-                continue;
-            }
-        };
-        managed.insert((*username).clone());
-        let why = input
-            .desired
-            .excluded
-            .get(*username)
-            .cloned()
-            .unwrap_or_else(|| "no longer in the directory".to_string());
-        match record.suspended_at {
-            Some(at) if have.roles.is_empty() => {
-                if let Some(after) = input.leavers.delete_after_secs {
-                    if (input.now - at).num_seconds() >= after {
-                        ops.push(PlannedOp {
-                            instance: inst.clone(),
-                            op: Op::Delete {
-                                username: (*username).clone(),
-                            },
-                            reason: format!(
-                                "leaver ({why}), suspended since {}",
-                                at.format("%Y-%m-%d %H:%M UTC")
-                            ),
-                        });
-                        managed.remove(*username);
-                    }
-                }
-            }
-            _ => ops.push(PlannedOp {
-                instance: inst.clone(),
-                op: Op::Suspend {
-                    username: (*username).clone(),
-                    roles: have.roles.clone(),
-                },
-                reason: format!("leaver: {why}"),
-            }),
-        }
-    }
-
-    ops.sort_by(|a, b| {
-        (a.op.phase(), a.op.target(), &a.op).cmp(&(b.op.phase(), b.op.target(), &b.op))
-    });
-    warnings.sort();
-    InstancePlan {
-        ops,
-        warnings,
-        unmanaged,
-        managed,
-    }
+    instance::plan_instance(input)
 }
 
 #[cfg(test)]
