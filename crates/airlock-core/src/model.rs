@@ -48,9 +48,10 @@ pub enum NameError {
 }
 
 /// airlock's name for one configured Airflow instance: `[a-z0-9][a-z0-9_-]*`, at most 63 chars.
+/// Clones share the text (every planned operation carries its instance's name).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct InstanceName(String);
+pub struct InstanceName(Arc<str>);
 
 impl InstanceName {
     /// Validates and wraps an instance name.
@@ -81,7 +82,7 @@ impl InstanceName {
                 allowed: "lowercase letters, digits, `-` and `_`, starting with a letter or digit",
             });
         }
-        Ok(Self(s))
+        Ok(Self(Arc::from(s)))
     }
 
     /// The name as written.
@@ -99,7 +100,7 @@ impl TryFrom<String> for InstanceName {
 
 impl From<InstanceName> for String {
     fn from(n: InstanceName) -> Self {
-        n.0
+        n.0.to_string()
     }
 }
 
@@ -205,10 +206,11 @@ impl fmt::Display for Username {
     }
 }
 
-/// A FAB role name. Compared exactly, as FAB does.
+/// A FAB role name. Compared exactly, as FAB does. Clones share the text (role sets are copied
+/// into every desired account and planned operation).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct RoleName(String);
+pub struct RoleName(Arc<str>);
 
 impl RoleName {
     /// The role every Airflow ships with full rights.
@@ -228,7 +230,7 @@ impl RoleName {
                 max: 64,
             });
         }
-        Ok(Self(s))
+        Ok(Self(Arc::from(s)))
     }
 
     /// The name as written.
@@ -238,7 +240,7 @@ impl RoleName {
 
     /// Whether this is Airflow's built-in `Admin` role.
     pub fn is_admin(&self) -> bool {
-        self.0 == Self::ADMIN
+        &*self.0 == Self::ADMIN
     }
 }
 
@@ -251,7 +253,7 @@ impl TryFrom<String> for RoleName {
 
 impl From<RoleName> for String {
     fn from(n: RoleName) -> Self {
-        n.0
+        n.0.to_string()
     }
 }
 

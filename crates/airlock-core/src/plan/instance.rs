@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
     let mut plan = Planner {
         input,
-        ops: Vec::new(),
+        ops: Default::default(),
         warnings: Vec::new(),
         managed: Vec::new(),
         unmanaged: Vec::new(),
@@ -43,14 +43,16 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
         }
     }
     let Planner {
-        mut ops,
+        ops,
         mut warnings,
         managed,
         unmanaged,
         ..
     } = plan;
+    let mut ops: Vec<PlannedOp> = ops.into_iter().flatten().collect();
     // Same order as sorting by (phase, target, op): within a phase every target has the same
-    // prefix (`role ` or `account `), so comparing the names compares the targets.
+    // prefix (`role ` or `account `), so comparing the names compares the targets. Ops were
+    // collected by phase in username order, so this mostly confirms an order already there.
     ops.sort_by(|a, b| {
         (a.op.phase(), a.op.target_name(), &a.op).cmp(&(b.op.phase(), b.op.target_name(), &b.op))
     });
@@ -81,7 +83,8 @@ fn by_username(accounts: &[Account]) -> Vec<&Account> {
 
 struct Planner<'i, 'a> {
     input: &'i PlanInput<'a>,
-    ops: Vec<PlannedOp>,
+    /// By phase ([`Op::phase`]).
+    ops: [Vec<PlannedOp>; 6],
     warnings: Vec<Warning>,
     /// In username order.
     managed: Vec<Username>,
@@ -90,7 +93,7 @@ struct Planner<'i, 'a> {
 
 impl Planner<'_, '_> {
     fn push(&mut self, op: Op, reason: String) {
-        self.ops.push(PlannedOp {
+        self.ops[usize::from(op.phase())].push(PlannedOp {
             instance: self.input.instance.clone(),
             op,
             reason,
