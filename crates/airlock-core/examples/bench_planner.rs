@@ -195,6 +195,14 @@ fn actual_state(d: &DesiredInstance) -> (ActualInstance, BTreeMap<Username, Mana
     };
     let mut accounts = Vec::new();
     let mut managed = BTreeMap::new();
+    // Fresh copies, as read from Airflow and the store: nothing shares the desired state's
+    // (shared) names, which would make comparing them unrealistically cheap.
+    let fresh_user = |u: &Username| Username::new(u.as_str()).expect("valid");
+    let fresh_roles = |roles: &BTreeSet<RoleName>| {
+        (roles.iter())
+            .map(|r| RoleName::new(r.as_str()).expect("valid"))
+            .collect()
+    };
     for (i, (u, a)) in d.accounts.iter().enumerate() {
         if i % 10 == 9 {
             continue;
@@ -202,16 +210,16 @@ fn actual_state(d: &DesiredInstance) -> (ActualInstance, BTreeMap<Username, Mana
         let roles = if i % 3 == 0 {
             [RoleName::new("Viewer").expect("valid")].into()
         } else {
-            a.roles.clone()
+            fresh_roles(&a.roles)
         };
         accounts.push(account(
-            u.clone(),
+            fresh_user(u),
             a.email.clone(),
             a.first_name.clone(),
             a.last_name.clone(),
             roles,
         ));
-        managed.insert(u.clone(), ManagedRecord::default());
+        managed.insert(fresh_user(u), ManagedRecord::default());
     }
     for l in 0..20 {
         let u = Username::new(format!("leaver{l}@example.com")).expect("valid");

@@ -144,12 +144,18 @@ impl Username {
                 allowed: "printable characters without leading or trailing whitespace",
             });
         }
-        let key = s.to_lowercase();
-        let display: Arc<str> = Arc::from(s);
-        let key = if *key == *display {
-            Arc::clone(&display)
+        // Most usernames are ASCII and already lowercase: then spelling and key are one text.
+        let key = if s.is_ascii() {
+            s.bytes()
+                .any(|b| b.is_ascii_uppercase())
+                .then(|| s.to_ascii_lowercase())
         } else {
-            Arc::from(key)
+            Some(s.to_lowercase()).filter(|k| *k != s)
+        };
+        let display: Arc<str> = Arc::from(s);
+        let key = match key {
+            Some(k) => Arc::from(k),
+            None => Arc::clone(&display),
         };
         Ok(Self { display, key })
     }
@@ -364,6 +370,16 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.as_str(), "Ada.Lovelace");
         assert_eq!(a.key(), "ada.lovelace");
+    }
+
+    #[test]
+    fn non_ascii_usernames_compare_case_insensitively_too() {
+        let a = Username::new("ÅSA.Öberg").expect("valid");
+        let b = Username::new("åsa.öberg").expect("valid");
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "ÅSA.Öberg");
+        assert_eq!(a.key(), "åsa.öberg");
+        assert_eq!(b.key(), b.as_str());
     }
 
     #[test]

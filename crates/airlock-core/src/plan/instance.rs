@@ -8,12 +8,14 @@ use crate::model::{Account, Permission, Role, RoleName, Username};
 use crate::policy::BUILTIN_ROLES;
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{btree_map, BTreeMap, BTreeSet};
+use std::iter::Peekable;
 
 /// Plans one instance: see [`super::plan_instance`].
 pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
     let mut plan = Planner {
         input,
+        records: input.managed.iter().peekable(),
         ops: Default::default(),
         warnings: Vec::new(),
         managed: Vec::new(),
@@ -83,6 +85,8 @@ fn by_username(accounts: &[Account]) -> Vec<&Account> {
 
 struct Planner<'i, 'a> {
     input: &'i PlanInput<'a>,
+    /// airlock's records, read in step with the join (accounts come in username order).
+    records: Peekable<btree_map::Iter<'a, Username, ManagedRecord>>,
     /// By phase ([`Op::phase`]).
     ops: [Vec<PlannedOp>; 6],
     warnings: Vec<Warning>,
@@ -91,7 +95,16 @@ struct Planner<'i, 'a> {
     unmanaged: Vec<Username>,
 }
 
-impl Planner<'_, '_> {
+impl<'a> Planner<'_, 'a> {
+    /// airlock's record of `username`; usernames must be asked for in increasing order.
+    fn record(&mut self, username: &Username) -> Option<&'a ManagedRecord> {
+        while self.records.next_if(|(u, _)| *u < username).is_some() {}
+        self.records
+            .peek()
+            .filter(|(u, _)| *u == username)
+            .map(|(_, r)| *r)
+    }
+
     fn push(&mut self, op: Op, reason: String) {
         self.ops[usize::from(op.phase())].push(PlannedOp {
             instance: self.input.instance.clone(),
@@ -230,7 +243,7 @@ impl Planner<'_, '_> {
         let input = self.input;
         let username = &have.username;
         let in_scope_leaver = input.desired.inactive_in_scope.contains(username);
-        let record = match input.managed.get(username) {
+        let record = match self.record(username) {
             Some(r) => r.clone(),
             None if in_scope_leaver => ManagedRecord::default(),
             None => return self.unmanaged.push(username.clone()),
