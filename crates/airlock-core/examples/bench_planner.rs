@@ -1,15 +1,16 @@
 //! Planner benchmark on synthetic data: `cargo run --release -p airlock-core --example
 //! bench_planner -- [PEOPLE] [GROUPS] [INSTANCES]` (defaults 100000 1000 10).
 //!
-//! Builds a directory of PEOPLE people spread over GROUPS groups (each person in 1-3 groups),
-//! a policy granting each group a role on a label-selected subset of INSTANCES instances, and
-//! an actual state where 90% of the desired accounts already exist (a third of them with
-//! drifted roles), then times `desired` + `plan_instance` for every instance and reports peak
-//! memory (VmHWM) of the process.
+//! Builds a directory of PEOPLE people spread over GROUPS groups (each person in 1-3 groups)
+//! and a policy granting each group a role on a label-selected subset of INSTANCES instances;
+//! times `desired` for all instances, then, per instance, builds an actual state where 90% of
+//! its desired accounts already exist (a third of them with drifted roles) and times
+//! `plan_instance` on it. Only `desired` and `plan_instance` are timed; building inputs is not.
+//! Reports peak memory (VmHWM) of the whole process, inputs included.
 
 use airlock_core::directory::{DirectorySnapshot, GroupName, Person, PersonId, PersonStatus};
 use airlock_core::plan::{
-    desired, plan_instance, ActualInstance, InstanceRef, ManagedRecord, PlanInput,
+    desired, plan_instance, ActualInstance, DesiredInstance, InstanceRef, ManagedRecord, PlanInput,
 };
 use airlock_core::policy::{
     Grant, InstanceSelector, LeaverRule, Policy, SafetyRails, UsernameRule, UsernameSource,
@@ -17,7 +18,7 @@ use airlock_core::policy::{
 use airlock_core::{Account, InstanceName, RoleName, Username};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 fn arg(i: usize, default: usize) -> usize {
     std::env::args()
@@ -136,85 +137,32 @@ fn main() {
     let (want, _warnings) = desired(&policy, &dir, &refs);
     let desired_time = t1.elapsed();
 
-    // Actual state: 90% of desired accounts exist, a third of those with drifted roles.
-    let mut actuals = BTreeMap::new();
-    let mut managed = BTreeMap::new();
-    for (name, d) in &want {
-        let mut accounts = Vec::new();
-        let mut m = BTreeMap::new();
-        for (i, (u, a)) in d.accounts.iter().enumerate() {
-            if i % 10 == 9 {
-                continue;
-            }
-            let mut roles_now = a.roles.clone();
-            if i % 3 == 0 {
-                roles_now = [RoleName::new("Viewer").expect("valid")].into();
-            }
-            accounts.push(Account {
-                username: u.clone(),
-                email: a.email.clone(),
-                first_name: a.first_name.clone(),
-                last_name: a.last_name.clone(),
-                roles: roles_now,
-                active: true,
-                last_login: None,
-                login_count: None,
-                fail_login_count: None,
-                created_on: None,
-                changed_on: None,
-            });
-            m.insert(u.clone(), ManagedRecord::default());
-        }
-        // A few managed leavers.
-        for l in 0..20 {
-            let u = Username::new(format!("leaver{l}@example.com")).expect("valid");
-            accounts.push(Account {
-                username: u.clone(),
-                email: format!("leaver{l}@example.com"),
-                first_name: "L".into(),
-                last_name: "L".into(),
-                roles: [RoleName::new("Op").expect("valid")].into(),
-                active: true,
-                last_login: None,
-                login_count: None,
-                fail_login_count: None,
-                created_on: None,
-                changed_on: None,
-            });
-            m.insert(u, ManagedRecord::default());
-        }
-        actuals.insert(
-            name.clone(),
-            ActualInstance {
-                accounts,
-                roles: vec![],
-                catalog: None,
-            },
-        );
-        managed.insert(name.clone(), m);
-    }
-
-    let t2 = Instant::now();
     let now = Utc::now();
     let protected = BTreeSet::new();
     let mut ops = 0;
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut plan_time = Duration::ZERO;
     for (name, _) in &instances {
+        // Each instance's actual state is built just before it is planned and dropped after,
+        // outside the timed part: an engine reads one instance's accounts at a time too, and
+        // holding all of them at once made this input, not the planner, the peak of memory.
+        let (actual, managed) = actual_state(&want[name]);
+        let t = Instant::now();
         let p = plan_instance(&PlanInput {
             instance: name,
             desired: &want[name],
-            actual: &actuals[name],
-            managed: &managed[name],
+            actual: &actual,
+            managed: &managed,
             protected: &protected,
             leavers: policy.leavers,
             now,
         });
+        plan_time += t.elapsed();
         ops += p.ops.len();
         for o in &p.ops {
             *by_kind.entry(o.op.kind()).or_default() += 1;
         }
     }
-    let plan_time = t2.elapsed();
     let accounts: usize = want.values().map(|d| d.accounts.len()).sum();
     println!(
         "planner: {n_people} people, {n_groups} groups, {n_instances} instances -> {accounts} desired accounts, {ops} ops {by_kind:?}"
@@ -227,4 +175,67 @@ fn main() {
         (desired_time + plan_time).as_secs_f64() * 1e3,
         peak_rss_mib()
     );
+}
+
+/// What an instance holds: 90% of its desired accounts (a third of those with drifted roles)
+/// plus 20 managed leavers, all managed by airlock.
+fn actual_state(d: &DesiredInstance) -> (ActualInstance, BTreeMap<Username, ManagedRecord>) {
+    let account = |username: Username, email: String, first: String, last: String, roles| Account {
+        username,
+        email,
+        first_name: first,
+        last_name: last,
+        roles,
+        active: true,
+        last_login: None,
+        login_count: None,
+        fail_login_count: None,
+        created_on: None,
+        changed_on: None,
+    };
+    let mut accounts = Vec::new();
+    let mut managed = BTreeMap::new();
+    // Fresh copies, as read from Airflow and the store: nothing shares the desired state's
+    // (shared) names, which would make comparing them unrealistically cheap.
+    let fresh_user = |u: &Username| Username::new(u.as_str()).expect("valid");
+    let fresh_roles = |roles: &BTreeSet<RoleName>| {
+        (roles.iter())
+            .map(|r| RoleName::new(r.as_str()).expect("valid"))
+            .collect()
+    };
+    for (i, (u, a)) in d.accounts.iter().enumerate() {
+        if i % 10 == 9 {
+            continue;
+        }
+        let roles = if i % 3 == 0 {
+            [RoleName::new("Viewer").expect("valid")].into()
+        } else {
+            fresh_roles(&a.roles)
+        };
+        accounts.push(account(
+            fresh_user(u),
+            a.email.clone(),
+            a.first_name.clone(),
+            a.last_name.clone(),
+            roles,
+        ));
+        managed.insert(fresh_user(u), ManagedRecord::default());
+    }
+    for l in 0..20 {
+        let u = Username::new(format!("leaver{l}@example.com")).expect("valid");
+        accounts.push(account(
+            u.clone(),
+            format!("leaver{l}@example.com"),
+            "L".into(),
+            "L".into(),
+            [RoleName::new("Op").expect("valid")].into(),
+        ));
+        managed.insert(u, ManagedRecord::default());
+    }
+    let actual = ActualInstance {
+        accounts,
+        roles: vec![],
+        catalog: None,
+    };
+    (actual, managed)
 }

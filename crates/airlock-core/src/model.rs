@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 /// A name that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,9 +48,10 @@ pub enum NameError {
 }
 
 /// airlock's name for one configured Airflow instance: `[a-z0-9][a-z0-9_-]*`, at most 63 chars.
+/// Clones share the text (every planned operation carries its instance's name).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct InstanceName(String);
+pub struct InstanceName(Arc<str>);
 
 impl InstanceName {
     /// Validates and wraps an instance name.
@@ -80,7 +82,7 @@ impl InstanceName {
                 allowed: "lowercase letters, digits, `-` and `_`, starting with a letter or digit",
             });
         }
-        Ok(Self(s))
+        Ok(Self(Arc::from(s)))
     }
 
     /// The name as written.
@@ -98,7 +100,7 @@ impl TryFrom<String> for InstanceName {
 
 impl From<InstanceName> for String {
     fn from(n: InstanceName) -> Self {
-        n.0
+        n.0.to_string()
     }
 }
 
@@ -109,11 +111,14 @@ impl fmt::Display for InstanceName {
 }
 
 /// An Airflow (FAB) username. Keeps its spelling; equality, ordering and hashing ignore case.
+///
+/// Cloning is cheap (the text is shared, and so are spelling and key when they are the same):
+/// the planner hands one person's username to every instance's desired state and plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Username {
-    display: String,
-    key: String,
+    display: Arc<str>,
+    key: Arc<str>,
 }
 
 impl Username {
@@ -139,10 +144,20 @@ impl Username {
                 allowed: "printable characters without leading or trailing whitespace",
             });
         }
-        Ok(Self {
-            key: s.to_lowercase(),
-            display: s,
-        })
+        // Most usernames are ASCII and already lowercase: then spelling and key are one text.
+        let key = if s.is_ascii() {
+            s.bytes()
+                .any(|b| b.is_ascii_uppercase())
+                .then(|| s.to_ascii_lowercase())
+        } else {
+            Some(s.to_lowercase()).filter(|k| *k != s)
+        };
+        let display: Arc<str> = Arc::from(s);
+        let key = match key {
+            Some(k) => Arc::from(k),
+            None => Arc::clone(&display),
+        };
+        Ok(Self { display, key })
     }
 
     /// The spelling Airflow stores.
@@ -187,7 +202,7 @@ impl TryFrom<String> for Username {
 
 impl From<Username> for String {
     fn from(n: Username) -> Self {
-        n.display
+        n.display.to_string()
     }
 }
 
@@ -197,10 +212,11 @@ impl fmt::Display for Username {
     }
 }
 
-/// A FAB role name. Compared exactly, as FAB does.
+/// A FAB role name. Compared exactly, as FAB does. Clones share the text (role sets are copied
+/// into every desired account and planned operation).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct RoleName(String);
+pub struct RoleName(Arc<str>);
 
 impl RoleName {
     /// The role every Airflow ships with full rights.
@@ -220,7 +236,7 @@ impl RoleName {
                 max: 64,
             });
         }
-        Ok(Self(s))
+        Ok(Self(Arc::from(s)))
     }
 
     /// The name as written.
@@ -230,7 +246,7 @@ impl RoleName {
 
     /// Whether this is Airflow's built-in `Admin` role.
     pub fn is_admin(&self) -> bool {
-        self.0 == Self::ADMIN
+        &*self.0 == Self::ADMIN
     }
 }
 
@@ -243,7 +259,7 @@ impl TryFrom<String> for RoleName {
 
 impl From<RoleName> for String {
     fn from(n: RoleName) -> Self {
-        n.0
+        n.0.to_string()
     }
 }
 
@@ -354,6 +370,16 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.as_str(), "Ada.Lovelace");
         assert_eq!(a.key(), "ada.lovelace");
+    }
+
+    #[test]
+    fn non_ascii_usernames_compare_case_insensitively_too() {
+        let a = Username::new("ÅSA.Öberg").expect("valid");
+        let b = Username::new("åsa.öberg").expect("valid");
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "ÅSA.Öberg");
+        assert_eq!(a.key(), "åsa.öberg");
+        assert_eq!(b.key(), b.as_str());
     }
 
     #[test]

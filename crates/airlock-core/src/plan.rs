@@ -7,12 +7,16 @@
 //! planning desired against itself is empty; applying a plan and planning again is empty;
 //! protected and unmanaged accounts never appear in a plan.
 
-use crate::directory::{DirectorySnapshot, PersonId, PersonStatus};
+use crate::directory::{DirectorySnapshot, PersonId};
 use crate::model::{Account, InstanceName, Permission, Role, RoleName, Username};
-use crate::policy::{LeaverRule, Policy, BUILTIN_ROLES};
+use crate::policy::{LeaverRule, Policy};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+mod desired;
+mod instance;
 
 /// An account an instance should hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,8 +40,8 @@ pub struct DesiredAccount {
 /// What one instance should hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredInstance {
-    /// Accounts by username.
-    pub accounts: BTreeMap<Username, DesiredAccount>,
+    /// Accounts by username; an account is shared by every instance that wants the same one.
+    pub accounts: BTreeMap<Username, Arc<DesiredAccount>>,
     /// Custom roles and their exact permissions.
     pub roles: BTreeMap<RoleName, BTreeSet<Permission>>,
     /// Why known people get no account here (suspended, staged, out of scope), by username.
@@ -69,185 +73,16 @@ pub struct InstanceRef<'a> {
 }
 
 /// Computes what each instance should hold.
+///
+/// Work that does not depend on the instance (usernames, grants by group, profiles) is done
+/// once for all instances, and instances that the same grants select share their accounts: see
+/// `plan/desired.rs`.
 pub fn desired(
     policy: &Policy,
     directory: &DirectorySnapshot,
     instances: &[InstanceRef<'_>],
 ) -> (BTreeMap<InstanceName, DesiredInstance>, Vec<Warning>) {
-    let mut warnings = BTreeSet::new();
-    // Derive every person's username once, not once per instance.
-    let people: Vec<(&crate::directory::Person, Result<Username, String>)> = directory
-        .people
-        .values()
-        .map(|p| (p, policy.username.derive(p)))
-        .collect();
-    let mut out = BTreeMap::new();
-    for inst in instances {
-        // The grants that apply here, indexed by group, each with its reason rendered once:
-        // per person only their own (few) groups are looked up.
-        let mut grants: BTreeMap<&crate::directory::GroupName, Vec<(&BTreeSet<RoleName>, String)>> =
-            BTreeMap::new();
-        for g in policy
-            .grants
-            .iter()
-            .filter(|g| g.instances.matches(inst.name, inst.labels))
-        {
-            let names: Vec<&str> = g.roles.iter().map(RoleName::as_str).collect();
-            grants.entry(&g.group).or_default().push((
-                &g.roles,
-                format!("group {} grants {}", g.group, names.join(", ")),
-            ));
-        }
-        let scope: BTreeSet<&crate::directory::GroupName> = policy
-            .scope_groups
-            .iter()
-            .filter(|(_, sel)| sel.matches(inst.name, inst.labels))
-            .map(|(g, _)| g)
-            .collect();
-        let mut d = DesiredInstance::default();
-        let mut claimed: BTreeMap<Username, Vec<PersonId>> = BTreeMap::new();
-        for (person, derived) in &people {
-            let granted: Vec<&(&BTreeSet<RoleName>, String)> = person
-                .groups
-                .iter()
-                .filter_map(|g| grants.get(g))
-                .flatten()
-                .collect();
-            let in_scope = !granted.is_empty() || person.groups.iter().any(|g| scope.contains(g));
-            let username = match derived {
-                Ok(u) => u.clone(),
-                Err(why) => {
-                    if in_scope && person.status == PersonStatus::Active {
-                        warnings.insert(Warning {
-                            instance: Some(inst.name.clone()),
-                            message: format!("person {} gets no account: {why}", person.id),
-                        });
-                    }
-                    continue;
-                }
-            };
-            let why_not = match (person.status, in_scope) {
-                (PersonStatus::Suspended, _) => Some("suspended in the directory"),
-                (PersonStatus::Staged, _) => Some("not yet activated in the directory"),
-                (PersonStatus::Active, false) => Some("in no group with access to this instance"),
-                (PersonStatus::Active, true) => None,
-            };
-            if let Some(why) = why_not {
-                if in_scope {
-                    d.inactive_in_scope.insert(username.clone());
-                }
-                d.excluded.insert(username, why.to_string());
-                continue;
-            }
-            let mut roles = BTreeSet::new();
-            let mut reasons = Vec::with_capacity(granted.len());
-            for (granted_roles, reason) in granted {
-                roles.extend(granted_roles.iter().cloned());
-                reasons.push(reason.clone());
-            }
-            if roles.is_empty() && !policy.default_roles.is_empty() {
-                roles.extend(policy.default_roles.iter().cloned());
-                reasons.push("in scope: default roles".to_string());
-            }
-            claimed
-                .entry(username.clone())
-                .or_default()
-                .push(person.id.clone());
-            let local = username
-                .as_str()
-                .split('@')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            d.accounts.insert(
-                username.clone(),
-                DesiredAccount {
-                    username,
-                    person: Some(person.id.clone()),
-                    email: person.email.clone().unwrap_or_default(),
-                    first_name: non_empty(person.first_name.as_deref(), &local),
-                    last_name: non_empty(person.last_name.as_deref(), "-"),
-                    roles,
-                    reasons,
-                },
-            );
-        }
-        for (username, ids) in claimed {
-            if ids.len() > 1 {
-                d.accounts.remove(&username);
-                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-                warnings.insert(Warning {
-                    instance: Some(inst.name.clone()),
-                    message: format!(
-                        "people {} all map to username {username}; none gets an account",
-                        ids.join(", ")
-                    ),
-                });
-            }
-        }
-        let no_email: Vec<Username> = d
-            .accounts
-            .values()
-            .filter(|a| a.email.is_empty())
-            .map(|a| a.username.clone())
-            .collect();
-        for u in no_email {
-            d.accounts.remove(&u);
-            warnings.insert(Warning {
-                instance: Some(inst.name.clone()),
-                message: format!("{u} has no email in the directory; Airflow requires one"),
-            });
-        }
-        for sa in policy
-            .service_accounts
-            .iter()
-            .filter(|s| s.instances.matches(inst.name, inst.labels))
-        {
-            if d.accounts.contains_key(&sa.username) {
-                warnings.insert(Warning {
-                    instance: Some(inst.name.clone()),
-                    message: format!(
-                        "service account {} shadows a person with the same username",
-                        sa.username
-                    ),
-                });
-            }
-            d.excluded.remove(&sa.username);
-            d.inactive_in_scope.remove(&sa.username);
-            d.accounts.insert(
-                sa.username.clone(),
-                DesiredAccount {
-                    username: sa.username.clone(),
-                    person: None,
-                    email: sa.email.clone(),
-                    first_name: sa.username.as_str().to_string(),
-                    last_name: "service account".to_string(),
-                    roles: sa.roles.clone(),
-                    reasons: vec!["service account in policy".to_string()],
-                },
-            );
-        }
-        for spec in policy
-            .roles
-            .iter()
-            .filter(|r| r.instances.matches(inst.name, inst.labels))
-        {
-            d.roles.insert(spec.name.clone(), spec.permissions.clone());
-        }
-        let airlock = Username::new(inst.airlock_user).ok();
-        for protected in policy.protected.iter().chain(airlock.iter()) {
-            if d.accounts.remove(protected).is_some() {
-                warnings.insert(Warning {
-                    instance: Some(inst.name.clone()),
-                    message: format!("{protected} is protected; airlock leaves it as it is"),
-                });
-            }
-            d.excluded.remove(protected);
-            d.inactive_in_scope.remove(protected);
-        }
-        out.insert(inst.name.clone(), d);
-    }
-    (out, warnings.into_iter().collect())
+    desired::desired(policy, directory, instances)
 }
 
 fn non_empty(v: Option<&str>, fallback: &str) -> String {
@@ -367,12 +202,20 @@ impl Op {
     /// The account or role the operation targets.
     pub fn target(&self) -> String {
         match self {
-            Op::CreateRole { role, .. } | Op::UpdateRole { role, .. } => format!("role {role}"),
+            Op::CreateRole { .. } | Op::UpdateRole { .. } => format!("role {}", self.target_name()),
+            _ => format!("account {}", self.target_name()),
+        }
+    }
+
+    /// The target's name (role name or username as spelled), without its kind.
+    fn target_name(&self) -> &str {
+        match self {
+            Op::CreateRole { role, .. } | Op::UpdateRole { role, .. } => role.as_str(),
             Op::CreateAccount { username, .. }
             | Op::SetRoles { username, .. }
             | Op::UpdateProfile { username, .. }
             | Op::Suspend { username, .. }
-            | Op::Delete { username } => format!("account {username}"),
+            | Op::Delete { username } => username.as_str(),
         }
     }
 
@@ -434,220 +277,17 @@ pub struct PlanInput<'a> {
 }
 
 /// Plans one instance.
+///
+/// One merge-join of the desired accounts with the instance's (sorted once): see
+/// `plan/instance.rs`.
 pub fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
-    let inst = input.instance;
-    let mut ops = Vec::new();
-    let mut warnings = Vec::new();
-    let warn = |warnings: &mut Vec<Warning>, message: String| {
-        warnings.push(Warning {
-            instance: Some(inst.clone()),
-            message,
-        })
-    };
-
-    // Roles as code.
-    let actual_roles: BTreeMap<&RoleName, &Role> =
-        input.actual.roles.iter().map(|r| (&r.name, r)).collect();
-    let mut available: BTreeSet<RoleName> = actual_roles.keys().map(|r| (*r).clone()).collect();
-    for (name, wanted) in &input.desired.roles {
-        let wanted: BTreeSet<Permission> = match &input.actual.catalog {
-            Some(catalog) => {
-                let missing: Vec<String> = wanted
-                    .difference(catalog)
-                    .map(ToString::to_string)
-                    .collect();
-                if !missing.is_empty() {
-                    warn(
-                        &mut warnings,
-                        format!(
-                            "role {name}: permissions not (yet) on this instance, left out: {}",
-                            missing.join("; ")
-                        ),
-                    );
-                }
-                wanted.intersection(catalog).cloned().collect()
-            }
-            None => wanted.clone(),
-        };
-        available.insert(name.clone());
-        match actual_roles.get(name) {
-            None => ops.push(PlannedOp {
-                instance: inst.clone(),
-                op: Op::CreateRole {
-                    role: name.clone(),
-                    permissions: wanted,
-                },
-                reason: "role defined in policy".into(),
-            }),
-            Some(role) if role.permissions != wanted => ops.push(PlannedOp {
-                instance: inst.clone(),
-                op: Op::UpdateRole {
-                    role: name.clone(),
-                    add: wanted.difference(&role.permissions).cloned().collect(),
-                    remove: role.permissions.difference(&wanted).cloned().collect(),
-                },
-                reason: "role drifted from policy".into(),
-            }),
-            Some(_) => {}
-        }
-    }
-    for b in BUILTIN_ROLES {
-        if let Ok(r) = RoleName::new(*b) {
-            available.insert(r);
-        }
-    }
-
-    // Accounts.
-    let actual: BTreeMap<&Username, &Account> = input
-        .actual
-        .accounts
-        .iter()
-        .map(|a| (&a.username, a))
-        .collect();
-    let mut managed: BTreeSet<Username> = BTreeSet::new();
-    for (username, want) in &input.desired.accounts {
-        if input.protected.contains(username) {
-            continue;
-        }
-        let missing: Vec<&str> = want
-            .roles
-            .iter()
-            .filter(|r| !available.contains(*r))
-            .map(RoleName::as_str)
-            .collect();
-        if !missing.is_empty() {
-            warn(
-                &mut warnings,
-                format!(
-                    "{username}: role(s) {} do not exist on this instance, left out",
-                    missing.join(", ")
-                ),
-            );
-        }
-        let roles: BTreeSet<RoleName> = want
-            .roles
-            .iter()
-            .filter(|r| available.contains(*r))
-            .cloned()
-            .collect();
-        let reason = want.reasons.join("; ");
-        managed.insert(username.clone());
-        match actual.get(username) {
-            None => ops.push(PlannedOp {
-                instance: inst.clone(),
-                op: Op::CreateAccount {
-                    username: username.clone(),
-                    email: want.email.clone(),
-                    first_name: want.first_name.clone(),
-                    last_name: want.last_name.clone(),
-                    roles,
-                },
-                reason,
-            }),
-            Some(have) => {
-                if have.roles != roles {
-                    let returning = input
-                        .managed
-                        .get(username)
-                        .is_some_and(|m| m.suspended_at.is_some());
-                    ops.push(PlannedOp {
-                        instance: inst.clone(),
-                        op: Op::SetRoles {
-                            username: username.clone(),
-                            from: have.roles.clone(),
-                            to: roles,
-                        },
-                        reason: if returning {
-                            format!("returning: {reason}")
-                        } else {
-                            reason.clone()
-                        },
-                    });
-                }
-                let email =
-                    (!have.email.eq_ignore_ascii_case(&want.email)).then(|| want.email.clone());
-                let first_name =
-                    (have.first_name != want.first_name).then(|| want.first_name.clone());
-                let last_name = (have.last_name != want.last_name).then(|| want.last_name.clone());
-                if email.is_some() || first_name.is_some() || last_name.is_some() {
-                    ops.push(PlannedOp {
-                        instance: inst.clone(),
-                        op: Op::UpdateProfile {
-                            username: username.clone(),
-                            email,
-                            first_name,
-                            last_name,
-                        },
-                        reason: "profile changed in the directory".into(),
-                    });
-                }
-            }
-        }
-    }
-
-    // Leavers and unmanaged accounts.
-    let mut unmanaged = Vec::new();
-    for (username, have) in &actual {
-        if input.desired.accounts.contains_key(*username) || input.protected.contains(*username) {
-            continue;
-        }
-        let in_scope_leaver = input.desired.inactive_in_scope.contains(*username);
-        let record = match input.managed.get(*username) {
-            Some(r) => r.clone(),
-            None if in_scope_leaver => ManagedRecord::default(),
-            None => {
-                unmanaged.push((*username).clone());
-                continue;
-            }
-        };
-        managed.insert((*username).clone());
-        let why = input
-            .desired
-            .excluded
-            .get(*username)
-            .cloned()
-            .unwrap_or_else(|| "no longer in the directory".to_string());
-        match record.suspended_at {
-            Some(at) if have.roles.is_empty() => {
-                if let Some(after) = input.leavers.delete_after_secs {
-                    if (input.now - at).num_seconds() >= after {
-                        ops.push(PlannedOp {
-                            instance: inst.clone(),
-                            op: Op::Delete {
-                                username: (*username).clone(),
-                            },
-                            reason: format!(
-                                "leaver ({why}), suspended since {}",
-                                at.format("%Y-%m-%d %H:%M UTC")
-                            ),
-                        });
-                        managed.remove(*username);
-                    }
-                }
-            }
-            _ => ops.push(PlannedOp {
-                instance: inst.clone(),
-                op: Op::Suspend {
-                    username: (*username).clone(),
-                    roles: have.roles.clone(),
-                },
-                reason: format!("leaver: {why}"),
-            }),
-        }
-    }
-
-    ops.sort_by(|a, b| {
-        (a.op.phase(), a.op.target(), &a.op).cmp(&(b.op.phase(), b.op.target(), &b.op))
-    });
-    warnings.sort();
-    InstancePlan {
-        ops,
-        warnings,
-        unmanaged,
-        managed,
-    }
+    instance::plan_instance(input)
 }
 
+#[cfg(test)]
+mod equivalence_tests;
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;

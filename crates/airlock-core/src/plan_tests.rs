@@ -1,5 +1,6 @@
 use super::*;
-use crate::directory::{GroupName, Person};
+use crate::directory::{GroupName, Person, PersonStatus};
+use crate::policy::BUILTIN_ROLES;
 use crate::policy::{
     Grant, InstanceSelector, RoleSpec, SafetyRails, ServiceAccount, UsernameRule, UsernameSource,
 };

@@ -61,16 +61,23 @@ impl UsernameRule {
     /// The Airflow username for `person`, or why none can be derived.
     pub fn derive(&self, person: &Person) -> Result<Username, String> {
         let base = match self.source {
-            UsernameSource::Email => person.email.clone().ok_or("has no email")?,
+            UsernameSource::Email => person.email.as_deref().ok_or("has no email")?,
             UsernameSource::EmailLocalPart => {
                 let email = person.email.as_deref().ok_or("has no email")?;
-                email.split('@').next().unwrap_or_default().to_string()
+                email.split('@').next().unwrap_or_default()
             }
-            UsernameSource::DirectoryUsername => person.username.clone(),
+            UsernameSource::DirectoryUsername => person.username.as_str(),
         };
-        let mut name = format!("{}{}", self.prefix, base.trim());
+        let base = base.trim();
+        let mut name = String::with_capacity(self.prefix.len() + base.len());
+        name.push_str(&self.prefix);
+        name.push_str(base);
         if self.lowercase {
-            name = name.to_lowercase();
+            if name.is_ascii() {
+                name.make_ascii_lowercase();
+            } else {
+                name = name.to_lowercase();
+            }
         }
         Username::new(name).map_err(|e| e.to_string())
     }

@@ -1,0 +1,396 @@
+//! How [`desired`](super::desired) shares work between instances.
+//!
+//! What a person gets on an instance depends on the instance only through which grants and
+//! scope groups select it. So:
+//! - every person's username, grants (by group) and scope groups are worked out once
+//!   ([`People`]), and the people are sorted by username once, so that each instance's maps are
+//!   built from sorted runs (people sharing a username sit next to each other);
+//! - instances that the same grants and scope groups select form a class, whose people part
+//!   (accounts, exclusions, warnings) is computed once and copied to each of them;
+//! - a desired account is shared ([`Arc`]) by every instance that wants the same one, and is
+//!   reused across classes for a person whose grants there are the same.
+//!
+//! Service accounts, roles as code and protected accounts are then applied per instance,
+//! exactly as before. The result equals the straightforward planner's (`reference.rs`).
+
+use super::{non_empty, DesiredAccount, DesiredInstance, InstanceRef, Warning};
+use crate::directory::{DirectorySnapshot, GroupName, Person, PersonStatus};
+use crate::model::{InstanceName, RoleName, Username};
+use crate::policy::Policy;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// One person's facts that hold on every instance.
+struct Facts<'a> {
+    person: &'a Person,
+    /// Their Airflow username, or why none can be derived.
+    username: Result<Username, String>,
+    /// Into [`People::grants`]: the grants for their groups, by group name then in policy order
+    /// (the order their reasons are listed in).
+    grants: Range<usize>,
+    /// Into [`People::scopes`]: the scope groups they belong to.
+    scopes: Range<usize>,
+}
+
+/// Every person's [`Facts`], sorted by username (ties in directory order; people without a
+/// username last), with the per-grant reasons rendered once.
+struct People<'a> {
+    facts: Vec<Facts<'a>>,
+    /// Indices into `policy.grants`.
+    grants: Vec<usize>,
+    /// Indices into `policy.scope_groups`.
+    scopes: Vec<usize>,
+    /// Per grant: `group G grants R1, R2`.
+    reasons: Vec<String>,
+}
+
+impl<'a> People<'a> {
+    fn new(policy: &Policy, directory: &'a DirectorySnapshot) -> Self {
+        let mut by_group: HashMap<&GroupName, (Vec<usize>, Vec<usize>)> = HashMap::new();
+        for (i, g) in policy.grants.iter().enumerate() {
+            by_group.entry(&g.group).or_default().0.push(i);
+        }
+        for (i, (g, _)) in policy.scope_groups.iter().enumerate() {
+            by_group.entry(g).or_default().1.push(i);
+        }
+        let (mut grants, mut scopes) = (Vec::new(), Vec::new());
+        let mut facts: Vec<Facts<'a>> = directory
+            .people
+            .values()
+            .map(|person| {
+                let (g0, s0) = (grants.len(), scopes.len());
+                for (g, s) in person.groups.iter().filter_map(|g| by_group.get(g)) {
+                    grants.extend_from_slice(g);
+                    scopes.extend_from_slice(s);
+                }
+                Facts {
+                    person,
+                    username: policy.username.derive(person),
+                    grants: g0..grants.len(),
+                    scopes: s0..scopes.len(),
+                }
+            })
+            .collect();
+        // Stable: people sharing a username stay in directory order.
+        facts.sort_by(|a, b| match (&a.username, &b.username) {
+            (Ok(a), Ok(b)) => a.cmp(b),
+            (a, b) => a.is_err().cmp(&b.is_err()),
+        });
+        let reasons = policy
+            .grants
+            .iter()
+            .map(|g| {
+                let names: Vec<&str> = g.roles.iter().map(RoleName::as_str).collect();
+                format!("group {} grants {}", g.group, names.join(", "))
+            })
+            .collect();
+        Self {
+            facts,
+            grants,
+            scopes,
+            reasons,
+        }
+    }
+}
+
+/// Which grants and scope groups select an instance: instances with equal classes get the same
+/// people part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Class {
+    grants: Vec<bool>,
+    scopes: Vec<bool>,
+}
+
+impl Class {
+    fn of(policy: &Policy, inst: &InstanceRef<'_>) -> Self {
+        Self {
+            grants: (policy.grants.iter())
+                .map(|g| g.instances.matches(inst.name, inst.labels))
+                .collect(),
+            scopes: (policy.scope_groups.iter())
+                .map(|(_, sel)| sel.matches(inst.name, inst.labels))
+                .collect(),
+        }
+    }
+}
+
+/// The people part of one class: accounts, exclusions and in-scope leavers (no roles yet), and
+/// the warnings' messages.
+type Part = (DesiredInstance, Vec<String>);
+
+/// A person's account built for one class, with which of their grants applied there (bit `i`:
+/// their `i`-th grant), so that a class where the same ones apply reuses it.
+struct Cached {
+    applied: u64,
+    account: Arc<DesiredAccount>,
+}
+
+/// Computes what each instance should hold: see [`super::desired`].
+pub(super) fn desired(
+    policy: &Policy,
+    directory: &DirectorySnapshot,
+    instances: &[InstanceRef<'_>],
+) -> (BTreeMap<InstanceName, DesiredInstance>, Vec<Warning>) {
+    let people = People::new(policy, directory);
+    let mut classes: Vec<Class> = Vec::new();
+    let class_of: Vec<usize> = instances
+        .iter()
+        .map(|inst| {
+            let class = Class::of(policy, inst);
+            classes.iter().position(|c| *c == class).unwrap_or_else(|| {
+                classes.push(class);
+                classes.len() - 1
+            })
+        })
+        .collect();
+    let mut uses = vec![0usize; classes.len()];
+    for &c in &class_of {
+        uses[c] += 1;
+    }
+    let mut parts: Vec<Option<Part>> = vec![None; classes.len()];
+    let mut cache: Vec<Option<Cached>> = Vec::new();
+    cache.resize_with(people.facts.len(), || None);
+    let mut warnings = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    for (inst, &c) in instances.iter().zip(&class_of) {
+        let part =
+            parts[c].get_or_insert_with(|| people_part(policy, &people, &classes[c], &mut cache));
+        uses[c] -= 1;
+        // The class's last instance takes its part instead of copying it.
+        let (mut d, messages) = if uses[c] == 0 {
+            std::mem::take(part)
+        } else {
+            part.clone()
+        };
+        warnings.extend(messages.into_iter().map(|message| Warning {
+            instance: Some(inst.name.clone()),
+            message,
+        }));
+        finish_instance(policy, inst, &mut d, &mut warnings);
+        out.insert(inst.name.clone(), d);
+    }
+    (out, warnings.into_iter().collect())
+}
+
+/// The people part of one class, from people sorted by username: each run of people sharing a
+/// username yields at most one account, one exclusion and one in-scope leaver, exactly as
+/// inserting them one by one in directory order would (first spelling kept, last reason wins).
+fn people_part(
+    policy: &Policy,
+    people: &People<'_>,
+    class: &Class,
+    cache: &mut [Option<Cached>],
+) -> Part {
+    let (mut accounts, mut excluded, mut inactive) = (Vec::new(), Vec::new(), Vec::new());
+    let mut messages = Vec::new();
+    let mut granted: Vec<usize> = Vec::new();
+    let mut claimants: Vec<usize> = Vec::new();
+    let facts = &people.facts;
+    let mut i = 0;
+    while i < facts.len() {
+        let username = match &facts[i].username {
+            Ok(u) => u,
+            Err(why) => {
+                let f = &facts[i];
+                applied(people, class, f, &mut granted);
+                let in_scope = !granted.is_empty() || in_scope_group(people, class, f);
+                if in_scope && f.person.status == PersonStatus::Active {
+                    messages.push(format!("person {} gets no account: {why}", f.person.id));
+                }
+                i += 1;
+                continue;
+            }
+        };
+        let run = i..i + facts[i..]
+            .iter()
+            .take_while(|f| f.username.as_ref().is_ok_and(|u| u == username))
+            .count();
+        i = run.end;
+        claimants.clear();
+        let mut exclusion: Option<(&Username, &str)> = None;
+        let mut leaver: Option<&Username> = None;
+        for j in run {
+            let f = &facts[j];
+            let mask = applied(people, class, f, &mut granted);
+            let in_scope = !granted.is_empty() || in_scope_group(people, class, f);
+            let why_not = match (f.person.status, in_scope) {
+                (PersonStatus::Suspended, _) => "suspended in the directory",
+                (PersonStatus::Staged, _) => "not yet activated in the directory",
+                (PersonStatus::Active, false) => "in no group with access to this instance",
+                (PersonStatus::Active, true) => {
+                    claimants.push(j);
+                    if claimants.len() == 1 {
+                        let account = account_for(policy, people, f, &granted, mask, &mut cache[j]);
+                        accounts.push((username_of(f).clone(), account));
+                    }
+                    continue;
+                }
+            };
+            if in_scope {
+                leaver.get_or_insert(username_of(f));
+            }
+            let first = exclusion.map_or(username_of(f), |(first, _)| first);
+            exclusion = Some((first, why_not));
+        }
+        if claimants.len() > 1 {
+            accounts.pop();
+            let ids: Vec<String> = (claimants.iter())
+                .map(|&j| facts[j].person.id.to_string())
+                .collect();
+            messages.push(format!(
+                "people {} all map to username {}; none gets an account",
+                ids.join(", "),
+                username_of(&facts[claimants[0]])
+            ));
+        } else if claimants.len() == 1 && accounts.last().is_some_and(|(_, a)| a.email.is_empty()) {
+            accounts.pop();
+            messages.push(format!(
+                "{} has no email in the directory; Airflow requires one",
+                username_of(&facts[claimants[0]])
+            ));
+        }
+        excluded.extend(exclusion.map(|(u, why)| (u.clone(), why.to_string())));
+        inactive.extend(leaver.cloned());
+    }
+    let d = DesiredInstance {
+        accounts: accounts.into_iter().collect(),
+        roles: BTreeMap::new(),
+        excluded: excluded.into_iter().collect(),
+        inactive_in_scope: inactive.into_iter().collect(),
+    };
+    (d, messages)
+}
+
+/// Fills `granted` with the person's grants that select this class, in reason order, and
+/// returns which of their grants those are (bit `i`: their `i`-th; 0 when they have more than
+/// 64, which only turns off reuse).
+fn applied(people: &People<'_>, class: &Class, f: &Facts<'_>, granted: &mut Vec<usize>) -> u64 {
+    granted.clear();
+    let mut mask = 0u64;
+    for (bit, &g) in people.grants[f.grants.clone()].iter().enumerate() {
+        if class.grants[g] {
+            granted.push(g);
+            if bit < 64 {
+                mask |= 1 << bit;
+            }
+        }
+    }
+    if f.grants.len() > 64 {
+        0
+    } else {
+        mask
+    }
+}
+
+fn in_scope_group(people: &People<'_>, class: &Class, f: &Facts<'_>) -> bool {
+    people.scopes[f.scopes.clone()]
+        .iter()
+        .any(|&s| class.scopes[s])
+}
+
+fn username_of<'f>(f: &'f Facts<'_>) -> &'f Username {
+    f.username
+        .as_ref()
+        .expect("invariant: only people with a username are in a run")
+}
+
+/// The account an active, in-scope person gets where `granted` applies; reused from `cached`
+/// when the same grants applied in an earlier class.
+fn account_for(
+    policy: &Policy,
+    people: &People<'_>,
+    f: &Facts<'_>,
+    granted: &[usize],
+    applied: u64,
+    cached: &mut Option<Cached>,
+) -> Arc<DesiredAccount> {
+    let reusable = f.grants.len() <= 64;
+    if let Some(c) = cached.as_ref().filter(|c| reusable && c.applied == applied) {
+        return Arc::clone(&c.account);
+    }
+    let username = username_of(f);
+    let mut roles = BTreeSet::new();
+    let mut reasons = Vec::with_capacity(granted.len());
+    for &g in granted {
+        roles.extend(policy.grants[g].roles.iter().cloned());
+        reasons.push(people.reasons[g].clone());
+    }
+    if roles.is_empty() && !policy.default_roles.is_empty() {
+        roles.extend(policy.default_roles.iter().cloned());
+        reasons.push("in scope: default roles".to_string());
+    }
+    let local = username.as_str().split('@').next().unwrap_or_default();
+    let account = Arc::new(DesiredAccount {
+        username: username.clone(),
+        person: Some(f.person.id.clone()),
+        email: f.person.email.clone().unwrap_or_default(),
+        first_name: non_empty(f.person.first_name.as_deref(), local),
+        last_name: non_empty(f.person.last_name.as_deref(), "-"),
+        roles,
+        reasons,
+    });
+    if reusable && cached.is_none() {
+        *cached = Some(Cached {
+            applied,
+            account: Arc::clone(&account),
+        });
+    }
+    account
+}
+
+/// What is per instance: service accounts, roles as code, protected and airlock's own account.
+fn finish_instance(
+    policy: &Policy,
+    inst: &InstanceRef<'_>,
+    d: &mut DesiredInstance,
+    warnings: &mut BTreeSet<Warning>,
+) {
+    for sa in policy
+        .service_accounts
+        .iter()
+        .filter(|s| s.instances.matches(inst.name, inst.labels))
+    {
+        if d.accounts.contains_key(&sa.username) {
+            warnings.insert(Warning {
+                instance: Some(inst.name.clone()),
+                message: format!(
+                    "service account {} shadows a person with the same username",
+                    sa.username
+                ),
+            });
+        }
+        d.excluded.remove(&sa.username);
+        d.inactive_in_scope.remove(&sa.username);
+        d.accounts.insert(
+            sa.username.clone(),
+            Arc::new(DesiredAccount {
+                username: sa.username.clone(),
+                person: None,
+                email: sa.email.clone(),
+                first_name: sa.username.as_str().to_string(),
+                last_name: "service account".to_string(),
+                roles: sa.roles.clone(),
+                reasons: vec!["service account in policy".to_string()],
+            }),
+        );
+    }
+    for spec in policy
+        .roles
+        .iter()
+        .filter(|r| r.instances.matches(inst.name, inst.labels))
+    {
+        d.roles.insert(spec.name.clone(), spec.permissions.clone());
+    }
+    let airlock = Username::new(inst.airlock_user).ok();
+    for protected in policy.protected.iter().chain(airlock.iter()) {
+        if d.accounts.remove(protected).is_some() {
+            warnings.insert(Warning {
+                instance: Some(inst.name.clone()),
+                message: format!("{protected} is protected; airlock leaves it as it is"),
+            });
+        }
+        d.excluded.remove(protected);
+        d.inactive_in_scope.remove(protected);
+    }
+}

@@ -1,0 +1,278 @@
+//! How [`plan_instance`](super::plan_instance) plans one instance: roles as code first, then
+//! one merge-join of the desired accounts (sorted by username) with the instance's accounts
+//! (sorted once), so each account is looked at once and nothing is looked up by name; reasons
+//! and role sets are built only for the operations that need them.
+
+use super::{DesiredAccount, InstancePlan, ManagedRecord, Op, PlanInput, PlannedOp, Warning};
+use crate::model::{Account, Permission, Role, RoleName, Username};
+use crate::policy::BUILTIN_ROLES;
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::{btree_map, BTreeMap, BTreeSet};
+use std::iter::Peekable;
+
+/// Plans one instance: see [`super::plan_instance`].
+pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
+    let mut plan = Planner {
+        input,
+        records: input.managed.iter().peekable(),
+        ops: Default::default(),
+        warnings: Vec::new(),
+        managed: Vec::new(),
+        unmanaged: Vec::new(),
+    };
+    let available = plan.roles();
+    let mut wants = input.desired.accounts.iter().peekable();
+    let mut haves = by_username(&input.actual.accounts).into_iter().peekable();
+    loop {
+        let order = match (wants.peek(), haves.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((u, _)), Some(have)) => (*u).cmp(&have.username),
+        };
+        let (want, have) = match order {
+            Ordering::Less => (wants.next(), None),
+            Ordering::Greater => (None, haves.next()),
+            Ordering::Equal => (wants.next(), haves.next()),
+        };
+        match (want, have) {
+            (Some((u, _)), _) if input.protected.contains(u) => {}
+            (Some((u, want)), have) => plan.account(&available, u, want, have),
+            (None, Some(have)) if input.protected.contains(&have.username) => {}
+            (None, Some(have)) => plan.leaver(have),
+            (None, None) => unreachable!("invariant: one side advanced"),
+        }
+    }
+    let Planner {
+        ops,
+        mut warnings,
+        managed,
+        unmanaged,
+        ..
+    } = plan;
+    let mut ops: Vec<PlannedOp> = ops.into_iter().flatten().collect();
+    // Same order as sorting by (phase, target, op): within a phase every target has the same
+    // prefix (`role ` or `account `), so comparing the names compares the targets. Ops were
+    // collected by phase in username order, so this mostly confirms an order already there.
+    ops.sort_by(|a, b| {
+        (a.op.phase(), a.op.target_name(), &a.op).cmp(&(b.op.phase(), b.op.target_name(), &b.op))
+    });
+    warnings.sort();
+    InstancePlan {
+        ops,
+        warnings,
+        unmanaged,
+        // Pushed in username order: collecting is a linear build, not a search per name.
+        managed: managed.into_iter().collect(),
+    }
+}
+
+/// The instance's accounts sorted by username; of accounts sharing one (case-insensitively),
+/// the last listed wins, as collecting them into a map would have it.
+fn by_username(accounts: &[Account]) -> Vec<&Account> {
+    let mut sorted: Vec<&Account> = accounts.iter().collect();
+    sorted.sort_by(|a, b| a.username.cmp(&b.username));
+    let mut out: Vec<&Account> = Vec::with_capacity(sorted.len());
+    for a in sorted {
+        match out.last_mut() {
+            Some(last) if last.username == a.username => *last = a,
+            _ => out.push(a),
+        }
+    }
+    out
+}
+
+struct Planner<'i, 'a> {
+    input: &'i PlanInput<'a>,
+    /// airlock's records, read in step with the join (accounts come in username order).
+    records: Peekable<btree_map::Iter<'a, Username, ManagedRecord>>,
+    /// By phase ([`Op::phase`]).
+    ops: [Vec<PlannedOp>; 6],
+    warnings: Vec<Warning>,
+    /// In username order.
+    managed: Vec<Username>,
+    unmanaged: Vec<Username>,
+}
+
+impl<'a> Planner<'_, 'a> {
+    /// airlock's record of `username`; usernames must be asked for in increasing order.
+    fn record(&mut self, username: &Username) -> Option<&'a ManagedRecord> {
+        while self.records.next_if(|(u, _)| *u < username).is_some() {}
+        self.records
+            .peek()
+            .filter(|(u, _)| *u == username)
+            .map(|(_, r)| *r)
+    }
+
+    fn push(&mut self, op: Op, reason: String) {
+        self.ops[usize::from(op.phase())].push(PlannedOp {
+            instance: self.input.instance.clone(),
+            op,
+            reason,
+        });
+    }
+
+    fn warn(&mut self, message: String) {
+        self.warnings.push(Warning {
+            instance: Some(self.input.instance.clone()),
+            message,
+        });
+    }
+
+    /// Roles as code; returns the roles accounts may hold here.
+    fn roles(&mut self) -> BTreeSet<RoleName> {
+        let input = self.input;
+        let actual_roles: BTreeMap<&RoleName, &Role> =
+            input.actual.roles.iter().map(|r| (&r.name, r)).collect();
+        let mut available: BTreeSet<RoleName> = actual_roles.keys().map(|r| (*r).clone()).collect();
+        for (name, wanted) in &input.desired.roles {
+            let wanted: BTreeSet<Permission> = match &input.actual.catalog {
+                Some(catalog) => {
+                    let missing: Vec<String> = wanted
+                        .difference(catalog)
+                        .map(ToString::to_string)
+                        .collect();
+                    if !missing.is_empty() {
+                        self.warn(format!(
+                            "role {name}: permissions not (yet) on this instance, left out: {}",
+                            missing.join("; ")
+                        ));
+                    }
+                    wanted.intersection(catalog).cloned().collect()
+                }
+                None => wanted.clone(),
+            };
+            available.insert(name.clone());
+            match actual_roles.get(name) {
+                None => self.push(
+                    Op::CreateRole {
+                        role: name.clone(),
+                        permissions: wanted,
+                    },
+                    "role defined in policy".into(),
+                ),
+                Some(role) if role.permissions != wanted => self.push(
+                    Op::UpdateRole {
+                        role: name.clone(),
+                        add: wanted.difference(&role.permissions).cloned().collect(),
+                        remove: role.permissions.difference(&wanted).cloned().collect(),
+                    },
+                    "role drifted from policy".into(),
+                ),
+                Some(_) => {}
+            }
+        }
+        available.extend(BUILTIN_ROLES.iter().filter_map(|b| RoleName::new(*b).ok()));
+        available
+    }
+
+    /// A desired account, and the instance's account of that name if it has one.
+    fn account(
+        &mut self,
+        available: &BTreeSet<RoleName>,
+        username: &Username,
+        want: &DesiredAccount,
+        have: Option<&Account>,
+    ) {
+        let roles: Cow<'_, BTreeSet<RoleName>> = if want.roles.iter().all(|r| available.contains(r))
+        {
+            Cow::Borrowed(&want.roles)
+        } else {
+            let missing: Vec<&str> = (want.roles.iter())
+                .filter(|r| !available.contains(*r))
+                .map(RoleName::as_str)
+                .collect();
+            self.warn(format!(
+                "{username}: role(s) {} do not exist on this instance, left out",
+                missing.join(", ")
+            ));
+            Cow::Owned(
+                (want.roles.iter())
+                    .filter(|r| available.contains(*r))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        self.managed.push(username.clone());
+        let Some(have) = have else {
+            let op = Op::CreateAccount {
+                username: username.clone(),
+                email: want.email.clone(),
+                first_name: want.first_name.clone(),
+                last_name: want.last_name.clone(),
+                roles: roles.into_owned(),
+            };
+            return self.push(op, want.reasons.join("; "));
+        };
+        if have.roles != *roles {
+            let returning =
+                (self.input.managed.get(username)).is_some_and(|m| m.suspended_at.is_some());
+            let reason = want.reasons.join("; ");
+            let op = Op::SetRoles {
+                username: username.clone(),
+                from: have.roles.clone(),
+                to: roles.into_owned(),
+            };
+            self.push(
+                op,
+                if returning {
+                    format!("returning: {reason}")
+                } else {
+                    reason
+                },
+            );
+        }
+        let email = (!have.email.eq_ignore_ascii_case(&want.email)).then(|| want.email.clone());
+        let first_name = (have.first_name != want.first_name).then(|| want.first_name.clone());
+        let last_name = (have.last_name != want.last_name).then(|| want.last_name.clone());
+        if email.is_some() || first_name.is_some() || last_name.is_some() {
+            let op = Op::UpdateProfile {
+                username: username.clone(),
+                email,
+                first_name,
+                last_name,
+            };
+            self.push(op, "profile changed in the directory".into());
+        }
+    }
+
+    /// An account the instance holds and nobody should: a leaver if airlock manages it or the
+    /// policy's scope covers its person, otherwise unmanaged and left alone.
+    fn leaver(&mut self, have: &Account) {
+        let input = self.input;
+        let username = &have.username;
+        let in_scope_leaver = input.desired.inactive_in_scope.contains(username);
+        let record = match self.record(username) {
+            Some(r) => r.clone(),
+            None if in_scope_leaver => ManagedRecord::default(),
+            None => return self.unmanaged.push(username.clone()),
+        };
+        let why = (input.desired.excluded.get(username).map(String::as_str))
+            .unwrap_or("no longer in the directory");
+        match record.suspended_at {
+            Some(at) if have.roles.is_empty() => {
+                let due = (input.leavers.delete_after_secs)
+                    .is_some_and(|after| (input.now - at).num_seconds() >= after);
+                if due {
+                    let reason = format!(
+                        "leaver ({why}), suspended since {}",
+                        at.format("%Y-%m-%d %H:%M UTC")
+                    );
+                    let op = Op::Delete {
+                        username: username.clone(),
+                    };
+                    return self.push(op, reason);
+                }
+            }
+            _ => {
+                let op = Op::Suspend {
+                    username: username.clone(),
+                    roles: have.roles.clone(),
+                };
+                self.push(op, format!("leaver: {why}"));
+            }
+        }
+        self.managed.push(username.clone());
+    }
+}
