@@ -479,18 +479,6 @@ pub fn call_stats(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::csv_cell;
-
-    #[test]
-    fn csv_cells_that_look_like_formulas_are_neutralised() {
-        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_cell("ada@example.com"), "ada@example.com");
-    }
-}
-
 /// Held deprovisions (`airlock rails list`).
 pub fn rail_holds(holds: &[airlock_store::RailHold], format: ReportFormat) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -544,4 +532,16 @@ pub fn rail_holds(holds: &[airlock_store::RailHold], format: ReportFormat) -> an
     }
     writeln!(out, "{t}")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn csv_cells_that_look_like_formulas_are_neutralised() {
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("ada@example.com"), "ada@example.com");
+    }
 }

@@ -725,11 +725,19 @@ impl Fleet {
     }
 
     async fn pool(&self) -> sqlx::PgPool {
-        sqlx::PgPool::connect(&self.pg.url(&self.db)).await.expect("pg")
+        sqlx::PgPool::connect(&self.pg.url(&self.db))
+            .await
+            .expect("pg")
     }
 
     /// A SCIM request through replica `r`, retried while the store is unavailable (503).
-    async fn scim(&self, r: usize, method: reqwest::Method, path: &str, body: serde_json::Value) -> serde_json::Value {
+    async fn scim(
+        &self,
+        r: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
         let url = format!("{}/scim/v2{path}", self.replica(r).base);
         for _ in 0..60 {
             let resp = reqwest::Client::new()
@@ -745,9 +753,16 @@ impl Fleet {
                     return resp.json().await.unwrap_or_default();
                 }
                 Ok(resp) if resp.status().as_u16() == 503 => {
-                    assert!(resp.headers().contains_key("retry-after"), "503 without Retry-After");
+                    assert!(
+                        resp.headers().contains_key("retry-after"),
+                        "503 without Retry-After"
+                    );
                 }
-                Ok(resp) => panic!("{method} {path}: {} {}", resp.status(), resp.text().await.unwrap_or_default()),
+                Ok(resp) => panic!(
+                    "{method} {path}: {} {}",
+                    resp.status(),
+                    resp.text().await.unwrap_or_default()
+                ),
                 Err(_) => {}
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -769,21 +784,29 @@ impl Fleet {
     }
 
     /// Succeeded audit events of `operation` on `username`, by instance.
-    async fn audited(&self, operation: &str, username: &str) -> std::collections::BTreeMap<String, usize> {
+    async fn audited(
+        &self,
+        operation: &str,
+        username: &str,
+    ) -> std::collections::BTreeMap<String, usize> {
         let pool = self.pool().await;
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT event_json FROM audit_events ORDER BY seq")
-            .fetch_all(&pool)
-            .await
-            .expect("audit");
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT event_json FROM audit_events ORDER BY seq")
+                .fetch_all(&pool)
+                .await
+                .expect("audit");
         pool.close().await;
         let mut by = std::collections::BTreeMap::new();
         for (json,) in rows {
             let e: serde_json::Value = serde_json::from_str(&json).expect("event json");
             if e["operation"] == operation
                 && e["outcome"]["status"] == "succeeded"
-                && e["target"]["username"].as_str().is_some_and(|u| u.eq_ignore_ascii_case(username))
+                && e["target"]["username"]
+                    .as_str()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(username))
             {
-                *by.entry(e["instance"].as_str().unwrap_or("").to_string()).or_insert(0) += 1;
+                *by.entry(e["instance"].as_str().unwrap_or("").to_string())
+                    .or_insert(0) += 1;
             }
         }
         by
@@ -792,11 +815,12 @@ impl Fleet {
     /// The reachable instances, each of which recorded `username` as managed.
     async fn managed_everywhere(&self, username: &str, reachable: usize) -> bool {
         let pool = self.pool().await;
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM managed_accounts WHERE username_key = $1")
-            .bind(username.to_lowercase())
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(0);
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM managed_accounts WHERE username_key = $1")
+                .bind(username.to_lowercase())
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(0);
         pool.close().await;
         n as usize >= reachable
     }
@@ -808,11 +832,26 @@ fn scim_token(dir: &std::path::Path, client: &str) -> String {
         .current_dir(dir)
         .env_remove("AIRLOCK_CONFIG")
         .env("AF3_PW", &v3().admin_password)
-        .args(["--config", "airlock.toml", "scim", "token", "create", "--client", client])
+        .args([
+            "--config",
+            "airlock.toml",
+            "scim",
+            "token",
+            "create",
+            "--client",
+            client,
+        ])
         .output()
         .expect("token create");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
 }
 
 /// Three replicas and twelve instances: every SCIM write, taken by any replica, reaches every
@@ -830,41 +869,66 @@ async fn three_replicas_and_twelve_instances_apply_every_scim_write_once_through
     let mut ids = Vec::new();
     for k in 0..6 {
         let user = fleet
-            .scim(k % 3, reqwest::Method::POST, "/Users", serde_json::json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": fleet.user(k), "active": true,
-                "name": { "givenName": "Fleet", "familyName": format!("U{k}") },
-                "emails": [{ "value": fleet.user(k), "primary": true }]
-            }))
+            .scim(
+                k % 3,
+                reqwest::Method::POST,
+                "/Users",
+                serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": fleet.user(k), "active": true,
+                    "name": { "givenName": "Fleet", "familyName": format!("U{k}") },
+                    "emails": [{ "value": fleet.user(k), "primary": true }]
+                }),
+            )
             .await;
         ids.push(user["id"].as_str().expect("id").to_string());
     }
-    let members: Vec<serde_json::Value> = ids.iter().map(|i| serde_json::json!({ "value": i })).collect();
+    let members: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|i| serde_json::json!({ "value": i }))
+        .collect();
     fleet
-        .scim(1, reqwest::Method::POST, "/Groups", serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-            "displayName": fleet.group, "members": members
-        }))
+        .scim(
+            1,
+            reqwest::Method::POST,
+            "/Groups",
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": fleet.group, "members": members
+            }),
+        )
         .await;
     let admin = airflow_admin().await;
-    let took = wait_for("every instance to provision the six people", Duration::from_secs(120), || async {
-        for k in 0..6 {
-            if roles_of(&admin, &fleet.user(k)).await != vec!["Viewer".to_string()]
-                || !fleet.managed_everywhere(&fleet.user(k), INSTANCES).await
-            {
-                return false;
+    let took = wait_for(
+        "every instance to provision the six people",
+        Duration::from_secs(120),
+        || async {
+            for k in 0..6 {
+                if roles_of(&admin, &fleet.user(k)).await != vec!["Viewer".to_string()]
+                    || !fleet.managed_everywhere(&fleet.user(k), INSTANCES).await
+                {
+                    return false;
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
-    eprintln!("6 SCIM users on 3 replicas -> managed on 12 instances: {:.1} s", took.as_secs_f64());
+    eprintln!(
+        "6 SCIM users on 3 replicas -> managed on 12 instances: {:.1} s",
+        took.as_secs_f64()
+    );
     // Every instance is held by exactly one replica.
     let held = held_counts(&fleet).await;
     assert_eq!(held.iter().sum::<usize>(), INSTANCES, "{held:?}");
 
     // Each fault, then a deactivation through a surviving replica.
-    let faults: [(&str, usize, usize); 4] = [("kill -9", 0, 1), ("SIGSTOP", 1, 2), ("cut from PostgreSQL", 2, 0), ("PostgreSQL restart", 0, 1)];
+    let faults: [(&str, usize, usize); 4] = [
+        ("kill -9", 0, 1),
+        ("SIGSTOP", 1, 2),
+        ("cut from PostgreSQL", 2, 0),
+        ("PostgreSQL restart", 0, 1),
+    ];
     for (k, (fault, victim, via)) in faults.into_iter().enumerate() {
         let k = k + 1;
         match fault {
@@ -879,12 +943,19 @@ async fn three_replicas_and_twelve_instances_apply_every_scim_write_once_through
         }
         fleet.deactivate(via, &ids[k]).await;
         let user = fleet.user(k);
-        let took = wait_for(&format!("user {k} suspended on every instance after {fault}"), Duration::from_secs(120), || async {
-            roles_of(&admin, &user).await.is_empty()
-                && fleet.audited("account.suspend", &user).await.len() == INSTANCES
-        })
+        let took = wait_for(
+            &format!("user {k} suspended on every instance after {fault}"),
+            Duration::from_secs(120),
+            || async {
+                roles_of(&admin, &user).await.is_empty()
+                    && fleet.audited("account.suspend", &user).await.len() == INSTANCES
+            },
+        )
         .await;
-        eprintln!("after {fault}: SCIM deactivation -> suspended on all 12 instances: {:.1} s", took.as_secs_f64());
+        eprintln!(
+            "after {fault}: SCIM deactivation -> suspended on all 12 instances: {:.1} s",
+            took.as_secs_f64()
+        );
         // Heal the fault before the next one, so that replicas remain.
         match fault {
             "kill -9" => fleet.restart(victim),
@@ -899,27 +970,50 @@ async fn three_replicas_and_twelve_instances_apply_every_scim_write_once_through
         let user = fleet.user(k);
         let by = fleet.audited("account.suspend", &user).await;
         assert_eq!(by.len(), INSTANCES, "{user}: {by:?}");
-        assert!(by.values().all(|n| *n == 1), "suspended more than once on an instance: {user}: {by:?}");
+        assert!(
+            by.values().all(|n| *n == 1),
+            "suspended more than once on an instance: {user}: {by:?}"
+        );
         assert!(roles_of(&admin, &user).await.is_empty());
         // From Airflow's side: each instance's proxy saw one role strip of that user.
         for p in &fleet.af_proxies {
             let strips = p
                 .requests_log()
                 .iter()
-                .filter(|(m, path)| m == "PATCH" && path.contains(&format!("/users/{user}")) && path.contains("update_mask=roles"))
+                .filter(|(m, path)| {
+                    m == "PATCH"
+                        && path.contains(&format!("/users/{user}"))
+                        && path.contains("update_mask=roles")
+                })
                 .count();
-            assert!(strips <= 2, "{user}: {strips} role PATCHes through one instance");
+            assert!(
+                strips <= 2,
+                "{user}: {strips} role PATCHes through one instance"
+            );
         }
     }
     for k in [0, 5] {
-        assert_eq!(roles_of(&admin, &fleet.user(k)).await, vec!["Viewer".to_string()]);
-        assert!(fleet.audited("account.create", &fleet.user(k)).await.values().all(|n| *n == 1));
+        assert_eq!(
+            roles_of(&admin, &fleet.user(k)).await,
+            vec!["Viewer".to_string()]
+        );
+        assert!(fleet
+            .audited("account.create", &fleet.user(k))
+            .await
+            .values()
+            .all(|n| *n == 1));
     }
     // Nothing left pending; the trail is intact; every run ended.
     let pool = fleet.pool().await;
-    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scim_changes").fetch_one(&pool).await.expect("pending");
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scim_changes")
+        .fetch_one(&pool)
+        .await
+        .expect("pending");
     assert_eq!(pending, 0);
-    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM op_journal WHERE state = 'intent'").fetch_one(&pool).await.expect("journal");
+    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM op_journal WHERE state = 'intent'")
+        .fetch_one(&pool)
+        .await
+        .expect("journal");
     assert_eq!(open, 0, "no intent left open");
     pool.close().await;
     let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
@@ -929,13 +1023,21 @@ async fn three_replicas_and_twelve_instances_apply_every_scim_write_once_through
         .args(["--config", "airlock.toml", "audit", "verify"])
         .output()
         .expect("verify");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let held = held_counts(&fleet).await;
     assert_eq!(held.iter().sum::<usize>(), INSTANCES, "{held:?}");
 }
 
 fn signal(pid: &str, sig: &str) {
-    assert!(Command::new("kill").args([sig, pid]).status().expect("kill").success());
+    assert!(Command::new("kill")
+        .args([sig, pid])
+        .status()
+        .expect("kill")
+        .success());
 }
 
 /// How many instances each running replica says it holds.
@@ -962,37 +1064,70 @@ async fn one_unreachable_airflow_delays_no_other_instance() {
     let fleet = Fleet::start(1, 6, 1).await;
     wait_ready(fleet.replica(0), "replica ready").await;
     let user = fleet
-        .scim(0, reqwest::Method::POST, "/Users", serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "userName": fleet.user(0), "active": true,
-            "emails": [{ "value": fleet.user(0), "primary": true }]
-        }))
+        .scim(
+            0,
+            reqwest::Method::POST,
+            "/Users",
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": fleet.user(0), "active": true,
+                "emails": [{ "value": fleet.user(0), "primary": true }]
+            }),
+        )
         .await;
     fleet
-        .scim(0, reqwest::Method::POST, "/Groups", serde_json::json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-            "displayName": fleet.group, "members": [{ "value": user["id"] }]
-        }))
+        .scim(
+            0,
+            reqwest::Method::POST,
+            "/Groups",
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": fleet.group, "members": [{ "value": user["id"] }]
+            }),
+        )
         .await;
     let admin = airflow_admin().await;
-    wait_for("the five reachable instances to provision", Duration::from_secs(60), || async {
-        roles_of(&admin, &fleet.user(0)).await == vec!["Viewer".to_string()]
-            && fleet.managed_everywhere(&fleet.user(0), 5).await
-    })
+    wait_for(
+        "the five reachable instances to provision",
+        Duration::from_secs(60),
+        || async {
+            roles_of(&admin, &fleet.user(0)).await == vec!["Viewer".to_string()]
+                && fleet.managed_everywhere(&fleet.user(0), 5).await
+        },
+    )
     .await;
     fleet.deactivate(0, user["id"].as_str().expect("id")).await;
-    wait_for("the five reachable instances to suspend", Duration::from_secs(60), || async {
-        fleet.audited("account.suspend", &fleet.user(0)).await.len() == 5
-    })
+    wait_for(
+        "the five reachable instances to suspend",
+        Duration::from_secs(60),
+        || async { fleet.audited("account.suspend", &fleet.user(0)).await.len() == 5 },
+    )
     .await;
-    let (status, body) = get(&format!("{}/healthz", fleet.replica(0).base)).await.expect("healthz");
+    let (status, body) = get(&format!("{}/healthz", fleet.replica(0).base))
+        .await
+        .expect("healthz");
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let down = v["instances"].as_array().expect("instances").iter().find(|i| i["name"] == "af05").cloned().expect("af05");
+    let down = v["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .find(|i| i["name"] == "af05")
+        .cloned()
+        .expect("af05");
     assert_eq!(down["last_error_class"], "airflow/transient", "{down}");
-    assert!(down["pending_scim_changes"].as_u64().unwrap_or(0) >= 1, "{down}");
+    assert!(
+        down["pending_scim_changes"].as_u64().unwrap_or(0) >= 1,
+        "{down}"
+    );
     assert!(down["last_success_at"].is_null(), "{down}");
-    let up = v["instances"].as_array().expect("instances").iter().find(|i| i["name"] == "af00").cloned().expect("af00");
+    let up = v["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .find(|i| i["name"] == "af00")
+        .cloned()
+        .expect("af00");
     assert!(up["last_success_at"].is_string(), "{up}");
     assert_eq!(up["pending_scim_changes"], 0, "{up}");
     assert_eq!(v["store"]["reachable"], true);
@@ -1031,7 +1166,11 @@ async fn a_crash_between_an_airflow_write_and_its_audit_record_is_recorded_by_th
     .expect("people");
     // Airflow gets the create at once; its answer is held back.
     proxy.add_rule(
-        Rule::new("/auth/fab/v1/users", Fault::HoldResponse(Duration::from_secs(120))).method("POST"),
+        Rule::new(
+            "/auth/fab/v1/users",
+            Fault::HoldResponse(Duration::from_secs(120)),
+        )
+        .method("POST"),
     );
     let airlock = || {
         let mut c = Command::new(assert_cmd::cargo::cargo_bin("airlock"));
@@ -1048,9 +1187,11 @@ async fn a_crash_between_an_airflow_write_and_its_audit_record_is_recorded_by_th
         .spawn()
         .expect("sync");
     let admin = airflow_admin().await;
-    wait_for("Airflow to have created the account", Duration::from_secs(60), || async {
-        roles_of(&admin, &email).await == vec!["Viewer".to_string()]
-    })
+    wait_for(
+        "Airflow to have created the account",
+        Duration::from_secs(60),
+        || async { roles_of(&admin, &email).await == vec!["Viewer".to_string()] },
+    )
     .await;
     first.kill().expect("kill -9");
     first.wait().expect("reap");
@@ -1063,8 +1204,15 @@ async fn a_crash_between_an_airflow_write_and_its_audit_record_is_recorded_by_th
         .await
         .expect("join")
         .expect("second sync");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let export = airlock().args(["audit", "export"]).output().expect("export");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let export = airlock()
+        .args(["audit", "export"])
+        .output()
+        .expect("export");
     let creates: Vec<serde_json::Value> = String::from_utf8_lossy(&export.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -1073,7 +1221,11 @@ async fn a_crash_between_an_airflow_write_and_its_audit_record_is_recorded_by_th
     assert_eq!(creates.len(), 1, "{creates:?}");
     assert_eq!(creates[0]["outcome"]["status"], "succeeded");
     let reason = creates[0]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("recovered after an interruption") && reason.contains("it had reached Airflow"), "{reason}");
+    assert!(
+        reason.contains("recovered after an interruption")
+            && reason.contains("it had reached Airflow"),
+        "{reason}"
+    );
     let posts = proxy
         .requests_log()
         .iter()

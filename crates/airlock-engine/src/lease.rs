@@ -59,7 +59,11 @@ pub fn holder_is_dead_here(holder: &str) -> bool {
     let Some((host, rest)) = rest.split_once(" (pid ") else {
         return false;
     };
-    let Some(pid) = rest.split(',').next().and_then(|p| p.trim().parse::<u32>().ok()) else {
+    let Some(pid) = rest
+        .split(',')
+        .next()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+    else {
         return false;
     };
     host == host_name()
@@ -112,21 +116,6 @@ pub enum Taken {
     Granted(Fence),
     /// Another process holds it.
     Held(LeaseRow),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_holder_on_this_host_whose_process_is_gone_is_dead_and_others_are_not() {
-        let me = holder_id("airlock serve");
-        assert!(!holder_is_dead_here(&me), "{me}");
-        let gone = format!("airlock serve on {} (pid 4000000000, abcdef12)", host_name());
-        assert!(holder_is_dead_here(&gone));
-        assert!(!holder_is_dead_here("airlock serve on elsewhere (pid 4000000000, abcdef12)"));
-        assert!(!holder_is_dead_here("garbage"));
-    }
 }
 
 fn ms(d: Duration) -> i64 {
@@ -368,5 +357,25 @@ impl Fence {
             holder: &self.inner.holder,
             epoch: self.epoch,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_on_this_host_whose_process_is_gone_is_dead_and_others_are_not() {
+        let me = holder_id("airlock serve");
+        assert!(!holder_is_dead_here(&me), "{me}");
+        let gone = format!(
+            "airlock serve on {} (pid 4000000000, abcdef12)",
+            host_name()
+        );
+        assert!(holder_is_dead_here(&gone));
+        assert!(!holder_is_dead_here(
+            "airlock serve on elsewhere (pid 4000000000, abcdef12)"
+        ));
+        assert!(!holder_is_dead_here("garbage"));
     }
 }

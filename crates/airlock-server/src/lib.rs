@@ -194,13 +194,15 @@ pub async fn run(
     let policy = Arc::new(policy);
     let source = Arc::new(source);
     let scheduler = tokio::spawn(scheduler::run(
-        config.clone(),
-        policy,
-        source,
-        store.clone(),
-        opts.clone(),
-        state.clone(),
-        keeper.clone(),
+        scheduler::Service {
+            config: config.clone(),
+            policy,
+            source,
+            store: store.clone(),
+            opts: opts.clone(),
+            state: state.clone(),
+            keeper: keeper.clone(),
+        },
         stop_rx.clone(),
     ));
 

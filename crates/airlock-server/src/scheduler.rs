@@ -81,46 +81,40 @@ fn record_error(state: &State, instance: Option<&str>, e: &EngineError) {
     }
 }
 
+/// What the loops of one replica share.
+#[derive(Clone)]
+pub(crate) struct Service {
+    pub(crate) config: Arc<Config>,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) source: Arc<Source>,
+    pub(crate) store: Store,
+    pub(crate) opts: ServeOptions,
+    pub(crate) state: Arc<State>,
+    pub(crate) keeper: LeaseKeeper,
+}
+
 /// Runs every instance loop and the replica's housekeeping until `stop`.
-pub(crate) async fn run(
-    config: Arc<Config>,
-    policy: Arc<Policy>,
-    source: Arc<Source>,
-    store: Store,
-    opts: ServeOptions,
-    state: Arc<State>,
-    keeper: LeaseKeeper,
-    stop: watch::Receiver<bool>,
-) {
-    let heartbeat = keeper.spawn_heartbeat(stop.clone());
+pub(crate) async fn run(svc: Service, stop: watch::Receiver<bool>) {
+    let heartbeat = svc.keeper.spawn_heartbeat(stop.clone());
     let housekeeping = tokio::spawn(housekeeping(
-        config.clone(),
-        source.clone(),
-        store.clone(),
+        svc.config.clone(),
+        svc.source.clone(),
+        svc.store.clone(),
         stop.clone(),
     ));
     // One task per instance, so a slow or unreachable instance never delays another.
     let mut tasks = Vec::new();
-    for idx in 0..config.instances.len() {
-        let (config, policy, source, store, opts, state, keeper, stop) = (
-            config.clone(),
-            policy.clone(),
-            source.clone(),
-            store.clone(),
-            opts.clone(),
-            state.clone(),
-            keeper.clone(),
-            stop.clone(),
-        );
+    for idx in 0..svc.config.instances.len() {
+        let (svc, stop) = (svc.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let ctx = Loop {
-                inst: &config.instances[idx],
-                policy: &policy,
-                source: &source,
-                store: &store,
-                opts: &opts,
-                state: &state,
-                keeper: &keeper,
+                inst: &svc.config.instances[idx],
+                policy: &svc.policy,
+                source: &svc.source,
+                store: &svc.store,
+                opts: &svc.opts,
+                state: &svc.state,
+                keeper: &svc.keeper,
             };
             ctx.run(stop).await;
         }));
@@ -130,7 +124,7 @@ pub(crate) async fn run(
             tracing::error!(error = %e, "instance loop failed");
         }
     }
-    keeper.release_all().await;
+    svc.keeper.release_all().await;
     heartbeat.abort();
     housekeeping.abort();
 }

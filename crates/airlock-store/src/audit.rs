@@ -135,7 +135,7 @@ impl Store {
             return Err(self.head_missing(OP));
         }
         let mut head = self
-            .read_head(OP, &mut **tx)
+            .read_head(OP, tx)
             .await?
             .ok_or_else(|| self.head_missing(OP))?;
 

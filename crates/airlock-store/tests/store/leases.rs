@@ -273,7 +273,7 @@ async fn a_held_deprovision_stays_held_until_released_then_ends(db: TestDb) -> a
     ensure!(released.len() == 1 && released[0].released_by.as_deref() == Some("operator:alice"));
     // Releasing again does nothing.
     ensure!(store
-        .release_holds(&[h.id.clone()], "mallory", 6)
+        .release_holds(std::slice::from_ref(&h.id), "mallory", 6)
         .await?
         .is_empty());
     store
