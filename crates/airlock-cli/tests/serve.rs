@@ -1233,3 +1233,138 @@ async fn a_crash_between_an_airflow_write_and_its_audit_record_is_recorded_by_th
         .count();
     assert_eq!(posts, 1, "the account was created once");
 }
+
+/// PostgreSQL stops under a running service: health keeps answering (the store reported
+/// unreachable), readiness fails, SCIM writes are refused with 503 and `Retry-After` (never a
+/// 500, never a hang); when PostgreSQL is back the service recovers by itself and a write
+/// made then reaches Airflow.
+#[tokio::test]
+async fn a_store_outage_answers_503_and_the_service_recovers_by_itself() {
+    let fleet = Fleet::start(1, 1, 0).await;
+    let r = fleet.replica(0);
+    wait_ready(r, "replica ready").await;
+    fleet.pg.stop().expect("stop PostgreSQL");
+    let (status, _) = get(&format!("{}/readyz", r.base))
+        .await
+        .expect("readyz answers");
+    assert_eq!(status, 503);
+    let (status, body) = get(&format!("{}/healthz", r.base))
+        .await
+        .expect("healthz answers");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["store"]["reachable"], false, "{v}");
+    let started = Instant::now();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/scim/v2/Users", r.base))
+        .bearer_auth(&fleet.token)
+        .header("content-type", "application/scim+json")
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": fleet.user(0), "active": true,
+            "emails": [{ "value": fleet.user(0), "primary": true }]
+        }))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: serde_json::Value = resp.json().await.expect("scim error body");
+    assert_eq!(body["status"], "503", "{body}");
+    eprintln!(
+        "SCIM write while the store is down: 503 after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    fleet.pg.start_again().expect("start PostgreSQL");
+    let took = wait_for("ready again", Duration::from_secs(60), || async {
+        matches!(get(&format!("{}/readyz", r.base)).await, Some((200, _)))
+    })
+    .await;
+    eprintln!("PostgreSQL back -> ready: {:.1} s", took.as_secs_f64());
+    let user = fleet
+        .scim(
+            0,
+            reqwest::Method::POST,
+            "/Users",
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": fleet.user(0), "active": true,
+                "emails": [{ "value": fleet.user(0), "primary": true }]
+            }),
+        )
+        .await;
+    fleet
+        .scim(
+            0,
+            reqwest::Method::POST,
+            "/Groups",
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": fleet.group, "members": [{ "value": user["id"] }]
+            }),
+        )
+        .await;
+    let admin = airflow_admin().await;
+    wait_for(
+        "the write after the outage to reach Airflow",
+        Duration::from_secs(60),
+        || async { roles_of(&admin, &fleet.user(0)).await == vec!["Viewer".to_string()] },
+    )
+    .await;
+}
+
+/// On SQLite one `airlock serve` owns the store: a second one stops at once, naming the
+/// first, and so does a `sync`; read-only commands keep working.
+#[tokio::test]
+async fn a_second_service_or_a_sync_on_the_same_sqlite_store_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = unique();
+    let _token = scim_service(
+        dir.path(),
+        &v3().base_url,
+        "",
+        &format!("solo-{id}"),
+        "okta",
+    );
+    let first = start(dir.path());
+    wait_first_sync(&first, "the first service's first sync").await;
+    let run = |args: &[&str]| {
+        Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+            .current_dir(dir.path())
+            .env_remove("AIRLOCK_CONFIG")
+            .env("AF3_PW", &v3().admin_password)
+            .args(["--config", "airlock.toml"])
+            .args(args)
+            .output()
+            .expect("airlock")
+    };
+    let second = run(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())]);
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another airlock serve uses the SQLite store")
+            && err.contains(&format!("pid {}", first.child.id())),
+        "{err}"
+    );
+    let sync = run(&["sync"]);
+    assert!(!sync.status.success());
+    let err = String::from_utf8_lossy(&sync.stderr);
+    assert!(
+        err.contains("instance `af3` is being written by airlock serve"),
+        "{err}"
+    );
+    let plan = run(&["plan"]);
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let verify = run(&["audit", "verify"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}

@@ -241,6 +241,117 @@ fn mass_deprovisioning_stops_before_any_write_unless_allowed() {
     assert!(out.contains("applied: 2 suspend"), "{out}");
 }
 
+/// A cap holds back only the deprovisions it refuses: a joiner in the same run is created.
+/// The held ones wait in `airlock rails list` until an operator releases them; the release
+/// is audited under the operator's name and the next run applies them.
+#[test]
+fn held_deprovisions_wait_for_an_operators_release_while_joiners_go_on() {
+    let w = World::new("[safety]\nmax_deprovisions = 1\nmin_directory_ratio = 0.1\n");
+    w.people(&[("h1", "eng"), ("h2", "eng"), ("h3", "eng")]);
+    w.stdout(&["sync"]);
+    w.people(&[("h1", "eng"), ("h4", "eng")]);
+    w.airlock()
+        .arg("sync")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("held: suspend account"))
+        .stderr(predicate::str::contains("airlock rails list"));
+    assert_eq!(
+        roles_in_airflow(&w.email("h4")),
+        vec!["Op"],
+        "the joiner went on"
+    );
+    assert_eq!(
+        roles_in_airflow(&w.email("h2")),
+        vec!["Op"],
+        "the leavers are held"
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&w.stdout(&["rails", "list", "-o", "json"])).expect("json");
+    let held = list.as_array().expect("array");
+    assert_eq!(held.len(), 2, "{list}");
+    assert!(held
+        .iter()
+        .all(|h| h["status"] == "held" && h["rail"] == "max_deprovisions"));
+    // Held again by the next run: still two holds, not four.
+    w.airlock().arg("sync").assert().code(3);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&w.stdout(&["rails", "list", "-o", "json"]))
+            .expect("json")
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    w.airlock()
+        .args(["rails", "release"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("nothing to release"));
+    let out = w.stdout(&["--actor", "operator:alice", "rails", "release", "--all"]);
+    assert_eq!(out.matches("released suspend").count(), 2, "{out}");
+    let out = w.stdout(&["sync"]);
+    assert!(out.contains("applied: 2 suspend"), "{out}");
+    assert!(roles_in_airflow(&w.email("h2")).is_empty());
+    assert_eq!(w.stdout(&["rails", "list"]).trim(), "no held deprovisions");
+    let export = w.stdout(&["audit", "export"]);
+    let releases: Vec<serde_json::Value> = export
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["operation"] == "rail.release")
+        .collect();
+    assert_eq!(releases.len(), 2);
+    assert!(releases.iter().all(|e| e["actor"] == "operator:alice"));
+    // Each hold was audited once, as a refused suspension.
+    let refused = export
+        .lines()
+        .filter(|l| l.contains("\"account.suspend\"") && l.contains("\"refused\""))
+        .count();
+    assert_eq!(refused, 2);
+}
+
+/// While one process holds an instance's lease, `sync` stops before any write and names it;
+/// `plan` (read-only) still works.
+#[test]
+fn sync_refuses_to_run_while_another_process_holds_the_instance() {
+    let w = World::new("");
+    w.people(&[("l1", "eng")]);
+    w.stdout(&["sync"]);
+    // Someone else's lease, alive and unexpired.
+    let db = w.path("airlock.db");
+    let url = format!("sqlite://{}", db.display());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = airlock_store::Store::open(&url, airlock_store::OpenOptions::existing())
+            .await
+            .expect("store");
+        let far = 4_102_444_800_000; // 2100
+        store
+            .acquire_lease(
+                "instance:af3",
+                "airlock serve on elsewhere (pid 1, 0000)",
+                far - 1,
+                1,
+            )
+            .await
+            .expect("lease");
+        store.close().await;
+    });
+    w.people(&[("l1", "eng"), ("l2", "eng")]);
+    w.airlock()
+        .arg("sync")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "instance `af3` is being written by airlock serve on elsewhere (pid 1, 0000)",
+        ));
+    assert!(
+        roles_in_airflow(&w.email("l2")).is_empty(),
+        "nothing written"
+    );
+    let out = w.stdout(&["plan"]);
+    assert!(out.contains("create_account"), "{out}");
+}
+
 #[test]
 fn a_saved_plan_is_refused_once_the_state_it_came_from_changed() {
     let w = World::new("");
