@@ -385,7 +385,7 @@ async fn recovery(runs: usize) {
     let af = airlock_testkit::airflow::start(AirflowVersion::V3).expect("airflow");
     config(
         dir.path(),
-        &[af.base_url.clone()],
+        std::slice::from_ref(&af.base_url),
         "",
         "[directory]\nkind = \"file\"\npath = \"people.yaml\"",
     );
