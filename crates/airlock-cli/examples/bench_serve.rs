@@ -58,6 +58,7 @@ fn start(dir: &Path, store_url: &str, env: &[(&str, &str)]) -> Replica {
         .current_dir(dir)
         .env_remove("AIRLOCK_CONFIG")
         .env("AIRLOCK_STORE__URL", store_url)
+        .env("AF_PW", "unused")
         .envs(env.iter().copied())
         .args([
             "--config",

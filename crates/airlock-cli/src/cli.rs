@@ -134,8 +134,8 @@ pub enum Command {
     /// the scheduled full syncs repair everything else.
     ///
     /// With a PostgreSQL store, several replicas can run: each instance is synced by the one
-    /// replica holding its lease, and another takes over within `serve.lease_ttl_secs`
-    /// (default 15) when it dies, freezes or loses the store; a replica that lost a lease
+    /// replica holding its lease, and another takes over within `serve.lease_ttl_secs` plus
+    /// `serve.lease_retry_secs` (15 + 5 s) when it dies, freezes or loses the store; one that lost a lease
     /// stops before its next write. A SCIM write taken by another replica reaches the holder
     /// within `serve.scim_poll_ms`. Instances are independent: one unreachable Airflow delays
     /// only its own syncs. On SQLite only one `serve` may use the store at a time.

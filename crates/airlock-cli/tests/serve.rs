@@ -797,6 +797,7 @@ impl Fleet {
                 .expect("audit");
         pool.close().await;
         let mut by = std::collections::BTreeMap::new();
+        let mut actors = std::collections::BTreeSet::new();
         for (json,) in rows {
             let e: serde_json::Value = serde_json::from_str(&json).expect("event json");
             if e["operation"] == operation

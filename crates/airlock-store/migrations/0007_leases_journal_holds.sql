@@ -71,3 +71,5 @@ ALTER TABLE scim_changes ADD COLUMN client TEXT;
 -- Which process ran a run (its lease holder id), so that a run whose process died is closed
 -- as interrupted by the next holder.
 ALTER TABLE sync_runs ADD COLUMN holder TEXT;
+-- Serves "runs still marked running" (closing orphaned runs before each run).
+CREATE INDEX sync_runs_by_status ON sync_runs (status);
