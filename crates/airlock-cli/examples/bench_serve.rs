@@ -248,6 +248,7 @@ async fn scim(
     path: &str,
     body: serde_json::Value,
 ) -> serde_json::Value {
+    let mut last = String::new();
     for _ in 0..100 {
         if let Ok(r) = reqwest::Client::new()
             .request(method.clone(), format!("{base}/scim/v2{path}"))
@@ -260,10 +261,11 @@ async fn scim(
             if r.status().is_success() {
                 return r.json().await.unwrap_or_default();
             }
+            last = format!("{} {}", r.status(), r.text().await.unwrap_or_default());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{method} {path} failed");
+    panic!("{method} {path} failed: {last}");
 }
 
 async fn roles(af: &airlock_testkit::AirflowServer, token: &str, user: &str) -> Option<usize> {
@@ -290,6 +292,7 @@ async fn latency(runs: usize) {
     let out = Command::new(airlock())
         .current_dir(dir.path())
         .env("AIRLOCK_STORE__URL", &url)
+        .env("AF_PW", &af.admin_password)
         .args([
             "--config",
             "airlock.toml",
@@ -301,6 +304,11 @@ async fn latency(runs: usize) {
         ])
         .output()
         .expect("token");
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout)
         .expect("utf8")
         .trim()

@@ -681,7 +681,9 @@ impl Fleet {
         std::fs::write(dir.path().join("airlock.toml"), config).expect("config");
         std::fs::write(
             dir.path().join("policy.toml"),
-            format!("[[grants]]\ngroup = \"{group}\"\nroles = [\"Viewer\"]\n[safety]\nmax_deprovision_fraction = 1.0\n"),
+            // Twelve instance names on one Airflow count every suspension twelve times in the
+            // rolling window, so the window is off here (its own tests are in the engine).
+            format!("[[grants]]\ngroup = \"{group}\"\nroles = [\"Viewer\"]\n[safety]\nmax_deprovision_fraction = 1.0\nmax_deprovisions_per_hour = 0\n"),
         )
         .expect("policy");
         let token = scim_token(dir.path(), "okta");
@@ -770,6 +772,42 @@ impl Fleet {
         panic!("{method} {path}: no success through replica {r}");
     }
 
+    /// Creates SCIM user `k` through replica `r`; its id.
+    async fn create_user(&self, r: usize, k: usize) -> String {
+        let user = self
+            .scim(
+                r,
+                reqwest::Method::POST,
+                "/Users",
+                serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": self.user(k), "active": true,
+                    "name": { "givenName": "Fleet", "familyName": format!("U{k}") },
+                    "emails": [{ "value": self.user(k), "primary": true }]
+                }),
+            )
+            .await;
+        user["id"].as_str().expect("id").to_string()
+    }
+
+    /// Creates the granted SCIM group with these members through replica `r`.
+    async fn create_group(&self, r: usize, ids: &[String]) {
+        let members: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|i| serde_json::json!({ "value": i }))
+            .collect();
+        self.scim(
+            r,
+            reqwest::Method::POST,
+            "/Groups",
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": self.group, "members": members
+            }),
+        )
+        .await;
+    }
+
     async fn deactivate(&self, r: usize, user_id: &str) {
         self.scim(
             r,
@@ -789,6 +827,18 @@ impl Fleet {
         operation: &str,
         username: &str,
     ) -> std::collections::BTreeMap<String, usize> {
+        self.audited_by(operation, username).await.0
+    }
+
+    /// [`Fleet::audited`], and the actors of those events.
+    async fn audited_by(
+        &self,
+        operation: &str,
+        username: &str,
+    ) -> (
+        std::collections::BTreeMap<String, usize>,
+        std::collections::BTreeSet<String>,
+    ) {
         let pool = self.pool().await;
         let rows: Vec<(String,)> =
             sqlx::query_as("SELECT event_json FROM audit_events ORDER BY seq")
@@ -808,9 +858,10 @@ impl Fleet {
             {
                 *by.entry(e["instance"].as_str().unwrap_or("").to_string())
                     .or_insert(0) += 1;
+                actors.insert(e["actor"].as_str().unwrap_or("").to_string());
             }
         }
-        by
+        (by, actors)
     }
 
     /// The reachable instances, each of which recorded `username` as managed.
@@ -869,36 +920,9 @@ async fn three_replicas_and_twelve_instances_apply_every_scim_write_once_through
     // Six people, created through the three replicas in turn, in one group.
     let mut ids = Vec::new();
     for k in 0..6 {
-        let user = fleet
-            .scim(
-                k % 3,
-                reqwest::Method::POST,
-                "/Users",
-                serde_json::json!({
-                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                    "userName": fleet.user(k), "active": true,
-                    "name": { "givenName": "Fleet", "familyName": format!("U{k}") },
-                    "emails": [{ "value": fleet.user(k), "primary": true }]
-                }),
-            )
-            .await;
-        ids.push(user["id"].as_str().expect("id").to_string());
+        ids.push(fleet.create_user(k % 3, k).await);
     }
-    let members: Vec<serde_json::Value> = ids
-        .iter()
-        .map(|i| serde_json::json!({ "value": i }))
-        .collect();
-    fleet
-        .scim(
-            1,
-            reqwest::Method::POST,
-            "/Groups",
-            serde_json::json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                "displayName": fleet.group, "members": members
-            }),
-        )
-        .await;
+    fleet.create_group(1, &ids).await;
     let admin = airflow_admin().await;
     let took = wait_for(
         "every instance to provision the six people",
@@ -1064,29 +1088,8 @@ async fn held_counts(fleet: &Fleet) -> Vec<usize> {
 async fn one_unreachable_airflow_delays_no_other_instance() {
     let fleet = Fleet::start(1, 6, 1).await;
     wait_ready(fleet.replica(0), "replica ready").await;
-    let user = fleet
-        .scim(
-            0,
-            reqwest::Method::POST,
-            "/Users",
-            serde_json::json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": fleet.user(0), "active": true,
-                "emails": [{ "value": fleet.user(0), "primary": true }]
-            }),
-        )
-        .await;
-    fleet
-        .scim(
-            0,
-            reqwest::Method::POST,
-            "/Groups",
-            serde_json::json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                "displayName": fleet.group, "members": [{ "value": user["id"] }]
-            }),
-        )
-        .await;
+    let user = fleet.create_user(0, 0).await;
+    fleet.create_group(0, std::slice::from_ref(&user)).await;
     let admin = airflow_admin().await;
     wait_for(
         "the five reachable instances to provision",
@@ -1097,13 +1100,16 @@ async fn one_unreachable_airflow_delays_no_other_instance() {
         },
     )
     .await;
-    fleet.deactivate(0, user["id"].as_str().expect("id")).await;
+    fleet.deactivate(0, &user).await;
     wait_for(
         "the five reachable instances to suspend",
         Duration::from_secs(60),
         || async { fleet.audited("account.suspend", &fleet.user(0)).await.len() == 5 },
     )
     .await;
+    // The SCIM client that pushed the change is the actor of what it caused.
+    let (_, actors) = fleet.audited_by("account.suspend", &fleet.user(0)).await;
+    assert_eq!(actors.into_iter().collect::<Vec<_>>(), ["scim:okta"]);
     let (status, body) = get(&format!("{}/healthz", fleet.replica(0).base))
         .await
         .expect("healthz");
@@ -1284,29 +1290,8 @@ async fn a_store_outage_answers_503_and_the_service_recovers_by_itself() {
     })
     .await;
     eprintln!("PostgreSQL back -> ready: {:.1} s", took.as_secs_f64());
-    let user = fleet
-        .scim(
-            0,
-            reqwest::Method::POST,
-            "/Users",
-            serde_json::json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": fleet.user(0), "active": true,
-                "emails": [{ "value": fleet.user(0), "primary": true }]
-            }),
-        )
-        .await;
-    fleet
-        .scim(
-            0,
-            reqwest::Method::POST,
-            "/Groups",
-            serde_json::json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                "displayName": fleet.group, "members": [{ "value": user["id"] }]
-            }),
-        )
-        .await;
+    let user = fleet.create_user(0, 0).await;
+    fleet.create_group(0, std::slice::from_ref(&user)).await;
     let admin = airflow_admin().await;
     wait_for(
         "the write after the outage to reach Airflow",

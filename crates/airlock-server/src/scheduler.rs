@@ -265,6 +265,8 @@ struct Schedule {
     failures: u32,
     retry_at: Instant,
     held: bool,
+    /// The epoch of the last tenure, to tell a renewed lease from a new one.
+    epoch: Option<i64>,
 }
 
 impl Loop<'_> {
@@ -278,6 +280,7 @@ impl Loop<'_> {
             failures: 0,
             retry_at: Instant::now(),
             held: false,
+            epoch: None,
         };
         loop {
             if *stop.borrow() {
@@ -315,6 +318,11 @@ impl Loop<'_> {
             s.held = false;
         }
         match self.keeper.acquire(lease).await {
+            Ok(Taken::Granted(f)) if s.epoch == Some(f.epoch()) => {
+                // Still ours under the same epoch (a renewal came late): nobody else wrote.
+                s.held = true;
+                true
+            }
             Ok(Taken::Granted(f)) => {
                 tracing::info!(instance = %name, epoch = f.epoch(), "lease taken: this replica syncs the instance");
                 // A new holder does not know what happened while it did not hold it.
@@ -322,6 +330,7 @@ impl Loop<'_> {
                 s.failures = 0;
                 s.retry_at = Instant::now();
                 s.held = true;
+                s.epoch = Some(f.epoch());
                 true
             }
             Ok(Taken::Held(_)) => false,
