@@ -126,7 +126,7 @@ pub enum Command {
     Rails(RailsCommand),
 
     /// Run as a service: scheduled syncs per instance (the same engine as `sync`), with
-    /// /healthz, /readyz (ready after the first complete reads) and Prometheus /metrics.
+    /// /healthz (JSON, per instance), /readyz (ready while the store answers) and Prometheus /metrics.
     ///
     /// It also serves the SCIM 2.0 endpoint at /scim/v2 (see `airlock scim`). With `[directory]
     /// kind = "scim"`, every SCIM write is applied at once to just the accounts it touched (the

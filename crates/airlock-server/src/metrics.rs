@@ -20,7 +20,7 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     /// 1 while this replica holds the instance's lease.
     pub lease_held: GaugeVec,
-    /// 1 once the first complete reads succeeded.
+    /// 1 while the store answered the last readiness check.
     pub ready: Gauge,
     /// SCIM requests by method and status.
     pub scim_requests: IntCounterVec,
