@@ -241,12 +241,8 @@ async fn a_scim_push_reaches_airflow_without_waiting_for_the_schedule() {
     wait_ready(&replica, "serve ready").await;
     // The first scheduled sync (with an empty directory) happens at start; the next is an
     // hour away, so anything that happens now was triggered by the SCIM writes.
-    wait_for("the first sync", Duration::from_secs(30), || async {
-        get(&format!("{}/metrics", replica.base))
-            .await
-            .is_some_and(|(_, m)| m.contains("airlock_sync_runs_total{instance=\"af3\""))
-    })
-    .await;
+    // A failed first sync is retried soon (not an hour later): wait for one that succeeded.
+    wait_first_sync(&replica, "the first full sync").await;
 
     let http = reqwest::Client::new();
     let scim = format!("{}/scim/v2", replica.base);
@@ -602,30 +598,7 @@ fn scim_service_on(
         format!("[[grants]]\ngroup = \"{group}\"\nroles = [\"Op\"]\n"),
     )
     .expect("policy");
-    let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
-        .current_dir(dir)
-        .env_remove("AIRLOCK_CONFIG")
-        .env("AF3_PW", &v3().admin_password)
-        .args([
-            "--config",
-            "airlock.toml",
-            "scim",
-            "token",
-            "create",
-            "--client",
-            client,
-        ])
-        .output()
-        .expect("token create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string()
+    scim_token(dir, client)
 }
 
 /// A fleet of `airlock serve` replicas on a throw-away PostgreSQL cluster, each replica
@@ -1085,6 +1058,24 @@ async fn held_counts(fleet: &Fleet) -> Vec<usize> {
 async fn one_unreachable_airflow_delays_no_other_instance() {
     let fleet = Fleet::start(1, 6, 1).await;
     wait_ready(fleet.replica(0), "replica ready").await;
+    // The reachable instances' first full syncs succeeded (a failed one is retried as a full
+    // sync, which would then apply the writes below as the service, not as the SCIM client).
+    wait_for(
+        "the five reachable instances' first syncs",
+        Duration::from_secs(120),
+        || async {
+            let Some((_, body)) = get(&format!("{}/healthz", fleet.replica(0).base)).await else {
+                return false;
+            };
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            v["instances"].as_array().is_some_and(|a| {
+                a.iter()
+                    .filter(|i| i["name"] != "af05")
+                    .all(|i| i["last_success_at"].is_string())
+            })
+        },
+    )
+    .await;
     let user = fleet.create_user(0, 0).await;
     fleet.create_group(0, std::slice::from_ref(&user)).await;
     let admin = airflow_admin().await;
