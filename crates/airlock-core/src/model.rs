@@ -35,6 +35,16 @@ pub enum NameError {
         /// The limit.
         max: usize,
     },
+    /// The name is one that cannot be used, whatever its characters.
+    #[error("{kind} `{value}` cannot be used: {why}")]
+    Reserved {
+        /// Which kind of name.
+        kind: &'static str,
+        /// The offending value.
+        value: String,
+        /// Why, in words.
+        why: &'static str,
+    },
     /// The name used a character outside its alphabet.
     #[error("{kind} `{value}` may only contain {allowed}")]
     BadCharacter {
@@ -144,14 +154,22 @@ impl Username {
                 allowed: "printable characters without leading or trailing whitespace",
             });
         }
-        // Most usernames are ASCII and already lowercase: then spelling and key are one text.
-        let key = if s.is_ascii() {
-            s.bytes()
-                .any(|b| b.is_ascii_uppercase())
-                .then(|| s.to_ascii_lowercase())
-        } else {
-            Some(s.to_lowercase()).filter(|k| *k != s)
-        };
+        // `.` and `..` would become dot-segments in the API paths that name a user.
+        if s == "." || s == ".." {
+            return Err(NameError::Reserved {
+                kind: KIND,
+                value: s,
+                why: "`.` and `..` are path segments in Airflow's API",
+            });
+        }
+        // FAB finds users by `lower(username)`, which folds ASCII letters only (SQLite's
+        // `lower`): so does the key. Full Unicode folding would make `ÅSA` and `åsa` one
+        // account to airlock while Airflow keeps two, and airlock would change the wrong
+        // one. Most usernames are already lowercase: then spelling and key are one text.
+        let key = s
+            .bytes()
+            .any(|b| b.is_ascii_uppercase())
+            .then(|| s.to_ascii_lowercase());
         let display: Arc<str> = Arc::from(s);
         let key = match key {
             Some(k) => Arc::from(k),
@@ -373,13 +391,21 @@ mod tests {
     }
 
     #[test]
-    fn non_ascii_usernames_compare_case_insensitively_too() {
+    fn case_folding_is_ascii_only_as_in_fab() {
         let a = Username::new("ÅSA.Öberg").expect("valid");
-        let b = Username::new("åsa.öberg").expect("valid");
-        assert_eq!(a, b);
-        assert_eq!(a.as_str(), "ÅSA.Öberg");
-        assert_eq!(a.key(), "åsa.öberg");
-        assert_eq!(b.key(), b.as_str());
+        assert_eq!(a, Username::new("Åsa.Öberg").expect("valid"));
+        assert_eq!(a.key(), "Åsa.Öberg");
+        assert_ne!(a, Username::new("åsa.öberg").expect("valid"));
+    }
+
+    #[test]
+    fn dot_segments_are_not_usernames() {
+        for s in [".", ".."] {
+            let e = Username::new(s).expect_err("refused").to_string();
+            assert!(e.contains("cannot be used"), "{e}");
+        }
+        assert!(Username::new("...").is_ok());
+        assert!(Username::new("a.b").is_ok());
     }
 
     #[test]

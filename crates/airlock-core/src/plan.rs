@@ -33,23 +33,31 @@ pub struct DesiredAccount {
     pub last_name: String,
     /// Roles.
     pub roles: BTreeSet<RoleName>,
-    /// Why: one entry per rule that contributed, e.g. `group data-eng grants Op`.
-    pub reasons: Vec<String>,
+    /// Why: the rules that contributed, joined by `; `, e.g. `group data-eng grants Op; group
+    /// oncall grants Admin` (the reason of every operation on this account).
+    pub reason: String,
 }
 
 /// What one instance should hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredInstance {
-    /// Accounts by username; an account is shared by every instance that wants the same one.
-    pub accounts: BTreeMap<Username, Arc<DesiredAccount>>,
+    /// Accounts by username. Shared: instances that the same grants select share one map (and
+    /// an account is shared by every instance that wants the same one); change it with
+    /// [`Arc::make_mut`], which copies it only when another instance holds it too.
+    pub accounts: Arc<BTreeMap<Username, Arc<DesiredAccount>>>,
     /// Custom roles and their exact permissions.
     pub roles: BTreeMap<RoleName, BTreeSet<Permission>>,
-    /// Why known people get no account here (suspended, staged, out of scope), by username.
-    pub excluded: BTreeMap<Username, String>,
+    /// Why known people get no account here (suspended, staged, out of scope), by username
+    /// (shared like `accounts`).
+    pub excluded: Arc<BTreeMap<Username, String>>,
     /// People in the policy's scope whom the directory marks suspended or not yet activated:
     /// an existing account of theirs is a leaver even if airlock never managed it, because it
-    /// matches the policy's scope.
-    pub inactive_in_scope: BTreeSet<Username>,
+    /// matches the policy's scope (shared like `accounts`).
+    pub inactive_in_scope: Arc<BTreeSet<Username>>,
+    /// Usernames that several active people map to. airlock cannot tell whose account it is,
+    /// so it changes nothing for them (no creation, no role change, no suspension of an
+    /// existing holder) and reports the conflict until the directory resolves it.
+    pub conflicts: Arc<BTreeSet<Username>>,
 }
 
 /// Something the plan could not do or had to leave out, reported to the operator.
@@ -253,8 +261,9 @@ pub struct InstancePlan {
     pub warnings: Vec<Warning>,
     /// Accounts airlock does not manage and leaves alone.
     pub unmanaged: Vec<Username>,
-    /// Managed accounts, after this plan: what the engine records.
-    pub managed: BTreeSet<Username>,
+    /// Managed accounts, after this plan: what the engine records. Sorted by username, each
+    /// once.
+    pub managed: Vec<Username>,
 }
 
 /// Inputs to [`plan_instance`].

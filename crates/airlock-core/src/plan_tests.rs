@@ -411,7 +411,38 @@ fn two_people_with_one_username_get_no_account_and_a_warning() {
     b.email = Some("ada@example.com".into());
     let (d, w) = desired_for(&p, &directory(vec![a, b]));
     assert!(!d.accounts.contains_key(&user("ada@example.com")));
+    assert!(d.conflicts.contains(&user("ada@example.com")));
     assert!(w.iter().any(|w| w.message.contains("all map to username")));
+}
+
+/// The attack: a person who can edit their own email sets it to someone else's. The holder
+/// must keep their account and roles (no suspension as a "leaver"), and nothing is created or
+/// changed for the contested username until the directory is fixed.
+#[test]
+fn claiming_someone_elses_username_changes_nothing_for_it() {
+    let p = policy();
+    let mut ada = person("ada", &["eng"], PersonStatus::Active);
+    ada.email = Some("ada@example.com".into());
+    let mut actual = ActualInstance {
+        accounts: vec![],
+        roles: builtin_roles(),
+        catalog: Some(catalog()),
+    };
+    let mut managed = BTreeMap::new();
+    let (before, _) = desired_for(&p, &directory(vec![ada.clone()]));
+    let first = plan_of(&before, &actual, &managed, &p, now());
+    apply(&mut actual, &mut managed, &first, now());
+    let held = actual.accounts[0].roles.clone();
+    assert!(!held.is_empty());
+
+    let mut mallory = person("mallory", &["eng"], PersonStatus::Active);
+    mallory.email = Some("ADA@example.com".into());
+    let (d, w) = desired_for(&p, &directory(vec![ada, mallory]));
+    let plan = plan_of(&d, &actual, &managed, &p, now());
+    assert!(plan.ops.is_empty(), "{:?}", plan.ops);
+    assert!(w.iter().any(|w| w.message.contains("changes nothing for")));
+    apply(&mut actual, &mut managed, &plan, now());
+    assert_eq!(actual.accounts[0].roles, held);
 }
 
 // ---- properties ----

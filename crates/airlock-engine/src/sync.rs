@@ -239,9 +239,27 @@ impl<'a> Engine<'a> {
             // A targeted run plans only the accounts it read, and leaves roles to the full
             // syncs (it did not read the permission catalog they are checked against).
             for d in desired.values_mut() {
-                d.accounts.retain(|u, _| only.contains(u));
-                d.excluded.retain(|u, _| only.contains(u));
-                d.inactive_in_scope.retain(|u| only.contains(u));
+                // The maps may be shared with other instances: build small new ones.
+                let pick = |u: &Username| only.contains(u);
+                d.accounts = Arc::new(
+                    (d.accounts.iter())
+                        .filter(|(u, _)| pick(u))
+                        .map(|(u, a)| (u.clone(), Arc::clone(a)))
+                        .collect(),
+                );
+                d.excluded = Arc::new(
+                    (d.excluded.iter())
+                        .filter(|(u, _)| pick(u))
+                        .map(|(u, w)| (u.clone(), w.clone()))
+                        .collect(),
+                );
+                d.inactive_in_scope = Arc::new(
+                    d.inactive_in_scope
+                        .iter()
+                        .filter(|u| pick(u))
+                        .cloned()
+                        .collect(),
+                );
                 d.roles.clear();
             }
         }
@@ -265,7 +283,7 @@ impl<'a> Engine<'a> {
                     .map(|d| {
                         d.accounts
                             .keys()
-                            .chain(&d.inactive_in_scope)
+                            .chain(d.inactive_in_scope.iter())
                             .cloned()
                             .collect()
                     })

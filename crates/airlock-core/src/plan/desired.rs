@@ -43,6 +43,9 @@ struct People<'a> {
     scopes: Vec<usize>,
     /// Per grant: `group G grants R1, R2`.
     reasons: Vec<String>,
+    /// Per grant: its roles, interned (equal names share one text, so that the planner can
+    /// recognise a role by its address).
+    roles: Vec<Vec<RoleName>>,
 }
 
 impl<'a> People<'a> {
@@ -85,11 +88,25 @@ impl<'a> People<'a> {
                 format!("group {} grants {}", g.group, names.join(", "))
             })
             .collect();
+        let mut interned: HashMap<&str, RoleName> = HashMap::new();
+        let roles = (policy.grants.iter())
+            .map(|g| {
+                (g.roles.iter())
+                    .map(|r| {
+                        interned
+                            .entry(r.as_str())
+                            .or_insert_with(|| r.clone())
+                            .clone()
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             facts,
             grants,
             scopes,
             reasons,
+            roles,
         }
     }
 }
@@ -183,6 +200,7 @@ fn people_part(
     cache: &mut [Option<Cached>],
 ) -> Part {
     let (mut accounts, mut excluded, mut inactive) = (Vec::new(), Vec::new(), Vec::new());
+    let mut conflicts = Vec::new();
     let mut messages = Vec::new();
     let mut granted: Vec<usize> = Vec::new();
     let mut claimants: Vec<usize> = Vec::new();
@@ -238,11 +256,9 @@ fn people_part(
             let ids: Vec<String> = (claimants.iter())
                 .map(|&j| facts[j].person.id.to_string())
                 .collect();
-            messages.push(format!(
-                "people {} all map to username {}; none gets an account",
-                ids.join(", "),
-                username_of(&facts[claimants[0]])
-            ));
+            let username = username_of(&facts[claimants[0]]);
+            messages.push(conflict_message(&ids, username));
+            conflicts.push(username.clone());
         } else if claimants.len() == 1 && accounts.last().is_some_and(|(_, a)| a.email.is_empty()) {
             accounts.pop();
             messages.push(format!(
@@ -254,10 +270,11 @@ fn people_part(
         inactive.extend(leaver.cloned());
     }
     let d = DesiredInstance {
-        accounts: accounts.into_iter().collect(),
+        accounts: Arc::new(accounts.into_iter().collect()),
         roles: BTreeMap::new(),
-        excluded: excluded.into_iter().collect(),
-        inactive_in_scope: inactive.into_iter().collect(),
+        excluded: Arc::new(excluded.into_iter().collect()),
+        inactive_in_scope: Arc::new(inactive.into_iter().collect()),
+        conflicts: Arc::new(conflicts.into_iter().collect()),
     };
     (d, messages)
 }
@@ -311,14 +328,20 @@ fn account_for(
     }
     let username = username_of(f);
     let mut roles = BTreeSet::new();
-    let mut reasons = Vec::with_capacity(granted.len());
+    let mut reason = String::new();
     for &g in granted {
-        roles.extend(policy.grants[g].roles.iter().cloned());
-        reasons.push(people.reasons[g].clone());
+        roles.extend(people.roles[g].iter().cloned());
+        if !reason.is_empty() {
+            reason.push_str("; ");
+        }
+        reason.push_str(&people.reasons[g]);
     }
     if roles.is_empty() && !policy.default_roles.is_empty() {
         roles.extend(policy.default_roles.iter().cloned());
-        reasons.push("in scope: default roles".to_string());
+        if !reason.is_empty() {
+            reason.push_str("; ");
+        }
+        reason.push_str("in scope: default roles");
     }
     let local = username.as_str().split('@').next().unwrap_or_default();
     let account = Arc::new(DesiredAccount {
@@ -328,7 +351,7 @@ fn account_for(
         first_name: non_empty(f.person.first_name.as_deref(), local),
         last_name: non_empty(f.person.last_name.as_deref(), "-"),
         roles,
-        reasons,
+        reason,
     });
     if reusable && cached.is_none() {
         *cached = Some(Cached {
@@ -360,9 +383,8 @@ fn finish_instance(
                 ),
             });
         }
-        d.excluded.remove(&sa.username);
-        d.inactive_in_scope.remove(&sa.username);
-        d.accounts.insert(
+        forget(d, &sa.username);
+        Arc::make_mut(&mut d.accounts).insert(
             sa.username.clone(),
             Arc::new(DesiredAccount {
                 username: sa.username.clone(),
@@ -371,7 +393,7 @@ fn finish_instance(
                 first_name: sa.username.as_str().to_string(),
                 last_name: "service account".to_string(),
                 roles: sa.roles.clone(),
-                reasons: vec!["service account in policy".to_string()],
+                reason: "service account in policy".to_string(),
             }),
         );
     }
@@ -384,13 +406,35 @@ fn finish_instance(
     }
     let airlock = Username::new(inst.airlock_user).ok();
     for protected in policy.protected.iter().chain(airlock.iter()) {
-        if d.accounts.remove(protected).is_some() {
+        if d.accounts.contains_key(protected) {
+            Arc::make_mut(&mut d.accounts).remove(protected);
             warnings.insert(Warning {
                 instance: Some(inst.name.clone()),
                 message: format!("{protected} is protected; airlock leaves it as it is"),
             });
         }
-        d.excluded.remove(protected);
-        d.inactive_in_scope.remove(protected);
+        forget(d, protected);
     }
+}
+
+/// Drops `username`'s exclusion and in-scope-leaver entries, copying a shared map only when
+/// it holds the name.
+fn forget(d: &mut DesiredInstance, username: &Username) {
+    if d.excluded.contains_key(username) {
+        Arc::make_mut(&mut d.excluded).remove(username);
+    }
+    if d.inactive_in_scope.contains(username) {
+        Arc::make_mut(&mut d.inactive_in_scope).remove(username);
+    }
+    if d.conflicts.contains(username) {
+        Arc::make_mut(&mut d.conflicts).remove(username);
+    }
+}
+
+/// The warning for a username that several people claim.
+pub(super) fn conflict_message(ids: &[String], username: &Username) -> String {
+    format!(
+        "people {} all map to username {username}; airlock changes nothing for {username} until the directory resolves the conflict",
+        ids.join(", ")
+    )
 }

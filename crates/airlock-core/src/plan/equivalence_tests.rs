@@ -418,5 +418,5 @@ fn people_sharing_a_username_keep_the_first_spelling_and_the_last_reason() {
     assert!(warnings
         .iter()
         .any(|w| w.message
-            == "people d, e all map to username Bob@example.com; none gets an account"));
+            == "people d, e all map to username Bob@example.com; airlock changes nothing for Bob@example.com until the directory resolves the conflict"));
 }

@@ -18,10 +18,12 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
         records: input.managed.iter().peekable(),
         ops: Default::default(),
         warnings: Vec::new(),
-        managed: Vec::new(),
+        managed: Vec::with_capacity(input.desired.accounts.len() + input.managed.len()),
         unmanaged: Vec::new(),
+        available: Vec::new(),
     };
     let available = plan.roles();
+    let conflicts = &input.desired.conflicts;
     let mut wants = input.desired.accounts.iter().peekable();
     let mut haves = by_username(&input.actual.accounts).into_iter().peekable();
     loop {
@@ -36,10 +38,12 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
             Ordering::Greater => (None, haves.next()),
             Ordering::Equal => (wants.next(), haves.next()),
         };
+        // Protected accounts, and usernames several people claim, are left as they are.
+        let untouchable = |u: &Username| input.protected.contains(u) || conflicts.contains(u);
         match (want, have) {
-            (Some((u, _)), _) if input.protected.contains(u) => {}
+            (Some((u, _)), _) if untouchable(u) => {}
             (Some((u, want)), have) => plan.account(&available, u, want, have),
-            (None, Some(have)) if input.protected.contains(&have.username) => {}
+            (None, Some(have)) if untouchable(&have.username) => {}
             (None, Some(have)) => plan.leaver(have),
             (None, None) => unreachable!("invariant: one side advanced"),
         }
@@ -63,8 +67,8 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
         ops,
         warnings,
         unmanaged,
-        // Pushed in username order: collecting is a linear build, not a search per name.
-        managed: managed.into_iter().collect(),
+        // Pushed in username order, each once (the join sees every username once).
+        managed,
     }
 }
 
@@ -93,9 +97,25 @@ struct Planner<'i, 'a> {
     /// In username order.
     managed: Vec<Username>,
     unmanaged: Vec<Username>,
+    /// [`Planner::has`]'s answers, by the role name's address.
+    available: Vec<(*const u8, bool)>,
 }
 
 impl<'a> Planner<'_, 'a> {
+    /// Whether accounts may hold `role` here. Desired roles are clones of the policy's names,
+    /// so there are only a few distinct ones: the answer is remembered by the name's address.
+    fn has(&mut self, available: &BTreeSet<RoleName>, role: &RoleName) -> bool {
+        let at = role.as_str().as_ptr();
+        if let Some((_, yes)) = self.available.iter().find(|(p, _)| *p == at) {
+            return *yes;
+        }
+        let yes = available.contains(role);
+        if self.available.len() < 64 {
+            self.available.push((at, yes));
+        }
+        yes
+    }
+
     /// airlock's record of `username`; usernames must be asked for in increasing order.
     fn record(&mut self, username: &Username) -> Option<&'a ManagedRecord> {
         while self.records.next_if(|(u, _)| *u < username).is_some() {}
@@ -175,25 +195,25 @@ impl<'a> Planner<'_, 'a> {
         want: &DesiredAccount,
         have: Option<&Account>,
     ) {
-        let roles: Cow<'_, BTreeSet<RoleName>> = if want.roles.iter().all(|r| available.contains(r))
-        {
-            Cow::Borrowed(&want.roles)
-        } else {
-            let missing: Vec<&str> = (want.roles.iter())
-                .filter(|r| !available.contains(*r))
-                .map(RoleName::as_str)
-                .collect();
-            self.warn(format!(
-                "{username}: role(s) {} do not exist on this instance, left out",
-                missing.join(", ")
-            ));
-            Cow::Owned(
-                (want.roles.iter())
-                    .filter(|r| available.contains(*r))
-                    .cloned()
-                    .collect(),
-            )
-        };
+        let roles: Cow<'_, BTreeSet<RoleName>> =
+            if want.roles.iter().all(|r| self.has(available, r)) {
+                Cow::Borrowed(&want.roles)
+            } else {
+                let missing: Vec<&str> = (want.roles.iter())
+                    .filter(|r| !available.contains(*r))
+                    .map(RoleName::as_str)
+                    .collect();
+                self.warn(format!(
+                    "{username}: role(s) {} do not exist on this instance, left out",
+                    missing.join(", ")
+                ));
+                Cow::Owned(
+                    (want.roles.iter())
+                        .filter(|r| available.contains(*r))
+                        .cloned()
+                        .collect(),
+                )
+            };
         self.managed.push(username.clone());
         let Some(have) = have else {
             let op = Op::CreateAccount {
@@ -203,12 +223,13 @@ impl<'a> Planner<'_, 'a> {
                 last_name: want.last_name.clone(),
                 roles: roles.into_owned(),
             };
-            return self.push(op, want.reasons.join("; "));
+            return self.push(op, want.reason.clone());
         };
         if have.roles != *roles {
-            let returning =
-                (self.input.managed.get(username)).is_some_and(|m| m.suspended_at.is_some());
-            let reason = want.reasons.join("; ");
+            let returning = self
+                .record(username)
+                .is_some_and(|m| m.suspended_at.is_some());
+            let reason = want.reason.clone();
             let op = Op::SetRoles {
                 username: username.clone(),
                 from: have.roles.clone(),

@@ -77,9 +77,9 @@ pub(super) fn desired(
             };
             if let Some(why) = why_not {
                 if in_scope {
-                    d.inactive_in_scope.insert(username.clone());
+                    Arc::make_mut(&mut d.inactive_in_scope).insert(username.clone());
                 }
-                d.excluded.insert(username, why.to_string());
+                Arc::make_mut(&mut d.excluded).insert(username, why.to_string());
                 continue;
             }
             let mut roles = BTreeSet::new();
@@ -102,7 +102,7 @@ pub(super) fn desired(
                 .next()
                 .unwrap_or_default()
                 .to_string();
-            d.accounts.insert(
+            Arc::make_mut(&mut d.accounts).insert(
                 username.clone(),
                 Arc::new(DesiredAccount {
                     username,
@@ -111,21 +111,19 @@ pub(super) fn desired(
                     first_name: non_empty(person.first_name.as_deref(), &local),
                     last_name: non_empty(person.last_name.as_deref(), "-"),
                     roles,
-                    reasons,
+                    reason: reasons.join("; "),
                 }),
             );
         }
         for (username, ids) in claimed {
             if ids.len() > 1 {
-                d.accounts.remove(&username);
+                Arc::make_mut(&mut d.accounts).remove(&username);
                 let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
                 warnings.insert(Warning {
                     instance: Some(inst.name.clone()),
-                    message: format!(
-                        "people {} all map to username {username}; none gets an account",
-                        ids.join(", ")
-                    ),
+                    message: super::desired::conflict_message(&ids, &username),
                 });
+                Arc::make_mut(&mut d.conflicts).insert(username);
             }
         }
         let no_email: Vec<Username> = d
@@ -135,7 +133,7 @@ pub(super) fn desired(
             .map(|a| a.username.clone())
             .collect();
         for u in no_email {
-            d.accounts.remove(&u);
+            Arc::make_mut(&mut d.accounts).remove(&u);
             warnings.insert(Warning {
                 instance: Some(inst.name.clone()),
                 message: format!("{u} has no email in the directory; Airflow requires one"),
@@ -155,9 +153,10 @@ pub(super) fn desired(
                     ),
                 });
             }
-            d.excluded.remove(&sa.username);
-            d.inactive_in_scope.remove(&sa.username);
-            d.accounts.insert(
+            Arc::make_mut(&mut d.excluded).remove(&sa.username);
+            Arc::make_mut(&mut d.inactive_in_scope).remove(&sa.username);
+            Arc::make_mut(&mut d.conflicts).remove(&sa.username);
+            Arc::make_mut(&mut d.accounts).insert(
                 sa.username.clone(),
                 Arc::new(DesiredAccount {
                     username: sa.username.clone(),
@@ -166,7 +165,7 @@ pub(super) fn desired(
                     first_name: sa.username.as_str().to_string(),
                     last_name: "service account".to_string(),
                     roles: sa.roles.clone(),
-                    reasons: vec!["service account in policy".to_string()],
+                    reason: "service account in policy".to_string(),
                 }),
             );
         }
@@ -179,14 +178,15 @@ pub(super) fn desired(
         }
         let airlock = Username::new(inst.airlock_user).ok();
         for protected in policy.protected.iter().chain(airlock.iter()) {
-            if d.accounts.remove(protected).is_some() {
+            if Arc::make_mut(&mut d.accounts).remove(protected).is_some() {
                 warnings.insert(Warning {
                     instance: Some(inst.name.clone()),
                     message: format!("{protected} is protected; airlock leaves it as it is"),
                 });
             }
-            d.excluded.remove(protected);
-            d.inactive_in_scope.remove(protected);
+            Arc::make_mut(&mut d.excluded).remove(protected);
+            Arc::make_mut(&mut d.inactive_in_scope).remove(protected);
+            Arc::make_mut(&mut d.conflicts).remove(protected);
         }
         out.insert(inst.name.clone(), d);
     }
@@ -273,7 +273,7 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
         .map(|a| (&a.username, a))
         .collect();
     let mut managed: BTreeSet<Username> = BTreeSet::new();
-    for (username, want) in &input.desired.accounts {
+    for (username, want) in input.desired.accounts.iter() {
         if input.protected.contains(username) {
             continue;
         }
@@ -298,7 +298,7 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
             .filter(|r| available.contains(*r))
             .cloned()
             .collect();
-        let reason = want.reasons.join("; ");
+        let reason = want.reason.clone();
         managed.insert(username.clone());
         match actual.get(username) {
             None => ops.push(PlannedOp {
@@ -356,7 +356,10 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
     // Leavers and unmanaged accounts.
     let mut unmanaged = Vec::new();
     for (username, have) in &actual {
-        if input.desired.accounts.contains_key(*username) || input.protected.contains(*username) {
+        if input.desired.accounts.contains_key(*username)
+            || input.protected.contains(*username)
+            || input.desired.conflicts.contains(*username)
+        {
             continue;
         }
         let in_scope_leaver = input.desired.inactive_in_scope.contains(*username);
@@ -412,6 +415,6 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
         ops,
         warnings,
         unmanaged,
-        managed,
+        managed: managed.into_iter().collect(),
     }
 }
