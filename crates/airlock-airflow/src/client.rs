@@ -6,6 +6,7 @@ use crate::error::{parse_error_body, truncate, Call, Error, ErrorKind};
 use crate::stats::{CallStats, StatsRecorder};
 use airlock_core::InstanceName;
 use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -455,8 +456,12 @@ impl AirflowClient {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                match resp.bytes().await {
-                    Err(e) => Err(fail(transport_kind(&e, settings.timeout))),
+                match read_capped(resp, MAX_BODY_BYTES).await {
+                    Err(BodyError::Transport(e)) => Err(fail(transport_kind(&e, settings.timeout))),
+                    Err(BodyError::TooLarge) => Err(fail(ErrorKind::Malformed(format!(
+                        "response body larger than {} MiB",
+                        MAX_BODY_BYTES >> 20
+                    )))),
                     Ok(body) if status.is_success() => Ok(Resp { status, body }),
                     Ok(body) => Err(fail(status_kind(
                         status,
@@ -539,6 +544,32 @@ pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
 
 /// Lifetime of a JWT from its `iat` and `exp` claims (not verified: airlock only uses it to
 /// decide when to renew; Airflow verifies it).
+/// The most airlock reads of one Airflow response. A page of 100 users or every role with its
+/// permissions is far smaller; a server (or something in between) sending more is refused
+/// rather than buffered without end.
+const MAX_BODY_BYTES: usize = 32 << 20;
+
+enum BodyError {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// Reads a response body, refusing one longer than `max` bytes (by its `Content-Length`
+/// before reading, and by what arrives while reading).
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Bytes, BodyError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 fn token_lifetime(jwt: &str) -> Option<Duration> {
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -410,6 +410,25 @@ macro_rules! suite {
             }
 
             #[tokio::test]
+            async fn an_endless_response_body_is_refused_not_buffered() {
+                let (c, proxy) = proxied(V, |_| {}).await;
+                c.server().await.expect("detect");
+                // 33 MiB of valid-looking JSON: more than airlock reads of one response.
+                let mut body = String::with_capacity(33 << 20);
+                body.push_str("{\"roles\": [");
+                while body.len() < 33 << 20 {
+                    body.push_str("{\"name\": \"x\", \"actions\": []},");
+                }
+                body.push_str("{}]}");
+                let huge = Fault::Garbage { status: 200, body };
+                proxy.add_rule(Rule::new(ROLES, huge));
+                let err = c.list_roles().await.expect_err("too large");
+                assert!(matches!(err.kind, ErrorKind::Malformed(_)), "{err}");
+                assert!(err.to_string().contains("larger than 32 MiB"), "{err}");
+                assert_eq!(c.stats().retries, 0);
+            }
+
+            #[tokio::test]
             async fn a_create_whose_first_attempt_timed_out_is_not_duplicated() {
                 let (c, proxy) = proxied(V, |s| s.timeout = Duration::from_secs(2)).await;
                 c.list_roles().await.expect("settle detection and API base");

@@ -467,6 +467,19 @@ async fn answers_of_the_wrong_shape_are_permanent_and_not_retried() {
 }
 
 #[tokio::test]
+async fn an_endless_answer_is_refused_not_buffered() {
+    let fixture = Fixture::start(Data::standard()).await;
+    fixture.inject(Route::Users, Fault::Huge(40 << 20), 1);
+    let err = source(settings_for(&fixture))
+        .read()
+        .await
+        .expect_err("no snapshot");
+    assert!(err.to_string().contains("larger than 16 MiB"), "{err}");
+    assert!(!err.is_transient());
+    assert_eq!(fixture.requests_to(Route::Users), 1);
+}
+
+#[tokio::test]
 async fn a_rejected_key_is_permanent_and_never_printed() {
     let fixture = Fixture::start(Data::standard()).await;
     let wrong = "jc-wrong-key-93b1c0de";

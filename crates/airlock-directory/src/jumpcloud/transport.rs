@@ -23,6 +23,9 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 pub const ORG_ID_HEADER: &str = "x-org-id";
 /// The only media type both APIs produce.
 const JSON: &str = "application/json";
+/// The most read of one response: a page of users or group members is far smaller (pages
+/// hold at most 100 entries); more is refused rather than buffered without end.
+const MAX_BODY_BYTES: usize = 16 << 20;
 /// Longest wait a `Retry-After` can ask for.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 /// Longest backoff between two attempts.
@@ -198,10 +201,34 @@ impl Transport {
                 reason,
             }
         })?;
-        let bytes = response
-            .bytes()
+        let too_large = || JumpCloudError::UnexpectedAnswer {
+            endpoint: endpoint.to_owned(),
+            reason: format!("response body larger than {} MiB", MAX_BODY_BYTES >> 20),
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(Failure {
+                error: too_large(),
+                retry_after: None,
+            });
+        }
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| request_failed(endpoint, attempt, e))?;
+            .map_err(|e| request_failed(endpoint, attempt, e))?
+        {
+            if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(Failure {
+                    error: too_large(),
+                    retry_after: None,
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         let body = serde_json::from_slice::<T>(&bytes).map_err(|e| {
             use serde_json::error::Category;
             JumpCloudError::MalformedBody {

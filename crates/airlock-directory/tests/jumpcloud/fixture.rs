@@ -70,6 +70,9 @@ pub enum Fault {
     Hang(Duration),
     /// Leave the last item off the page (keeping `totalCount` and `Link`).
     ShortPage,
+    /// Answer 200 with a JSON body of this many bytes, streamed without a `Content-Length`
+    /// (an endless or hostile answer).
+    Huge(usize),
 }
 
 /// One user group and its members.
@@ -415,6 +418,21 @@ async fn admit(
             "<html><body>upstream hiccup</body></html>",
         )
             .into_response()),
+        Some(Fault::Huge(size)) => {
+            let chunk = Bytes::from(" ".repeat(64 << 10));
+            let chunks = size.div_ceil(chunk.len());
+            let stream = futures::stream::iter(
+                std::iter::once(Bytes::from_static(b"["))
+                    .chain(std::iter::repeat_n(chunk, chunks))
+                    .map(Ok::<_, std::io::Error>),
+            );
+            Err((
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                Body::from_stream(stream),
+            )
+                .into_response())
+        }
         Some(Fault::WrongShape) => Err((
             StatusCode::OK,
             axum::Json(json!({ "unexpected": { "shape": true } })),
