@@ -854,6 +854,20 @@ fn deletions_are_held_where_tokens_outlive_the_configured_lifetime() {
         .code(3)
         .stderr(predicate::str::contains("issues tokens valid for 7200 s"));
     assert_eq!(roles_in(srv, &hal), Some(vec![]), "still there");
+    // Nor does an operator's release: only a matching configuration does.
+    let listed = w.stdout(&["rails", "list"]);
+    assert!(listed.contains("token_lifetime"), "{listed}");
+    w.stdout(&["rails", "release", "--all"]);
+    w.airlock()
+        .arg("sync")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("issues tokens valid for 7200 s"));
+    assert_eq!(
+        roles_in(srv, &hal),
+        Some(vec![]),
+        "still there after a release"
+    );
 
     // `airlock instances` reports it as a problem of that instance.
     let out = w.airlock().arg("instances").assert().code(1);
