@@ -587,19 +587,16 @@ fn store_url(url: &str, base_dir: &Path) -> Result<String, String> {
     Err("must start with sqlite:// or postgres://".into())
 }
 
-fn instance(
+/// An instance's URL: http(s), no credentials, query or fragment, and plain http only to a
+/// loopback host unless `allow_insecure`.
+fn instance_url(
     name: &str,
-    raw: RawInstance,
-    base_dir: &Path,
-    lookup: &dyn Fn(&str) -> Option<String>,
+    raw: &str,
+    allow_insecure: bool,
     errors: &mut Vec<ConfigError>,
-) -> Option<InstanceConfig> {
+) -> Option<Url> {
     let key = |field: &str| format!("instances.{name}.{field}");
-    let before = errors.len();
-    let iname = InstanceName::new(name)
-        .map_err(|e| errors.push(ConfigError::new(format!("instances.{name}"), e.to_string())))
-        .ok();
-    let url = match Url::parse(raw.url.trim()) {
+    match Url::parse(raw.trim()) {
         Ok(u) if !matches!(u.scheme(), "http" | "https") => {
             errors.push(ConfigError::new(
                 key("url"),
@@ -621,7 +618,7 @@ fn instance(
             ));
             None
         }
-        Ok(u) if u.scheme() == "http" && !is_loopback(&u) && !raw.allow_insecure => {
+        Ok(u) if u.scheme() == "http" && !is_loopback(&u) && !allow_insecure => {
             errors.push(ConfigError::new(
                 key("url"),
                 format!(
@@ -642,7 +639,22 @@ fn instance(
             ));
             None
         }
-    };
+    }
+}
+
+fn instance(
+    name: &str,
+    raw: RawInstance,
+    base_dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<InstanceConfig> {
+    let key = |field: &str| format!("instances.{name}.{field}");
+    let before = errors.len();
+    let iname = InstanceName::new(name)
+        .map_err(|e| errors.push(ConfigError::new(format!("instances.{name}"), e.to_string())))
+        .ok();
+    let url = instance_url(name, &raw.url, raw.allow_insecure, errors);
     for label in raw.labels.keys() {
         let ok = !label.is_empty()
             && label
