@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, OnceCell, Semaphore};
@@ -115,6 +116,9 @@ pub(crate) struct Inner {
     /// `/auth/fab/v1` normally; `/api/v1` on an Airflow 2 without the FAB provider's API.
     pub(crate) fab_base: OnceCell<&'static str>,
     token: Mutex<Option<Token>>,
+    /// Lifetime (`exp - iat`) of the last token Airflow issued, in seconds; 0 until one was
+    /// issued that carries both claims.
+    observed_lifetime: AtomicU64,
     permits: Semaphore,
     pub(crate) stats: StatsRecorder,
 }
@@ -218,6 +222,7 @@ impl AirflowClient {
                 server: OnceCell::new(),
                 fab_base: OnceCell::new(),
                 token: Mutex::new(None),
+                observed_lifetime: AtomicU64::new(0),
                 permits,
                 stats: StatsRecorder::default(),
             }),
@@ -227,6 +232,16 @@ impl AirflowClient {
     /// The instance's name.
     pub fn instance(&self) -> &InstanceName {
         &self.inner.settings.instance
+    }
+
+    /// The lifetime of the tokens this instance issues, as read from the `iat` and `exp`
+    /// claims of the last token airlock obtained (Airflow 3); `None` before the first token,
+    /// on Airflow 2 (basic auth, no tokens), or when a token lacks either claim.
+    pub fn observed_token_lifetime(&self) -> Option<Duration> {
+        match self.inner.observed_lifetime.load(Ordering::Relaxed) {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        }
     }
 
     /// Calls made so far, by kind, with retries and time spent waiting on Airflow.
@@ -515,6 +530,11 @@ impl AirflowClient {
                 Err(e) => return Err(e),
             }
         };
+        let observed = token_claims_lifetime(resp.access_token.expose_secret());
+        self.inner.observed_lifetime.store(
+            observed.map(|d| d.as_secs()).unwrap_or(0),
+            Ordering::Relaxed,
+        );
         let lifetime =
             token_lifetime(resp.access_token.expose_secret()).unwrap_or(Duration::from_secs(300));
         // Renew once 80% of the lifetime has passed (at most a minute early for long tokens),
@@ -582,6 +602,21 @@ fn token_lifetime(jwt: &str) -> Option<Duration> {
         .and_then(|v| v.as_i64())
         .unwrap_or_else(|| chrono::Utc::now().timestamp());
     u64::try_from(exp - iat).ok().map(Duration::from_secs)
+}
+
+/// Lifetime of a JWT from its `iat` and `exp` claims, only when it has both (what Airflow
+/// actually grants, compared with `token_lifetime_secs`).
+fn token_claims_lifetime(jwt: &str) -> Option<Duration> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?.as_i64()?;
+    let iat = claims.get("iat")?.as_i64()?;
+    u64::try_from(exp.checked_sub(iat)?)
+        .ok()
+        .map(Duration::from_secs)
 }
 
 fn transport_kind(e: &reqwest::Error, timeout: Duration) -> ErrorKind {
@@ -693,6 +728,26 @@ mod tests {
                 .min(Duration::from_secs(10));
             assert!(d >= exp / 2 && d <= exp, "attempt {attempt}: {d:?}");
         }
+    }
+
+    #[test]
+    fn the_observed_lifetime_needs_both_claims() {
+        let jwt = |claims: &str| {
+            format!(
+                "h.{}.s",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims)
+            )
+        };
+        assert_eq!(
+            token_claims_lifetime(&jwt(r#"{"iat":1000,"exp":8200}"#)),
+            Some(Duration::from_secs(7200))
+        );
+        assert_eq!(token_claims_lifetime(&jwt(r#"{"exp":8200}"#)), None);
+        assert_eq!(
+            token_claims_lifetime(&jwt(r#"{"iat":9000,"exp":8200}"#)),
+            None
+        );
+        assert_eq!(token_claims_lifetime("not-a-jwt"), None);
     }
 
     #[test]

@@ -72,7 +72,9 @@ pub enum Command {
 
     /// Check every configured Airflow: reachable, version, auth manager, credentials, permissions.
     ///
-    /// Exits non-zero if any instance fails a check.
+    /// Also reports as a problem an instance whose tokens live longer than its
+    /// token_lifetime_secs (deletions there are held back until the config matches). Exits
+    /// non-zero if any instance fails a check or has a problem.
     #[command(visible_alias = "doctor")]
     Instances(InstancesArgs),
 
@@ -87,12 +89,17 @@ pub enum Command {
     /// Show what a sync would change: read the directory and every instance, apply the policy,
     /// print a sorted diff with a reason for each operation. Changes nothing in Airflow.
     ///
-    /// `--out plan.json` saves the plan for `airlock apply --plan plan.json`, which refuses it
-    /// if anything it was computed from has changed since.
+    /// `--out plan.json` saves the plan (with a digest of its operations) for
+    /// `airlock apply --plan plan.json`, which refuses it if the file was edited, or if
+    /// anything it was computed from has changed since.
     Plan(PlanArgs),
 
     /// Compute the plan (or load a saved one), check the safety rails, ask for confirmation,
     /// and apply it with bounded concurrency. Every change and refusal goes to the audit trail.
+    ///
+    /// With --plan, what is applied is always the freshly computed plan; the file is refused
+    /// (exit 3, nothing applied) if it was edited, names an unknown instance, is stale, or its
+    /// operations differ from the fresh ones.
     Apply(ApplyArgs),
 
     /// Plan and apply without asking, for cron and CI; prints one summary line.
@@ -253,7 +260,7 @@ pub struct ApplyArgs {
     /// Only this instance (repeatable); must match the saved plan's instances if --plan is given.
     #[arg(long, short = 'i', value_name = "NAME")]
     pub instance: Vec<String>,
-    /// Apply this saved plan (refused if the state changed since it was made).
+    /// Apply this saved plan (refused if it was edited, or the state changed since it was made).
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
     /// Do not ask for confirmation.

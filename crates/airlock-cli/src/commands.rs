@@ -111,7 +111,11 @@ async fn instances(config: Config, args: InstancesArgs) -> anyhow::Result<ExitCo
     let selected = select(&config, &args.instance)?;
     let checks = selected.iter().map(|inst| async move {
         match client_for(inst) {
-            Ok(client) => doctor::check(&client, inst.url.as_str(), &inst.username).await,
+            Ok(client) => {
+                let mut h = doctor::check(&client, inst.url.as_str(), &inst.username).await;
+                h.check_token_lifetime(&client, inst.token_lifetime);
+                h
+            }
             Err(e) => doctor::Health::failed(inst.name.as_str(), inst.url.as_str(), e.to_string()),
         }
     });

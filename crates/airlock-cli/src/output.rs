@@ -213,6 +213,9 @@ pub fn health(results: &[Health], format: ReportFormat) -> anyhow::Result<()> {
                 list.join(", ")
             )?;
         }
+        for p in &h.problems {
+            writeln!(out, "{}: problem: {p}", h.instance)?;
+        }
     }
     Ok(())
 }

@@ -176,7 +176,9 @@ pub async fn plan(config: Config, args: PlanArgs) -> anyhow::Result<ExitCode> {
     // Read-only: no lease, so `plan` works while `airlock serve` runs.
     let engine = engine(&config, &s, &args.instance, 1, ACTOR_AIRLOCK, None)?;
     let observed = engine.observe().await?;
-    let plan = engine.plan(&observed);
+    let mut plan = engine.plan(&observed);
+    // Sealed so that `apply --plan` can tell an edited file (also for `-o json > FILE`).
+    airlock_engine::sync::saved::seal(&mut plan);
     if let Some(path) = &args.out {
         let json = serde_json::to_string_pretty(&plan)?;
         // Write beside, then rename: a half-written plan file must never be applied.
@@ -292,6 +294,8 @@ struct RunRequest<'a> {
     concurrency: usize,
     allow_mass: bool,
     saved: Option<Plan>,
+    /// Where `saved` was read from, for messages.
+    plan_file: Option<&'a std::path::Path>,
     flow: Flow,
     kind: &'static str,
     stats: bool,
@@ -304,6 +308,7 @@ async fn run_apply(config: &Config, s: &Setup, req: RunRequest<'_>) -> anyhow::R
         concurrency,
         allow_mass,
         saved,
+        plan_file,
         flow,
         kind,
         stats,
@@ -318,7 +323,7 @@ async fn run_apply(config: &Config, s: &Setup, req: RunRequest<'_>) -> anyhow::R
     let (stop_heartbeat, stop_rx) = tokio::sync::watch::channel(false);
     let heartbeat = keeper.spawn_heartbeat(stop_rx);
     let engine = engine(config, s, names, concurrency, actor, Some(&keeper))?;
-    let code = run_prepared(&engine, kind, saved, allow_mass, flow, stats).await;
+    let code = run_prepared(&engine, kind, saved, plan_file, allow_mass, flow, stats).await;
     let _ = stop_heartbeat.send(true);
     let _ = heartbeat.await;
     keeper.release_all().await;
@@ -329,13 +334,20 @@ async fn run_prepared(
     engine: &Engine<'_>,
     kind: &str,
     saved: Option<Plan>,
+    plan_file: Option<&std::path::Path>,
     allow_mass: bool,
     flow: Flow,
     stats: bool,
 ) -> anyhow::Result<ExitCode> {
     let (run_id, gate) = engine.prepare(kind, saved, allow_mass).await?;
     let plan = match gate {
-        Gate::Refused(r @ Refusal::StalePlan { .. }) => bail!("{r}"),
+        Gate::Refused(r @ (Refusal::StalePlan { .. } | Refusal::PlanDiffers { .. })) => {
+            let file = plan_file
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            eprintln!("error: plan {file} refused: {r}");
+            return Ok(ExitCode::from(EXIT_REFUSED));
+        }
         Gate::Refused(r) => {
             eprintln!("refused: {r}");
             return Ok(ExitCode::from(EXIT_REFUSED));
@@ -436,8 +448,20 @@ pub async fn apply(config: Config, args: ApplyArgs, actor: String) -> anyhow::Re
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read plan {}", path.display()))?;
-            let plan: Plan = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not an airlock plan", path.display()))?;
+            let plan: Plan = match serde_json::from_str(&text) {
+                Ok(p) => p,
+                Err(e) => bail!("{} is not an airlock plan: {e}", path.display()),
+            };
+            // Before any lease, read or write: an edited file, or one naming an instance
+            // this configuration does not have, is refused outright.
+            let configured = config.instances.iter().map(|i| i.name.as_str()).collect();
+            if let Err(e) = airlock_engine::sync::saved::check_file(&plan, &configured) {
+                eprintln!(
+                    "error: plan {} refused: {e}; nothing was applied",
+                    path.display()
+                );
+                return Ok(ExitCode::from(EXIT_REFUSED));
+            }
             Some(plan)
         }
     };
@@ -453,6 +477,7 @@ pub async fn apply(config: Config, args: ApplyArgs, actor: String) -> anyhow::Re
         concurrency: args.concurrency,
         allow_mass: args.allow_mass_deprovision,
         saved,
+        plan_file: args.plan.as_deref(),
         flow,
         kind: "apply",
         stats: false,
@@ -470,6 +495,7 @@ pub async fn sync(config: Config, args: SyncArgs, actor: String) -> anyhow::Resu
         concurrency: args.concurrency,
         allow_mass: args.allow_mass_deprovision,
         saved: None,
+        plan_file: None,
         flow: Flow::Yes,
         kind: "sync",
         stats: args.stats,

@@ -16,6 +16,7 @@ struct World {
     dir: tempfile::TempDir,
     domain: String,
     role: String,
+    server: &'static AirflowServer,
 }
 
 fn unique() -> String {
@@ -29,22 +30,20 @@ fn unique() -> String {
 
 impl World {
     fn new(safety: &str) -> Self {
+        Self::on(v3(), "", safety)
+    }
+
+    /// A world on `server`, with `instance` added to `[instances.af3]`.
+    fn on(server: &'static AirflowServer, instance: &str, safety: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let id = unique();
         let w = Self {
             dir,
             domain: format!("t{id}.example.com"),
             role: format!("analyst-{id}"),
+            server,
         };
-        std::fs::write(
-            w.path("airlock.toml"),
-            format!(
-                "policy = \"policy.toml\"\n[directory]\nkind = \"file\"\npath = \"people.yaml\"\n\
-                 [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n",
-                v3().base_url
-            ),
-        )
-        .expect("config");
+        w.instance(instance);
         std::fs::write(
             w.path("policy.toml"),
             format!(
@@ -56,6 +55,19 @@ impl World {
         )
         .expect("policy");
         w
+    }
+
+    /// Rewrites the config with `extra` keys for the instance.
+    fn instance(&self, extra: &str) {
+        std::fs::write(
+            self.path("airlock.toml"),
+            format!(
+                "policy = \"policy.toml\"\n[directory]\nkind = \"file\"\npath = \"people.yaml\"\n\
+                 [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n{extra}\n",
+                self.server.base_url
+            ),
+        )
+        .expect("config");
     }
 
     fn path(&self, f: &str) -> PathBuf {
@@ -81,7 +93,7 @@ impl World {
         let mut cmd = Command::cargo_bin("airlock").expect("binary");
         cmd.current_dir(self.dir.path())
             .env_remove("AIRLOCK_CONFIG")
-            .env("AF3_PW", &v3().admin_password)
+            .env("AF3_PW", &self.server.admin_password)
             .arg("--config")
             .arg(self.path("airlock.toml"));
         cmd
@@ -95,8 +107,12 @@ impl World {
 
 /// The roles Airflow itself reports for `username`.
 fn roles_in_airflow(username: &str) -> Vec<String> {
+    roles_in(v3(), username).unwrap_or_default()
+}
+
+/// The roles `srv` reports for `username`, `None` when it has no such user.
+fn roles_in(srv: &AirflowServer, username: &str) -> Option<Vec<String>> {
     let http = reqwest::blocking::Client::new();
-    let srv = v3();
     let token: serde_json::Value = http
         .post(format!("{}/auth/token", srv.base_url))
         .json(&serde_json::json!({ "username": srv.admin_user, "password": srv.admin_password }))
@@ -104,13 +120,15 @@ fn roles_in_airflow(username: &str) -> Vec<String> {
         .expect("token")
         .json()
         .expect("token json");
-    let user: serde_json::Value = http
+    let resp = http
         .get(format!("{}/auth/fab/v1/users/{username}", srv.base_url))
         .bearer_auth(token["access_token"].as_str().expect("token"))
         .send()
-        .expect("get user")
-        .json()
-        .expect("user json");
+        .expect("get user");
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return None;
+    }
+    let user: serde_json::Value = resp.json().expect("user json");
     let mut roles: Vec<String> = user["roles"]
         .as_array()
         .map(|r| {
@@ -120,7 +138,7 @@ fn roles_in_airflow(username: &str) -> Vec<String> {
         })
         .unwrap_or_default();
     roles.sort();
-    roles
+    Some(roles)
 }
 
 #[test]
@@ -552,4 +570,329 @@ fn a_directory_that_cannot_be_read_aborts_before_any_write() {
         vec!["Op"],
         "an unreadable directory is not an empty one"
     );
+}
+
+/// Creates an account directly in Airflow, outside airlock (unmanaged to every test).
+fn create_in_airflow(username: &str, role: &str) {
+    let http = reqwest::blocking::Client::new();
+    let srv = v3();
+    let token: serde_json::Value = http
+        .post(format!("{}/auth/token", srv.base_url))
+        .json(&serde_json::json!({ "username": srv.admin_user, "password": srv.admin_password }))
+        .send()
+        .expect("token")
+        .json()
+        .expect("token json");
+    let resp = http
+        .post(format!("{}/auth/fab/v1/users", srv.base_url))
+        .bearer_auth(token["access_token"].as_str().expect("token"))
+        .json(&serde_json::json!({
+            "username": username,
+            "email": username,
+            "first_name": "Un",
+            "last_name": "Managed",
+            "roles": [{ "name": role }],
+            "password": "Unmanaged-pw-1",
+        }))
+        .send()
+        .expect("create user");
+    assert!(resp.status().is_success(), "create user: {}", resp.status());
+}
+
+mod tampered {
+    //! Hand-edited saved plans: each is refused with one line naming the file and what is
+    //! wrong (exit 3), and nothing reaches Airflow.
+
+    use super::*;
+    use airlock_core::plan::{Op, PlannedOp};
+    use airlock_core::{InstanceName, RoleName, Username};
+    use airlock_engine::sync::{saved, Plan};
+
+    fn user(name: &str) -> Username {
+        Username::new(name).expect("valid")
+    }
+
+    fn role(name: &str) -> RoleName {
+        RoleName::new(name).expect("valid")
+    }
+
+    fn planned(op: Op) -> PlannedOp {
+        PlannedOp {
+            instance: InstanceName::new("af3").expect("valid"),
+            op,
+            reason: "operator".into(),
+        }
+    }
+
+    /// Writes `plan` (resealed when `reseal`, as a forger who knows the digest would) to a
+    /// file, applies it, and returns the single stderr line after checking the exit code.
+    fn refused(w: &World, name: &str, mut plan: Plan, reseal: bool) -> String {
+        if reseal {
+            saved::seal(&mut plan);
+        }
+        let file = w.path(name);
+        std::fs::write(&file, serde_json::to_string_pretty(&plan).expect("json")).expect("write");
+        let out = w
+            .airlock()
+            .args(["apply", "--yes", "--plan", file.to_str().expect("utf8")])
+            .assert()
+            .code(3);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{name}: one line: {stderr}");
+        assert!(
+            lines[0].starts_with(&format!("error: plan {} refused: ", file.display())),
+            "{name}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        lines[0].to_string()
+    }
+
+    #[test]
+    fn a_hand_edited_saved_plan_is_refused_and_nothing_is_applied() {
+        let w = World::new("");
+        let (eve, fay) = (w.email("eve"), w.email("fay"));
+        w.people(&[("eve", "eng"), ("fay", "eng")]);
+        w.stdout(&["sync"]);
+        let stranger = format!("stranger@{}", w.domain);
+        create_in_airflow(&stranger, "Viewer");
+        // fay leaves: the reviewed plan suspends her, nothing else.
+        w.people(&[("eve", "eng")]);
+        let file = w.path("plan.json");
+        w.stdout(&["plan", "--out", file.to_str().expect("utf8")]);
+        let good: Plan =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("plan");
+        let ops: Vec<&PlannedOp> = good.ops().collect();
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        assert!(matches!(ops[0].op, Op::Suspend { .. }), "{ops:?}");
+
+        // Grant Admin, as a naive edit: the digest no longer matches.
+        let mut p = good.clone();
+        p.instances[0].ops.push(planned(Op::SetRoles {
+            username: user(&eve),
+            from: [role("Op")].into(),
+            to: [role("Admin")].into(),
+        }));
+        let line = refused(&w, "admin-naive.json", p.clone(), false);
+        assert!(
+            line.contains("its digest does not match its contents"),
+            "{line}"
+        );
+        assert!(line.ends_with("nothing was applied"), "{line}");
+        // The same with a recomputed digest: not what airlock computes now.
+        let line = refused(&w, "admin.json", p, true);
+        assert!(
+            line.contains(&format!(
+                "operation 2 (set_roles account {eve} on af3 [Op] -> [Admin]) is not among what airlock computes now"
+            )),
+            "{line}"
+        );
+
+        // Delete early: the suspension becomes a deletion.
+        let mut p = good.clone();
+        p.instances[0].ops[0].op = Op::Delete {
+            username: user(&fay),
+        };
+        let line = refused(&w, "delete-early.json", p, true);
+        assert!(
+            line.contains(&format!(
+                "operation 1 (delete account {fay} on af3) differs from what airlock computes now (suspend account {fay} on af3 (strip [Op]))"
+            )),
+            "{line}"
+        );
+
+        // Touch the protected account airlock logs in as, and an unmanaged one.
+        for (name, target) in [
+            ("protected.json", v3().admin_user.clone()),
+            ("unmanaged.json", stranger.clone()),
+        ] {
+            let mut p = good.clone();
+            p.instances[0].ops.push(planned(Op::Suspend {
+                username: user(&target),
+                roles: Default::default(),
+            }));
+            let line = refused(&w, name, p, true);
+            assert!(
+                line.contains(&format!(
+                    "operation 2 (suspend account {target} on af3 (strip []))"
+                )),
+                "{line}"
+            );
+        }
+
+        // An instance the configuration does not have.
+        let mut p = good.clone();
+        p.instances[0].ops[0].instance = InstanceName::new("elsewhere").expect("valid");
+        let line = refused(&w, "unknown.json", p, true);
+        assert!(
+            line.contains("operation 1 names instance `elsewhere`, which is not configured"),
+            "{line}"
+        );
+        let mut p = good.clone();
+        p.instance_names = vec![InstanceName::new("elsewhere").expect("valid")];
+        let line = refused(&w, "unknown-list.json", p, true);
+        assert!(
+            line.contains("instance_names[0] names instance `elsewhere`"),
+            "{line}"
+        );
+
+        // A changed fingerprint: edited, and when resealed, stale.
+        let mut p = good.clone();
+        p.fingerprint = "0".repeat(64);
+        let line = refused(&w, "fingerprint-naive.json", p.clone(), false);
+        assert!(line.contains("its digest does not match"), "{line}");
+        let line = refused(&w, "fingerprint.json", p, true);
+        assert!(
+            line.contains("the state changed since this plan was made"),
+            "{line}"
+        );
+
+        // Not a plan at all (an operation kind airlock does not have): one line, no panic.
+        let text = std::fs::read_to_string(&file)
+            .expect("read")
+            .replace("\"suspend\"", "\"grant_admin\"");
+        let bad = w.path("garbage.json");
+        std::fs::write(&bad, text).expect("write");
+        let out = w
+            .airlock()
+            .args(["apply", "--yes", "--plan", bad.to_str().expect("utf8")])
+            .assert()
+            .code(1);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("is not an airlock plan"), "{stderr}");
+
+        // Airflow is exactly as before.
+        assert_eq!(roles_in_airflow(&eve), vec!["Op"]);
+        assert_eq!(
+            roles_in_airflow(&fay),
+            vec!["Op"],
+            "not suspended, not deleted"
+        );
+        assert_eq!(roles_in_airflow(&stranger), vec!["Viewer"]);
+        assert_eq!(roles_in_airflow(&v3().admin_user), vec!["Admin"]);
+        // Refusals are audited.
+        let export = w.stdout(&["audit", "export"]);
+        assert!(
+            export.contains("saved_plan_differs") && export.contains("stale_plan"),
+            "{export}"
+        );
+
+        // The untouched file still applies.
+        let out = w.stdout(&["apply", "--yes", "--plan", file.to_str().expect("utf8")]);
+        assert!(out.contains("applied: 1 suspend"), "{out}");
+        assert!(roles_in_airflow(&fay).is_empty());
+    }
+}
+
+/// A private Airflow 3.3.2 whose tokens live two hours (`[api_auth] jwt_expiration_time`).
+fn two_hour_tokens() -> &'static AirflowServer {
+    static SERVER: std::sync::OnceLock<AirflowServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        AirflowServer::builder(AirflowVersion::V3)
+            .env("AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME", "7200")
+            .start()
+            .expect("start Airflow 3.3.2 with two-hour tokens")
+    })
+}
+
+#[test]
+fn deletions_are_held_where_tokens_outlive_the_configured_lifetime() {
+    let srv = two_hour_tokens();
+    // Configured: one hour. Observed on airlock's own token: two.
+    let w = World::on(srv, "token_lifetime_secs = 3600", "");
+    let (gus, hal, ivy) = (w.email("gus"), w.email("hal"), w.email("ivy"));
+    w.people(&[("gus", "eng"), ("hal", "eng")]);
+    w.stdout(&["sync"]);
+    w.people(&[("gus", "eng")]);
+    let out = w.stdout(&["sync"]);
+    assert!(
+        out.contains("applied: 1 suspend"),
+        "suspensions are not blocked: {out}"
+    );
+    // hal was suspended three days ago: past delete_after_days = 2.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(w.path("airlock.db"))
+            .connect()
+            .await
+            .expect("open db");
+        let three_days_ago = chrono::Utc::now().timestamp_millis() - 3 * 86_400_000;
+        let n =
+            sqlx::query("UPDATE managed_accounts SET suspended_at_ms = $1 WHERE username_key = $2")
+                .bind(three_days_ago)
+                .bind(hal.to_lowercase())
+                .execute(&mut conn)
+                .await
+                .expect("backdate")
+                .rows_affected();
+        assert_eq!(n, 1);
+    });
+    w.people(&[("gus", "eng"), ("ivy", "eng")]);
+    let out = w.airlock().arg("sync").assert().code(3);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        stderr.contains(&format!(
+            "held: delete account {hal} on af3: instance `af3` issues tokens valid for 7200 s, longer than its token_lifetime_secs = 3600 s"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("applied: 1 create_account"),
+        "the joiner still flows: {stdout}"
+    );
+    assert_eq!(roles_in(srv, &ivy), Some(vec!["Op".to_string()]));
+    assert_eq!(roles_in(srv, &hal), Some(vec![]), "held, not deleted");
+    assert_eq!(roles_in(srv, &gus), Some(vec!["Op".to_string()]));
+    // --allow-mass-deprovision does not lift it.
+    w.airlock()
+        .args(["sync", "--allow-mass-deprovision"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("issues tokens valid for 7200 s"));
+    assert_eq!(roles_in(srv, &hal), Some(vec![]), "still there");
+    // Nor does an operator's release: only a matching configuration does.
+    let listed = w.stdout(&["rails", "list"]);
+    assert!(listed.contains("token_lifetime"), "{listed}");
+    w.stdout(&["rails", "release", "--all"]);
+    w.airlock()
+        .arg("sync")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("issues tokens valid for 7200 s"));
+    assert_eq!(
+        roles_in(srv, &hal),
+        Some(vec![]),
+        "still there after a release"
+    );
+
+    // `airlock instances` reports it as a problem of that instance.
+    let out = w.airlock().arg("instances").assert().code(1);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        stdout.contains("af3: problem: instance `af3` issues tokens valid for 7200 s, longer than its token_lifetime_secs = 3600 s"),
+        "{stdout}"
+    );
+    let out = w
+        .airlock()
+        .args(["instances", "-o", "json"])
+        .assert()
+        .code(1);
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).expect("json");
+    assert_eq!(
+        json[0]["problems"].as_array().map(Vec::len),
+        Some(1),
+        "{json}"
+    );
+
+    // Configured as Airflow issues them: the deletion goes through.
+    w.instance("token_lifetime_secs = 7200");
+    let out = w.stdout(&["instances"]);
+    assert!(!out.contains("problem"), "{out}");
+    let out = w.stdout(&["sync"]);
+    assert!(out.contains("applied: 1 delete"), "{out}");
+    assert_eq!(roles_in(srv, &hal), None, "deleted");
 }

@@ -17,6 +17,8 @@ const NUMERIC_KEYS: &[&str] = &[
     "max_concurrency",
     "max_retries",
     "token_lifetime_secs",
+    "jwt_leeway_secs",
+    "fab_cache_ttl_secs",
     "sync_interval_secs",
     "sync_jitter_secs",
     "lease_retry_secs",
@@ -81,7 +83,17 @@ fn set_path(table: &mut Table, segments: &[String], raw: &str) -> Result<(), Str
     }
 }
 
+/// Keys whose override value is a boolean (`true` or `false`).
+const BOOL_KEYS: &[&str] = &["allow_insecure", "starttls"];
+
 fn leaf_value(key: &str, raw: &str) -> Result<Value, String> {
+    if BOOL_KEYS.contains(&key) {
+        return match raw.trim() {
+            "true" => Ok(Value::Boolean(true)),
+            "false" => Ok(Value::Boolean(false)),
+            _ => Err(format!("`{key}` must be true or false")),
+        };
+    }
     if NUMERIC_KEYS.contains(&key) {
         return raw
             .trim()

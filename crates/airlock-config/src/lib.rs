@@ -17,7 +17,8 @@ mod validate;
 pub use raw::{ApiGeneration, RawConfig};
 pub use secret::{SecretSource, SecretString};
 pub use validate::{
-    Config, DirectoryConfig, InstanceConfig, InventoryConfig, LdapConfig, ServeConfig, StoreConfig,
+    is_loopback, min_delete_after, Config, DirectoryConfig, InstanceConfig, InventoryConfig,
+    LdapConfig, ServeConfig, StoreConfig, ID_REUSE_MARGIN,
 };
 
 use std::fmt;

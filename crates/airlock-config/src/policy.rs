@@ -418,13 +418,17 @@ fn validate(
         Some(days) => {
             let secs = (days * 86_400.0).round() as i64;
             for inst in instances {
-                let lifetime = i64::try_from(inst.token_lifetime.as_secs()).unwrap_or(i64::MAX);
-                if secs <= lifetime {
+                let min = i64::try_from(inst.min_delete_after().as_secs()).unwrap_or(i64::MAX);
+                if secs < min {
                     errors.push(ConfigError::new(
                         "policy.leavers.delete_after_days",
                         format!(
-                            "must exceed instance `{}`'s token lifetime ({} s): a deleted user's id can be reused while its token is still valid",
-                            inst.name, lifetime
+                            "must be at least {min} s on instance `{}` (token lifetime {} s + jwt leeway {} s + fab cache ttl {} s + margin {} s): a deleted user's id can be reused while its token is still accepted",
+                            inst.name,
+                            inst.token_lifetime.as_secs(),
+                            inst.jwt_leeway.as_secs(),
+                            inst.fab_cache_ttl.as_secs(),
+                            crate::ID_REUSE_MARGIN.as_secs(),
                         ),
                     ));
                 }
@@ -530,11 +534,70 @@ mod tests {
             "policy.grants[0].roles: give at least one role",
             "policy.grants[0].instances.names: no instance named `nope`",
             "policy.roles.Admin: is a built-in Airflow role",
-            "policy.leavers.delete_after_days: must exceed instance `prod`'s token lifetime",
+            "policy.leavers.delete_after_days: must be at least 86500 s on instance `prod` (token lifetime 86400 s + jwt leeway 10 s + fab cache ttl 30 s + margin 60 s)",
             "policy.safety.min_directory_ratio",
         ] {
             assert!(joined.contains(needle), "missing {needle:?} in\n{joined}");
         }
+    }
+
+    fn with_instance(extra: &str) -> String {
+        format!("policy = \"policy.toml\"\n[instances.prod]\nurl = \"http://127.0.0.1:1\"\nusername = \"airlock\"\npassword = {{ env = \"PW\" }}\n{extra}\n")
+    }
+
+    #[test]
+    fn deletion_waits_for_token_lifetime_leeway_cache_and_margin() {
+        // 86300 + 10 + 30 + 60 = 86400 s: one day is exactly enough.
+        let c = with_instance("token_lifetime_secs = 86300");
+        let p = load(&c, "[leavers]\ndelete_after_days = 1\n").expect("exactly the minimum");
+        assert_eq!(
+            p.policy.expect("policy").leavers.delete_after_secs,
+            Some(86_400)
+        );
+        assert_eq!(
+            p.instances[0].min_delete_after(),
+            std::time::Duration::from_secs(86_400)
+        );
+        // One more second of leeway, or of cache, and one day is too short.
+        for extra in [
+            "token_lifetime_secs = 86300\njwt_leeway_secs = 11",
+            "token_lifetime_secs = 86300\nfab_cache_ttl_secs = 31",
+            "token_lifetime_secs = 86301",
+        ] {
+            let errs =
+                load(&with_instance(extra), "[leavers]\ndelete_after_days = 1\n").expect_err(extra);
+            assert!(
+                errs.iter().any(|e| e.starts_with(
+                    "policy.leavers.delete_after_days: must be at least 86401 s on instance `prod`"
+                )),
+                "{extra}: {errs:?}"
+            );
+        }
+        // What the old check allowed (lifetime + 1 s) is refused now.
+        let errs = load(
+            &with_instance("token_lifetime_secs = 86399"),
+            "[leavers]\ndelete_after_days = 1\n",
+        )
+        .expect_err("lifetime + 1 s");
+        assert!(errs[0].contains("must be at least 86499 s"), "{errs:?}");
+    }
+
+    #[test]
+    fn min_delete_after_adds_every_window_and_the_margin() {
+        use std::time::Duration as D;
+        assert_eq!(
+            crate::min_delete_after(D::from_secs(3600), D::from_secs(10), D::from_secs(30)),
+            D::from_secs(3700)
+        );
+        assert_eq!(
+            crate::min_delete_after(D::from_secs(1), D::ZERO, D::ZERO),
+            D::from_secs(1) + crate::ID_REUSE_MARGIN
+        );
+        assert_eq!(
+            crate::min_delete_after(D::MAX, D::from_secs(10), D::from_secs(30)),
+            D::MAX,
+            "saturates"
+        );
     }
 
     #[test]

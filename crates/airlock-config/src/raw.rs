@@ -104,6 +104,10 @@ pub struct RawLdap {
     /// Upgrade an ldap:// connection with StartTLS.
     #[serde(default)]
     pub starttls: bool,
+    /// Allow `ldap://` without StartTLS to a host that is not loopback (the bind password
+    /// then travels in clear). Default false: such a directory is refused.
+    #[serde(default)]
+    pub allow_insecure: bool,
     /// PEM file with extra CA certificates.
     pub ca_file: Option<PathBuf>,
     /// Where people are.
@@ -193,6 +197,18 @@ pub struct RawInstance {
     /// PEM file with extra CA certificates to trust for this instance's TLS.
     pub ca_file: Option<PathBuf>,
     /// Lifetime of the tokens this Airflow issues, in seconds (Airflow's
-    /// `[api_auth] jwt_expiration_time`, default 86400). Leavers are deleted only after it.
+    /// `[api_auth] jwt_expiration_time`, default 86400). Leavers are deleted only after it
+    /// (plus `jwt_leeway_secs`, `fab_cache_ttl_secs` and a margin).
     pub token_lifetime_secs: Option<u64>,
+    /// Airflow's `[api_auth] jwt_leeway`: seconds a token is still accepted after it expires
+    /// (default 10).
+    pub jwt_leeway_secs: Option<u64>,
+    /// Airflow's `[fab] cache_ttl`: seconds the FAB auth manager caches a user after a lookup
+    /// (default 30).
+    pub fab_cache_ttl_secs: Option<u64>,
+    /// Allow `http://` to a host that is not loopback (airlock's password then travels in
+    /// clear: basic auth on every Airflow 2 call, the token request on Airflow 3). Default
+    /// false: such an instance is refused.
+    #[serde(default)]
+    pub allow_insecure: bool,
 }

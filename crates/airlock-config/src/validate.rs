@@ -185,6 +185,54 @@ pub struct InstanceConfig {
     pub ca_pem: Option<Vec<u8>>,
     /// Lifetime of tokens the instance issues.
     pub token_lifetime: Duration,
+    /// How long after expiry the instance still accepts a token (`[api_auth] jwt_leeway`).
+    pub jwt_leeway: Duration,
+    /// How long the instance's FAB auth manager caches a user (`[fab] cache_ttl`).
+    pub fab_cache_ttl: Duration,
+}
+
+/// Added to an instance's token lifetime, JWT leeway and FAB user cache before a leaver may be
+/// deleted there: covers clock skew between airlock and Airflow and the time a request takes.
+pub const ID_REUSE_MARGIN: Duration = Duration::from_secs(60);
+
+/// The shortest `leavers.delete_after_days` (as a duration) that is safe on an instance: a
+/// deleted account's id can be given to the next account created, so every token issued to
+/// the deleted one (valid for `token_lifetime`, accepted `jwt_leeway` past its expiry) and
+/// every cached copy of the user (`fab_cache_ttl`) must be gone first, with a margin.
+pub fn min_delete_after(
+    token_lifetime: Duration,
+    jwt_leeway: Duration,
+    fab_cache_ttl: Duration,
+) -> Duration {
+    token_lifetime
+        .saturating_add(jwt_leeway)
+        .saturating_add(fab_cache_ttl)
+        .saturating_add(ID_REUSE_MARGIN)
+}
+
+impl InstanceConfig {
+    /// [`min_delete_after`] for this instance's settings.
+    pub fn min_delete_after(&self) -> Duration {
+        min_delete_after(self.token_lifetime, self.jwt_leeway, self.fab_cache_ttl)
+    }
+}
+
+/// Whether `url`'s host is a loopback address (127.0.0.0/8, ::1) or `localhost`: the only
+/// hosts a password may be sent to in clear without `allow_insecure`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        // Hosts of URLs with a scheme the url crate does not know (`ldap://`) stay opaque
+        // strings, addresses included.
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        None => false,
+    }
 }
 
 pub(crate) fn validate(
@@ -374,6 +422,14 @@ fn directory(
                     None
                 }
             });
+            if let Some(u) = &url {
+                if u.scheme() == "ldap" && !l.starttls && !is_loopback(u) && !l.allow_insecure {
+                    errors.push(ConfigError::new(
+                        key("url"),
+                        "ldap:// without StartTLS to a host that is not loopback sends the bind password in clear; use ldaps://, set directory.starttls = true, or accept the risk with directory.allow_insecure = true",
+                    ));
+                }
+            }
             match preset.as_str() {
                 "jumpcloud" if l.org_id.is_none() => errors.push(ConfigError::new(
                     key("org_id"),
@@ -477,14 +533,24 @@ fn directory(
                     return None;
                 }
             };
-            let base_url = Url::parse(&base)
-                .map_err(|e| {
+            let base_url = match Url::parse(&base) {
+                Ok(u) if u.scheme() == "http" && !is_loopback(&u) => {
+                    // The directory crate refuses it too; say so before anything is built.
+                    errors.push(ConfigError::new(
+                        "directory.base_url",
+                        "must use https:// (the api key travels in a header); http:// is allowed only to a loopback host",
+                    ));
+                    None
+                }
+                Ok(u) => Some(u),
+                Err(e) => {
                     errors.push(ConfigError::new(
                         "directory.base_url",
                         format!("not a valid URL: {e}"),
-                    ))
-                })
-                .ok();
+                    ));
+                    None
+                }
+            };
             let timeout = Duration::from_secs(timeout_secs.unwrap_or(30));
             if timeout.is_zero() {
                 errors.push(ConfigError::new(
@@ -521,19 +587,16 @@ fn store_url(url: &str, base_dir: &Path) -> Result<String, String> {
     Err("must start with sqlite:// or postgres://".into())
 }
 
-fn instance(
+/// An instance's URL: http(s), no credentials, query or fragment, and plain http only to a
+/// loopback host unless `allow_insecure`.
+fn instance_url(
     name: &str,
-    raw: RawInstance,
-    base_dir: &Path,
-    lookup: &dyn Fn(&str) -> Option<String>,
+    raw: &str,
+    allow_insecure: bool,
     errors: &mut Vec<ConfigError>,
-) -> Option<InstanceConfig> {
+) -> Option<Url> {
     let key = |field: &str| format!("instances.{name}.{field}");
-    let before = errors.len();
-    let iname = InstanceName::new(name)
-        .map_err(|e| errors.push(ConfigError::new(format!("instances.{name}"), e.to_string())))
-        .ok();
-    let url = match Url::parse(raw.url.trim()) {
+    match Url::parse(raw.trim()) {
         Ok(u) if !matches!(u.scheme(), "http" | "https") => {
             errors.push(ConfigError::new(
                 key("url"),
@@ -555,6 +618,15 @@ fn instance(
             ));
             None
         }
+        Ok(u) if u.scheme() == "http" && !is_loopback(&u) && !allow_insecure => {
+            errors.push(ConfigError::new(
+                key("url"),
+                format!(
+                    "http:// to a host that is not loopback sends airlock's password in clear; use https://, or accept the risk with instances.{name}.allow_insecure = true"
+                ),
+            ));
+            None
+        }
         Ok(mut u) => {
             let path = u.path().trim_end_matches('/').to_string();
             u.set_path(&path);
@@ -567,7 +639,22 @@ fn instance(
             ));
             None
         }
-    };
+    }
+}
+
+fn instance(
+    name: &str,
+    raw: RawInstance,
+    base_dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<InstanceConfig> {
+    let key = |field: &str| format!("instances.{name}.{field}");
+    let before = errors.len();
+    let iname = InstanceName::new(name)
+        .map_err(|e| errors.push(ConfigError::new(format!("instances.{name}"), e.to_string())))
+        .ok();
+    let url = instance_url(name, &raw.url, raw.allow_insecure, errors);
     for label in raw.labels.keys() {
         let ok = !label.is_empty()
             && label
@@ -642,6 +729,20 @@ fn instance(
             "must be at least 1",
         ));
     }
+    let jwt_leeway = Duration::from_secs(raw.jwt_leeway_secs.unwrap_or(10));
+    if jwt_leeway > Duration::from_secs(86_400) {
+        errors.push(ConfigError::new(
+            key("jwt_leeway_secs"),
+            "must be at most 86400 seconds",
+        ));
+    }
+    let fab_cache_ttl = Duration::from_secs(raw.fab_cache_ttl_secs.unwrap_or(30));
+    if fab_cache_ttl > Duration::from_secs(86_400) {
+        errors.push(ConfigError::new(
+            key("fab_cache_ttl_secs"),
+            "must be at most 86400 seconds",
+        ));
+    }
     if errors.len() > before {
         return None;
     }
@@ -658,6 +759,8 @@ fn instance(
         max_retries,
         ca_pem,
         token_lifetime,
+        jwt_leeway,
+        fab_cache_ttl,
     })
 }
 
@@ -852,6 +955,137 @@ password = { env = "MISSING_VAR" }
         let text = GOOD.replace("{ env = \"PROD_PW\" }", "{ env = \"A\", file = \"b\" }");
         let errs = load(&text, &[]).expect_err("invalid");
         assert!(errs[0].starts_with("instances.prod.password"), "{errs:?}");
+    }
+
+    fn with_url(url: &str, extra: &str) -> Result<crate::Config, Vec<String>> {
+        let text = GOOD.replace("https://airflow.example.com/", url);
+        load(&format!("{text}{extra}\n"), &[("PROD_PW", "hunter2")])
+    }
+
+    #[test]
+    fn plain_http_is_allowed_only_to_loopback_hosts() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3:8080",
+            "http://[::1]:8080",
+            "http://localhost:8080",
+            "http://LOCALHOST:8080/airflow",
+            "https://airflow.example.com",
+            "https://10.0.0.5",
+        ] {
+            with_url(url, "").unwrap_or_else(|e| panic!("{url} refused: {e:?}"));
+        }
+        for url in [
+            "http://airflow.example.com",
+            "http://10.0.0.5:8080",
+            "http://128.0.0.1",
+            "http://[::2]:8080",
+            "http://localhost.example.com",
+            "http://0.0.0.0:8080",
+        ] {
+            let errs = with_url(url, "").expect_err(url);
+            assert_eq!(errs.len(), 1, "{url}: {errs:?}");
+            assert!(
+                errs[0].starts_with("instances.prod.url: http:// to a host that is not loopback sends airlock's password in clear"),
+                "{url}: {errs:?}"
+            );
+            assert!(
+                errs[0].contains("instances.prod.allow_insecure = true"),
+                "{errs:?}"
+            );
+            assert!(!errs[0].contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn allow_insecure_accepts_plain_http_for_that_instance_only() {
+        let c = with_url("http://airflow.internal:8080", "allow_insecure = true").expect("allowed");
+        assert_eq!(c.instances[0].url.as_str(), "http://airflow.internal:8080/");
+        let errs = load(
+            &format!(
+                "{}allow_insecure = true\n[instances.other]\nurl = \"http://other.internal\"\nusername = \"a\"\npassword = \"p\"\n",
+                GOOD.replace("https://airflow.example.com/", "http://airflow.internal")
+            ),
+            &[("PROD_PW", "x")],
+        )
+        .expect_err("other instance still refused");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("instances.other.url: http://"),
+            "{errs:?}"
+        );
+        // From the environment too.
+        let c = load(
+            &GOOD.replace("https://airflow.example.com/", "http://airflow.internal"),
+            &[
+                ("PROD_PW", "x"),
+                ("AIRLOCK_INSTANCES__PROD__ALLOW_INSECURE", "true"),
+            ],
+        )
+        .expect("allowed by env");
+        assert_eq!(c.instances[0].url.scheme(), "http");
+        let errs = load(
+            GOOD,
+            &[
+                ("PROD_PW", "x"),
+                ("AIRLOCK_INSTANCES__PROD__ALLOW_INSECURE", "yes"),
+            ],
+        )
+        .expect_err("not a boolean");
+        assert!(errs[0].contains("must be true or false"), "{errs:?}");
+    }
+
+    fn ldap(url: &str, extra: &str) -> Result<crate::Config, Vec<String>> {
+        load(
+            &format!(
+                "{GOOD}\n[directory]\nkind = \"ldap\"\nurl = \"{url}\"\nbind_dn = \"cn=airlock,dc=example,dc=com\"\nbind_password = {{ env = \"BIND_PW\" }}\nuser_base_dn = \"ou=people,dc=example,dc=com\"\ngroup_base_dn = \"ou=groups,dc=example,dc=com\"\n{extra}\n"
+            ),
+            &[("PROD_PW", "x"), ("BIND_PW", "bind-s3cret")],
+        )
+    }
+
+    #[test]
+    fn plain_ldap_is_allowed_only_to_loopback_with_starttls_or_when_insecure_is_allowed() {
+        for (url, extra) in [
+            ("ldap://127.0.0.1:3389", ""),
+            ("ldap://localhost", ""),
+            ("ldap://[::1]:389", ""),
+            ("ldaps://ldap.example.com", ""),
+            ("ldap://ldap.example.com", "starttls = true"),
+            ("ldap://ldap.example.com", "allow_insecure = true"),
+        ] {
+            ldap(url, extra).unwrap_or_else(|e| panic!("{url} {extra}: {e:?}"));
+        }
+        for (url, extra) in [
+            ("ldap://ldap.example.com", ""),
+            ("ldap://10.1.2.3:389", "starttls = false"),
+            ("ldap://ldap.example.com", "allow_insecure = false"),
+        ] {
+            let errs = ldap(url, extra).expect_err(url);
+            assert_eq!(errs.len(), 1, "{url}: {errs:?}");
+            assert!(
+                errs[0].starts_with("directory.url: ldap:// without StartTLS to a host that is not loopback sends the bind password in clear"),
+                "{errs:?}"
+            );
+            assert!(!errs[0].contains("bind-s3cret"));
+        }
+    }
+
+    #[test]
+    fn a_jumpcloud_base_url_over_plain_http_is_refused_unless_loopback() {
+        let jc = |base: &str| {
+            load(
+                &format!("{GOOD}\n[directory]\nkind = \"jumpcloud\"\napi_key = \"k\"\nbase_url = \"{base}\"\n"),
+                &[("PROD_PW", "x")],
+            )
+        };
+        jc("http://127.0.0.1:9000").expect("loopback");
+        jc("https://console.jumpcloud.com").expect("https");
+        let errs = jc("http://console.jumpcloud.com").expect_err("plain http");
+        assert!(
+            errs[0].starts_with("directory.base_url: must use https://"),
+            "{errs:?}"
+        );
     }
 
     #[test]

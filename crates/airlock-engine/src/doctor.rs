@@ -6,6 +6,7 @@ use airlock_airflow::{AirflowClient, ErrorKind, Generation};
 use airlock_core::{Permission, Username};
 use serde::Serialize;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 /// Permissions airlock needs to inventory and manage users and roles through the FAB API.
 pub fn required_permissions() -> BTreeSet<Permission> {
@@ -38,6 +39,9 @@ pub struct Health {
     pub credentials_ok: Option<bool>,
     /// Required permissions airlock's account lacks (empty = all present).
     pub missing_permissions: Vec<Permission>,
+    /// What works but is unsafe, one line each (e.g. tokens that outlive the configured
+    /// `token_lifetime_secs`, which blocks deletions there).
+    pub problems: Vec<String>,
     /// The first failure, as one line.
     pub error: Option<String>,
 }
@@ -54,6 +58,7 @@ impl Health {
             auth_manager: None,
             credentials_ok: None,
             missing_permissions: Vec::new(),
+            problems: Vec::new(),
             error: None,
         }
     }
@@ -68,7 +73,19 @@ impl Health {
 
     /// Whether every check passed.
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.missing_permissions.is_empty()
+        self.error.is_none() && self.missing_permissions.is_empty() && self.problems.is_empty()
+    }
+
+    /// Adds a problem when `client`'s last token (obtained by [`check`]) lives longer than
+    /// the configured `token_lifetime_secs`: `sync` then holds back deletions there.
+    pub fn check_token_lifetime(&mut self, client: &AirflowClient, configured: Duration) {
+        if let Some(r) = crate::sync::lifetime_conflict(
+            client.instance().as_str(),
+            configured,
+            client.observed_token_lifetime(),
+        ) {
+            self.problems.push(r.to_string());
+        }
     }
 }
 

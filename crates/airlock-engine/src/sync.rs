@@ -9,8 +9,12 @@
 
 mod ops;
 mod rails;
+pub mod saved;
 
-pub use rails::{hold_back, hold_key, rails, split_held, HeldOp, HoldKey, Refusal};
+pub use rails::{
+    hold_back, hold_key, lifetime_conflict, lifetime_holds, rails, split_held, HeldOp, HoldKey,
+    Refusal,
+};
 
 use crate::lease::LeaseKeeper;
 use crate::EngineError;
@@ -68,6 +72,10 @@ pub struct Plan {
     /// SHA-256 over the inputs (directory, instance state, managed set, policy); a saved plan
     /// is refused when the fingerprint of fresh inputs differs.
     pub fingerprint: String,
+    /// SHA-256 over the format, fingerprint, instances and operations, set when the plan is
+    /// saved ([`saved::seal`]); a file whose digest does not match is refused.
+    #[serde(default)]
+    pub digest: String,
     /// People read from the directory.
     pub directory_people: usize,
     /// Per instance, sorted by name.
@@ -318,9 +326,10 @@ impl<'a> Engine<'a> {
             names.push(inst.name.clone());
         }
         Plan {
-            format: 1,
+            format: saved::PLAN_FORMAT,
             created_at: now,
             fingerprint: fingerprint(self.policy, observed, &relevant),
+            digest: String::new(),
             directory_people: observed.directory.people.len(),
             instances,
             instance_names: names,
@@ -359,6 +368,20 @@ impl<'a> Engine<'a> {
         Ok(refusal)
     }
 
+    /// Instances whose last token (read in this run or earlier) lives longer than the
+    /// configured `token_lifetime_secs`, with the refusal for their deletions.
+    pub fn lifetime_conflicts(&self) -> BTreeMap<InstanceName, Refusal> {
+        self.instances
+            .iter()
+            .filter_map(|inst| {
+                let observed = self.clients.get(&inst.name)?.observed_token_lifetime();
+                let r = lifetime_conflict(inst.name.as_str(), inst.token_lifetime, observed)?;
+                tracing::warn!(instance = %inst.name, error = %r, "deletions blocked");
+                Some((inst.name.clone(), r))
+            })
+            .collect()
+    }
+
     /// Applies the deprovisioning caps to `plan`: returns it without the operations they
     /// hold back (listed in its `held`). Each newly held operation is recorded (see
     /// `airlock rails list`) and audited under its own name as refused; a full run also ends
@@ -387,7 +410,10 @@ impl<'a> Engine<'a> {
                 open.push(h);
             }
         }
-        let held = hold_back(self.policy, &plan, observed, recent, &released, allow_mass);
+        let mut held = hold_back(self.policy, &plan, observed, recent, &released, allow_mass);
+        // Deletions where the instance's tokens outlive the configured lifetime: held whatever
+        // the caps, releases or --allow-mass-deprovision say.
+        held.extend(lifetime_holds(&plan, &self.lifetime_conflicts()));
         if observed.only.is_none() {
             // A full run saw everything: holds of operations it no longer plans are over.
             let planned: BTreeSet<HoldKey> = plan
@@ -895,6 +921,18 @@ pub fn fingerprint(
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Why a saved plan may not be applied now, if it may not: its inputs changed (the
+/// fingerprints differ), or its operations are not the ones computed now.
+pub fn saved_plan_refusal(saved: &Plan, fresh: &Plan) -> Option<Refusal> {
+    if saved.fingerprint != fresh.fingerprint {
+        return Some(Refusal::StalePlan {
+            saved: saved.fingerprint.chars().take(12).collect(),
+            now: fresh.fingerprint.chars().take(12).collect(),
+        });
+    }
+    saved::first_difference(saved, fresh).map(|detail| Refusal::PlanDiffers { detail })
+}
+
 /// What a prepared run may do.
 #[derive(Debug)]
 pub enum Gate {
@@ -962,19 +1000,29 @@ impl<'a> Engine<'a> {
         };
         let fresh = self.plan(&observed);
         let plan = match saved {
-            Some(saved) if saved.fingerprint != fresh.fingerprint => {
-                let r = Refusal::StalePlan {
-                    saved: saved.fingerprint.chars().take(12).collect(),
-                    now: fresh.fingerprint.chars().take(12).collect(),
-                };
-                let summary = serde_json::json!({ "refused": r.to_string(), "rail": r.rail() });
-                self.finish_run(&run_id, RunStatus::Refused, None, &summary)
-                    .await?;
-                return Ok((run_id, Gate::Refused(r)));
-            }
+            None => fresh,
             // The saved plan only proves that nothing changed since it was made: what is
-            // applied is always computed here, never read from the file.
-            Some(_) | None => fresh,
+            // applied is always computed here, never read from the file, and only when the
+            // file's operations are exactly the fresh ones.
+            Some(saved) => match saved_plan_refusal(&saved, &fresh) {
+                None => fresh,
+                Some(r) => {
+                    let mut e = self.event(
+                        operation::RAIL_REFUSED,
+                        Outcome::Refused {
+                            rail: r.rail().into(),
+                        },
+                    );
+                    e.run_id = Some(run_id.clone());
+                    e.target = Some(Target::Run);
+                    e.reason = Some(r.to_string());
+                    self.store.append_audit(vec![e]).await?;
+                    let summary = serde_json::json!({ "refused": r.to_string(), "rail": r.rail() });
+                    self.finish_run(&run_id, RunStatus::Refused, None, &summary)
+                        .await?;
+                    return Ok((run_id, Gate::Refused(r)));
+                }
+            },
         };
         if let Some(r) = self
             .check_rails(&plan, &observed, allow_mass, &run_id)
@@ -1137,6 +1185,7 @@ mod tests {
             format: 1,
             created_at: Utc::now(),
             fingerprint: String::new(),
+            digest: String::new(),
             directory_people: 0,
             instances: vec![InstancePlan {
                 ops,
@@ -1270,5 +1319,94 @@ mod tests {
         assert_eq!(plan.ops().count(), 1);
         assert_eq!(taken.len(), 2);
         assert_eq!(plan.held, taken);
+    }
+
+    #[test]
+    fn a_token_lifetime_longer_than_configured_is_a_conflict_and_shorter_is_not() {
+        let h = Duration::from_secs(3600);
+        assert_eq!(
+            lifetime_conflict("af", h, None),
+            None,
+            "nothing observed (Airflow 2)"
+        );
+        assert_eq!(lifetime_conflict("af", h, Some(h)), None);
+        assert_eq!(lifetime_conflict("af", h, Some(h / 2)), None);
+        let r = lifetime_conflict("af", h, Some(h * 2)).expect("longer");
+        assert_eq!(
+            r,
+            Refusal::TokenLifetimeLonger {
+                instance: "af".into(),
+                configured_secs: 3600,
+                observed_secs: 7200
+            }
+        );
+        let msg = r.to_string();
+        assert!(
+            msg.starts_with("instance `af` issues tokens valid for 7200 s, longer than its token_lifetime_secs = 3600 s"),
+            "{msg}"
+        );
+        assert_eq!(r.rail(), "token_lifetime");
+    }
+
+    #[test]
+    fn lifetime_holds_take_only_deletions_on_conflicting_instances() {
+        let af = InstanceName::new("af").expect("valid");
+        let other = InstanceName::new("other").expect("valid");
+        let user = |n: &str| Username::new(n).expect("valid");
+        let op = |instance: &InstanceName, op: Op| PlannedOp {
+            instance: instance.clone(),
+            op,
+            reason: "leaver".into(),
+        };
+        let mut plan = plan_with_suspensions(0);
+        plan.instances = vec![
+            InstancePlan {
+                ops: vec![
+                    op(
+                        &af,
+                        Op::Suspend {
+                            username: user("s"),
+                            roles: Default::default(),
+                        },
+                    ),
+                    op(
+                        &af,
+                        Op::Delete {
+                            username: user("d1"),
+                        },
+                    ),
+                    op(
+                        &af,
+                        Op::Delete {
+                            username: user("d2"),
+                        },
+                    ),
+                ],
+                ..Default::default()
+            },
+            InstancePlan {
+                ops: vec![op(
+                    &other,
+                    Op::Delete {
+                        username: user("d3"),
+                    },
+                )],
+                ..Default::default()
+            },
+        ];
+        plan.instance_names = vec![af.clone(), other];
+        let r = lifetime_conflict("af", Duration::from_secs(1), Some(Duration::from_secs(2)))
+            .expect("conflict");
+        let conflicts = [(af, r.clone())].into();
+        let held = lifetime_holds(&plan, &conflicts);
+        assert_eq!(held.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+        let (rest, taken) = split_held(&plan, &held);
+        assert_eq!(
+            rest.ops().count(),
+            2,
+            "the suspension and the other instance's delete flow"
+        );
+        assert!(taken.iter().all(|h| h.refusal == r));
+        assert!(lifetime_holds(&plan, &BTreeMap::new()).is_empty());
     }
 }

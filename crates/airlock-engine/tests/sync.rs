@@ -58,6 +58,8 @@ fn instance_config(url: &str) -> InstanceConfig {
         max_retries: 0,
         ca_pem: None,
         token_lifetime: Duration::from_secs(86_400),
+        jwt_leeway: Duration::from_secs(10),
+        fab_cache_ttl: Duration::from_secs(30),
     }
 }
 

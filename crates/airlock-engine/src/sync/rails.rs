@@ -5,10 +5,13 @@
 //! instance, per rolling hour over every run and replica) hold back only the suspensions and
 //! deletions they refuse ([`hold_back`]); joiners, role changes and the deprovisions that fit
 //! keep flowing, and what was held waits for an operator's release or for room in the window.
+//! Deletions on an instance whose tokens outlive its configured `token_lifetime_secs` are held
+//! too ([`lifetime_holds`]), whatever the caps say.
 
 use super::{Observed, Plan};
 use airlock_core::plan::PlannedOp;
 use airlock_core::policy::Policy;
+use airlock_core::InstanceName;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -69,6 +72,24 @@ pub enum Refusal {
         /// Current fingerprint (prefix).
         now: String,
     },
+    /// A saved plan whose inputs are unchanged but whose operations are not the ones computed
+    /// now (an edited file whose digest was recomputed, or another airlock's planner).
+    #[error("the saved plan does not match what airlock computes now: {detail}; nothing was applied; run `airlock plan` again")]
+    PlanDiffers {
+        /// The first difference, one line.
+        detail: String,
+    },
+    /// The instance issues tokens that live longer than its configured `token_lifetime_secs`,
+    /// so the deletion grace (checked against the configured lifetime) may be too short.
+    #[error("instance `{instance}` issues tokens valid for {observed_secs} s, longer than its token_lifetime_secs = {configured_secs} s: a deleted account's id could be reused while its token is still accepted; deletions there are blocked until instances.{instance}.token_lifetime_secs is at least {observed_secs} (policy.leavers.delete_after_days is then checked against it)")]
+    TokenLifetimeLonger {
+        /// Instance.
+        instance: String,
+        /// `token_lifetime_secs`.
+        configured_secs: u64,
+        /// `exp - iat` of the token airlock was issued.
+        observed_secs: u64,
+    },
 }
 
 impl Refusal {
@@ -81,6 +102,8 @@ impl Refusal {
             Refusal::TooLargeFraction { .. } => "max_deprovision_fraction",
             Refusal::TooManyPerHour { .. } => "max_deprovisions_per_hour",
             Refusal::StalePlan { .. } => "stale_plan",
+            Refusal::PlanDiffers { .. } => "saved_plan_differs",
+            Refusal::TokenLifetimeLonger { .. } => "token_lifetime",
         }
     }
 }
@@ -212,6 +235,35 @@ pub fn hold_back(
         }
     }
     held
+}
+
+/// The refusal for an instance whose observed token lifetime exceeds the configured one
+/// (`None` when it does not, or when nothing was observed: Airflow 2, no token yet).
+pub fn lifetime_conflict(
+    instance: &str,
+    configured: std::time::Duration,
+    observed: Option<std::time::Duration>,
+) -> Option<Refusal> {
+    let observed = observed?;
+    (observed > configured).then(|| Refusal::TokenLifetimeLonger {
+        instance: instance.to_string(),
+        configured_secs: configured.as_secs(),
+        observed_secs: observed.as_secs(),
+    })
+}
+
+/// The deletions to hold back, by position in `plan.ops()`, on instances with a token
+/// lifetime conflict. No release and no `--allow-mass-deprovision` lifts these: only a
+/// configuration that matches the instance does.
+pub fn lifetime_holds(
+    plan: &Plan,
+    conflicts: &BTreeMap<InstanceName, Refusal>,
+) -> BTreeMap<usize, Refusal> {
+    plan.ops()
+        .enumerate()
+        .filter(|(_, o)| matches!(o.op, airlock_core::plan::Op::Delete { .. }))
+        .filter_map(|(i, o)| conflicts.get(&o.instance).map(|r| (i, r.clone())))
+        .collect()
 }
 
 /// `plan` without the operations at the positions in `held`, and those operations.
