@@ -120,7 +120,9 @@ pub enum PgUrlError {
         key: &'static str,
     },
     /// `sslmode` is not one of libpq's values.
-    #[error("sslmode {value} is not one of disable, allow, prefer, require, verify-ca, verify-full")]
+    #[error(
+        "sslmode {value} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+    )]
     BadSslMode {
         /// The value given (or a placeholder if it does not look like a mode).
         value: String,
@@ -187,10 +189,7 @@ impl PgUrl {
     /// Parses and checks a `postgres://` / `postgresql://` URL.
     pub fn parse(text: &str) -> Result<PgUrl, PgUrlError> {
         let url = Url::parse(text).map_err(PgUrlError::Unparsable)?;
-        let mut host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .map(str::to_owned);
+        let mut host = url.host_str().filter(|h| !h.is_empty()).map(str::to_owned);
         let mut mode = None;
         let mut root_cert = None;
         let mut sslcert = None;
@@ -243,8 +242,9 @@ impl PgUrl {
                 return Err(PgUrlError::Plaintext {
                     mode: match mode {
                         Some(m) => format!("sslmode={m}"),
-                        None => "no sslmode (the default, prefer, falls back to plaintext)"
-                            .to_owned(),
+                        None => {
+                            "no sslmode (the default, prefer, falls back to plaintext)".to_owned()
+                        }
                     },
                     host: shown(&host, "the host"),
                 });
@@ -348,17 +348,24 @@ mod tests {
         .expect("valid");
         assert_eq!(url.mode, SslMode::VerifyFull);
         assert_eq!(url.root_cert, Some(RootCert::File("/etc/ca.pem".into())));
-        assert_eq!(url.files(), vec![("sslrootcert", &PathBuf::from("/etc/ca.pem"))]);
+        assert_eq!(
+            url.files(),
+            vec![("sslrootcert", &PathBuf::from("/etc/ca.pem"))]
+        );
         assert!(url.driver_url().contains("sslmode=verify-full"));
         assert!(url.driver_url().contains("sslrootcert=%2Fetc%2Fca.pem"));
     }
 
     #[test]
     fn system_roots_are_left_to_the_driver() {
-        let url = PgUrl::parse("postgres://u@db.example.com/a?sslrootcert=system&sslmode=verify-full")
-            .expect("valid");
+        let url =
+            PgUrl::parse("postgres://u@db.example.com/a?sslrootcert=system&sslmode=verify-full")
+                .expect("valid");
         assert_eq!(url.root_cert, Some(RootCert::System));
-        assert_eq!(url.driver_url(), "postgres://u@db.example.com/a?sslmode=verify-full");
+        assert_eq!(
+            url.driver_url(),
+            "postgres://u@db.example.com/a?sslmode=verify-full"
+        );
     }
 
     #[test]
@@ -434,7 +441,11 @@ mod tests {
     #[test]
     fn a_bad_mode_is_named_but_a_secret_looking_value_is_not() {
         let e = err("postgres://u@127.0.0.1/a?sslmode=verify_full");
-        assert!(e.to_string().starts_with("sslmode verify_full is not one of"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("sslmode verify_full is not one of"),
+            "{e}"
+        );
         let e = err("postgres://u@127.0.0.1/a?sslmode=p%40ss%20word!");
         assert!(!e.to_string().contains("p@ss"), "{e}");
     }
@@ -442,7 +453,10 @@ mod tests {
     #[test]
     fn unknown_and_repeated_parameters_are_refused() {
         let e = err("postgres://u@127.0.0.1/a?sslrootcrt=/ca.pem");
-        assert!(e.to_string().starts_with("unknown parameter sslrootcrt"), "{e}");
+        assert!(
+            e.to_string().starts_with("unknown parameter sslrootcrt"),
+            "{e}"
+        );
         // sqlx would log an unknown parameter's value: a secret one must never get there.
         let e = err("postgres://u@127.0.0.1/a?sslpassword=hunter2");
         assert!(!e.to_string().contains("hunter2"), "{e}");
@@ -450,6 +464,23 @@ mod tests {
             err("postgres://u@db/a?sslmode=require&sslmode=disable"),
             PgUrlError::RepeatedParameter { key: "sslmode" }
         );
+    }
+
+    #[test]
+    fn the_drivers_aliases_cannot_slip_a_mode_past_the_check() {
+        // sqlx also reads ssl-mode, ssl-root-cert and ssl-ca: were they passed on, a URL could
+        // say sslmode=require here and ssl-mode=disable to the driver.
+        for url in [
+            "postgres://u@db/a?sslmode=require&ssl-mode=disable",
+            "postgres://u@db/a?ssl-mode=disable",
+            "postgres://u@db/a?sslmode=require&ssl-root-cert=/ca.pem",
+            "postgres://u@db/a?sslmode=require&ssl-ca=/ca.pem",
+        ] {
+            assert!(
+                matches!(err(url), PgUrlError::UnknownParameter { .. }),
+                "{url}"
+            );
+        }
     }
 
     #[test]
@@ -475,6 +506,9 @@ mod tests {
     fn debug_never_shows_the_password() {
         let url = PgUrl::parse("postgres://u:s3cr3t@127.0.0.1/a?password=hunter2").expect("valid");
         let debug = format!("{url:?}");
-        assert!(!debug.contains("s3cr3t") && !debug.contains("hunter2"), "{debug}");
+        assert!(
+            !debug.contains("s3cr3t") && !debug.contains("hunter2"),
+            "{debug}"
+        );
     }
 }

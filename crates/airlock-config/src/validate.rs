@@ -879,7 +879,10 @@ password = { env = "MISSING_VAR" }
             GOOD,
             &[
                 ("PROD_PW", "x"),
-                ("AIRLOCK_STORE__URL", "postgres://u@127.0.0.1/a?sslmode=disable"),
+                (
+                    "AIRLOCK_STORE__URL",
+                    "postgres://u@127.0.0.1/a?sslmode=disable",
+                ),
             ],
         );
         assert!(c.is_ok(), "loopback may be plaintext: {c:?}");
@@ -920,8 +923,11 @@ password = { env = "MISSING_VAR" }
     fn a_readable_ca_file_with_verify_full_is_accepted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-            .expect("write");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
         let url = format!(
             "postgres://u:s3cr3t@db.example.com/a?sslmode=verify-full&sslrootcert={}",
             ca.display()

@@ -89,7 +89,11 @@ impl TestCa {
         };
         let mut sans = Vec::new();
         for name in names {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)) {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+            {
                 bail!("{name:?} is not a host name or an IP address");
             }
             sans.push(match name.parse::<std::net::IpAddr>() {
@@ -200,7 +204,10 @@ mod tests {
             .current_dir(dir.path())
             .output()?;
         let text = String::from_utf8_lossy(&text.stdout);
-        assert!(text.contains("DNS:localhost") && text.contains("IP Address:127.0.0.1"), "{text}");
+        assert!(
+            text.contains("DNS:localhost") && text.contains("IP Address:127.0.0.1"),
+            "{text}"
+        );
         let verify = Command::new("openssl")
             .arg("verify")
             .arg("-CAfile")

@@ -27,7 +27,9 @@ fn fixture() -> &'static Fixture {
         let ca = TestCa::new("airlock test CA").expect("openssl makes a CA");
         let other_ca = TestCa::new("some other CA").expect("openssl makes a CA");
         // Only `localhost`: connecting by 127.0.0.1 is then a host name mismatch.
-        let cert = ca.issue_server(&["localhost"]).expect("the CA issues a certificate");
+        let cert = ca
+            .issue_server(&["localhost"])
+            .expect("the CA issues a certificate");
         let cluster = PgCluster::builder()
             .tls(&cert)
             .start()
@@ -68,7 +70,9 @@ fn every_rendering(err: &StoreError) -> String {
 /// (sessions, sessions with TLS) the server has open on database `db`, as `pg_stat_ssl` says.
 async fn sessions_on(fx: &Fixture, db: &str) -> anyhow::Result<(i64, i64)> {
     let admin = format!("{}?sslmode=require", fx.cluster.admin_url());
-    let mut conn = PgConnection::connect(&admin).await.context("admin connection")?;
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .context("admin connection")?;
     let counts: (i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), COUNT(*) FILTER (WHERE s.ssl) \
          FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid WHERE a.datname = $1",
@@ -91,7 +95,10 @@ async fn assert_every_session_is_tls(fx: &Fixture, url: &str, db: &str) -> anyho
         .acquire_lease("instance:tls", "holder", 1_000, 15_000)
         .await?;
     let (open, idle) = store.pool_connections();
-    ensure!(open >= 2, "both pools hold a connection: {open} open, {idle} idle");
+    ensure!(
+        open >= 2,
+        "both pools hold a connection: {open} open, {idle} idle"
+    );
     let (sessions, encrypted) = sessions_on(fx, db).await?;
     ensure!(
         sessions >= 2 && encrypted == sessions,
@@ -174,7 +181,12 @@ async fn verify_full_with_only_the_public_cas_refuses_a_private_certificate() ->
     let fx = fixture();
     let db = fresh_database(fx);
     assert_refused(
-        &store_url(fx, "localhost", &db, "sslmode=verify-full&sslrootcert=system"),
+        &store_url(
+            fx,
+            "localhost",
+            &db,
+            "sslmode=verify-full&sslrootcert=system",
+        ),
         "not signed by a CA",
     )
     .await
@@ -241,7 +253,13 @@ async fn a_missing_ca_file_is_reported_before_any_connection() {
         .await
         .expect_err("the CA file does not exist");
     assert!(
-        matches!(err, StoreError::TlsFileUnreadable { param: "sslrootcert", .. }),
+        matches!(
+            err,
+            StoreError::TlsFileUnreadable {
+                param: "sslrootcert",
+                ..
+            }
+        ),
         "{err:?}"
     );
     let message = err.to_string();
