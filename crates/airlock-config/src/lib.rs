@@ -9,6 +9,7 @@
 //! This crate does not open connections or decide what the configuration *means* for a run.
 
 mod env;
+pub mod pg_url;
 mod policy;
 mod raw;
 mod secret;

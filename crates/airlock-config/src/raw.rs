@@ -142,7 +142,8 @@ pub struct RawLdap {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     /// `sqlite://airlock.db` (relative to the config file; the default) or
-    /// `postgres://user@host/db`. A secret, since a PostgreSQL URL may carry a password.
+    /// `postgres://user@host/db?sslmode=verify-full&sslrootcert=/abs/ca.pem` (plaintext modes
+    /// only to loopback; see `pg_url`). A secret, since a PostgreSQL URL may carry a password.
     pub url: Option<SecretSource>,
     /// Connections in the store's pool (3 to 200; default: 5 for commands, and for
     /// `airlock serve` 4 plus one per two instances, at most 20). Leases never hold one.

@@ -581,10 +581,24 @@ fn store_url(url: &str, base_dir: &Path) -> Result<String, String> {
         return Ok(format!("sqlite://{}", abs.display()));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Url::parse(url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+        let parsed = crate::pg_url::PgUrl::parse(url).map_err(|e| e.to_string())?;
+        for (param, path) in parsed.files() {
+            readable_pem(param, path)?;
+        }
         return Ok(url.to_string());
     }
     Err("must start with sqlite:// or postgres://".into())
+}
+
+/// Checks that the file a PostgreSQL URL names in `param` can be read and holds PEM, so a
+/// typo is reported by `config check` rather than at the first connection.
+fn readable_pem(param: &str, path: &Path) -> Result<(), String> {
+    let text = std::fs::read(path)
+        .map_err(|e| format!("{param} {} cannot be read: {e}", path.display()))?;
+    if !text.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(format!("{param} {} holds no PEM data", path.display()));
+    }
+    Ok(())
 }
 
 /// An instance's URL: http(s), no credentials, query or fragment, and plain http only to a
@@ -921,12 +935,108 @@ password = { env = "MISSING_VAR" }
             &[
                 ("PROD_PW", "x"),
                 ("AIRLOCK_INSTANCES__PROD__URL", "http://127.0.0.1:9"),
-                ("AIRLOCK_STORE__URL", "postgres://u@h/db"),
+                ("AIRLOCK_STORE__URL", "postgres://u@h/db?sslmode=require"),
             ],
         )
         .expect("valid");
         assert_eq!(c.instances[0].url.as_str(), "http://127.0.0.1:9/");
-        assert_eq!(c.store.url.expose_secret(), "postgres://u@h/db");
+        assert_eq!(
+            c.store.url.expose_secret(),
+            "postgres://u@h/db?sslmode=require"
+        );
+    }
+
+    /// The store URL errors of `url` (a PostgreSQL URL with a password).
+    fn store_url_errors(url: &str) -> Vec<String> {
+        let errs = load(GOOD, &[("PROD_PW", "x"), ("AIRLOCK_STORE__URL", url)])
+            .expect_err("invalid store url");
+        for e in &errs {
+            assert!(!e.contains("s3cr3t"), "the password leaked: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        errs
+    }
+
+    #[test]
+    fn a_postgres_url_with_a_bad_sslmode_is_refused_naming_the_key() {
+        let errs = store_url_errors("postgres://u:s3cr3t@db.example.com/a?sslmode=verify_full");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("store.url: sslmode verify_full is not one of"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn a_postgres_url_that_may_be_plaintext_to_a_remote_host_is_refused() {
+        for url in [
+            "postgres://u:s3cr3t@db.example.com/a",
+            "postgres://u:s3cr3t@db.example.com/a?sslmode=prefer",
+            "postgres://u:s3cr3t@10.0.0.7/a?sslmode=disable",
+        ] {
+            let errs = store_url_errors(url);
+            assert!(errs[0].starts_with("store.url: "), "{errs:?}");
+            assert!(errs[0].contains("plaintext"), "{errs:?}");
+        }
+        let c = load(
+            GOOD,
+            &[
+                ("PROD_PW", "x"),
+                (
+                    "AIRLOCK_STORE__URL",
+                    "postgres://u@127.0.0.1/a?sslmode=disable",
+                ),
+            ],
+        );
+        assert!(c.is_ok(), "loopback may be plaintext: {c:?}");
+    }
+
+    #[test]
+    fn a_missing_or_unreadable_ca_file_is_refused_naming_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("nope.pem");
+        let errs = store_url_errors(&format!(
+            "postgres://u:s3cr3t@db.example.com/a?sslmode=verify-full&sslrootcert={}",
+            missing.display()
+        ));
+        assert_eq!(
+            errs,
+            vec![format!(
+                "store.url: sslrootcert {} cannot be read: No such file or directory (os error 2)",
+                missing.display()
+            )]
+        );
+        // A directory cannot be read as a file, even by root (mode bits would not stop root).
+        let errs = store_url_errors(&format!(
+            "postgres://u:s3cr3t@db.example.com/a?sslmode=verify-full&sslrootcert={}",
+            dir.path().display()
+        ));
+        assert!(errs[0].starts_with("store.url: sslrootcert "), "{errs:?}");
+        assert!(errs[0].contains("cannot be read"), "{errs:?}");
+        let not_pem = dir.path().join("ca.txt");
+        std::fs::write(&not_pem, "not a certificate").expect("write");
+        let errs = store_url_errors(&format!(
+            "postgres://u:s3cr3t@db.example.com/a?sslmode=verify-full&sslrootcert={}",
+            not_pem.display()
+        ));
+        assert!(errs[0].ends_with("holds no PEM data"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_readable_ca_file_with_verify_full_is_accepted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let url = format!(
+            "postgres://u:s3cr3t@db.example.com/a?sslmode=verify-full&sslrootcert={}",
+            ca.display()
+        );
+        let c = load(GOOD, &[("PROD_PW", "x"), ("AIRLOCK_STORE__URL", &url)]).expect("valid");
+        assert_eq!(c.store.url.expose_secret(), url);
     }
 
     #[test]

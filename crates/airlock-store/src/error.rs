@@ -20,6 +20,29 @@ pub enum StoreError {
         reason: &'static str,
     },
 
+    /// A PostgreSQL URL airlock refuses: a TLS setting that could fall back to plaintext or
+    /// would not be checked, an unknown parameter (see `airlock_config::pg_url`).
+    #[error("invalid state store url {url}: {reason}")]
+    RefusedPostgresUrl {
+        /// The URL with any password redacted.
+        url: String,
+        /// Why (never a parameter value that could be a secret).
+        reason: String,
+    },
+
+    /// A file a PostgreSQL URL names (`sslrootcert`, `sslcert`, `sslkey`) cannot be read.
+    #[error("could not open state store at {location}: {param} {path} cannot be read: {cause}")]
+    TlsFileUnreadable {
+        /// The redacted URL.
+        location: String,
+        /// The URL parameter naming the file.
+        param: &'static str,
+        /// The file.
+        path: String,
+        /// Why it cannot be read.
+        cause: String,
+    },
+
     /// The SQLite file does not exist and the caller did not allow creating it.
     #[error(
         "state store not found at {location} (run a command that writes, e.g. `airlock inventory`, to create it)"
@@ -260,13 +283,36 @@ pub(crate) fn is_sqlite_busy(err: &sqlx::Error) -> bool {
 pub(crate) fn readable_cause(err: &sqlx::Error) -> String {
     let text = match err {
         sqlx::Error::Database(db_err) => db_err.message().to_owned(),
-        sqlx::Error::Io(io_err) => io_err.to_string(),
-        sqlx::Error::Tls(tls_err) => format!("tls: {tls_err}"),
+        // The driver reports a failed TLS handshake as I/O carrying rustls's error.
+        sqlx::Error::Io(io_err) => match io_err.get_ref().and_then(|e| e.downcast_ref()) {
+            Some(tls_err) => readable_tls(tls_err),
+            None => io_err.to_string(),
+        },
+        sqlx::Error::Tls(tls_err) => match tls_err.downcast_ref() {
+            Some(rustls_err) => readable_tls(rustls_err),
+            None => format!("tls: {tls_err}"),
+        },
         sqlx::Error::Configuration(cfg_err) => format!("invalid configuration: {cfg_err}"),
         sqlx::Error::PoolTimedOut => "timed out waiting for a database connection".to_owned(),
         other => other.to_string(),
     };
     one_lowercase_line(&text)
+}
+
+/// A TLS handshake failure, saying which setting to look at for the common ones.
+fn readable_tls(err: &rustls::Error) -> String {
+    use rustls::CertificateError as Cert;
+    match err {
+        rustls::Error::InvalidCertificate(Cert::UnknownIssuer) => "tls: the server's certificate \
+            is not signed by a CA that sslrootcert names (unknown issuer)"
+            .to_owned(),
+        rustls::Error::InvalidCertificate(
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. },
+        ) => "tls: the server's certificate is not valid for the host in the url (host name \
+            mismatch; connect by a name or address the certificate lists)"
+            .to_owned(),
+        other => format!("tls: {other}"),
+    }
 }
 
 /// A one-line, lowercase description of a migrator error.

@@ -131,7 +131,9 @@ impl Store {
     ///
     /// `url` is `sqlite:///abs/path/airlock.db`, `sqlite://relative.db` (relative to the working
     /// directory) or `postgres://user@host:port/db`. Errors name the store by file path or by
-    /// the URL with its password redacted.
+    /// the URL with its password redacted. A PostgreSQL URL must use TLS
+    /// (`sslmode=verify-full&sslrootcert=…` or `sslmode=require`) unless its host is loopback
+    /// or a Unix socket; see `airlock_config::pg_url` and docs/adr/0007.
     pub async fn open(url: &str, opts: OpenOptions) -> Result<Store, StoreError> {
         open::open(url, opts).await
     }

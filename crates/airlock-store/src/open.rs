@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_config::pg_url::PgUrl;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, ConnectOptions as _, Connection as _, Executor as _};
 
@@ -113,17 +114,7 @@ pub(crate) async fn open(url: &str, opts: OpenOptions) -> Result<Store, StoreErr
 
     let (ctx, connect_opts) = match target {
         Target::Sqlite { path } => sqlite_target(&path, opts).await?,
-        Target::Postgres { url } => {
-            let ctx = Context {
-                backend: Backend::Postgres,
-                location: redact_url(&url),
-                secrets: url_secrets(&url),
-                busy_timeout: opts.busy_timeout,
-            };
-            let connect_opts =
-                AnyConnectOptions::from_str(&url).map_err(|err| ctx.connect_failed(err))?;
-            (ctx, connect_opts)
-        }
+        Target::Postgres { url } => postgres_target(&url, opts).await?,
     };
 
     migrate(&ctx, &connect_opts, opts.busy_timeout).await?;
@@ -152,6 +143,43 @@ pub(crate) async fn open(url: &str, opts: OpenOptions) -> Result<Store, StoreErr
         lease_pool,
         ctx: Arc::new(ctx),
     })
+}
+
+/// Checks a PostgreSQL URL's TLS settings and the files it names (docs/adr/0007) and builds
+/// the driver options from the checked URL, whose `sslmode` is always explicit.
+async fn postgres_target(
+    url: &str,
+    opts: OpenOptions,
+) -> Result<(Context, AnyConnectOptions), StoreError> {
+    let location = redact_url(url);
+    let checked = PgUrl::parse(url).map_err(|err| StoreError::RefusedPostgresUrl {
+        url: location.clone(),
+        reason: err.to_string(),
+    })?;
+    for (param, path) in checked.files() {
+        if let Err(err) = tokio::fs::read(path).await {
+            return Err(StoreError::TlsFileUnreadable {
+                location,
+                param,
+                path: path.display().to_string(),
+                cause: err.to_string(),
+            });
+        }
+    }
+    let mut secrets = url_secrets(url);
+    // The checked URL may spell the password with other escapes; scrub those spellings too.
+    secrets.extend(url_secrets(checked.driver_url()));
+    secrets.sort();
+    secrets.dedup();
+    let ctx = Context {
+        backend: Backend::Postgres,
+        location,
+        secrets,
+        busy_timeout: opts.busy_timeout,
+    };
+    let connect_opts =
+        AnyConnectOptions::from_str(checked.driver_url()).map_err(|err| ctx.connect_failed(err))?;
+    Ok((ctx, connect_opts))
 }
 
 /// Checks the SQLite file and its directory and builds the driver options.

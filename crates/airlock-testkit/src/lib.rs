@@ -8,7 +8,10 @@
 //! - [`postgres`]: throw-away databases on the machine's PostgreSQL.
 //! - [`pg_cluster`]: a throw-away PostgreSQL cluster of a test's own ([`PgCluster`]) on a free
 //!   port, to stop (fast shutdown), kill (a crash) and start again on the same port with the
-//!   same data; removed when dropped, and never outliving the test process.
+//!   same data; removed when dropped, and never outliving the test process; optionally with
+//!   TLS only ([`PgClusterBuilder::tls`]).
+//! - [`test_ca`]: a throw-away CA ([`TestCa`]) that issues server certificates for the names
+//!   a test asks for.
 //! - [`tcp_proxy`]: a byte-forwarding TCP proxy ([`TcpProxy`]) in front of any TCP server, on a
 //!   thread of its own, that can pass, blackhole (hold everything, close nothing) or reset its
 //!   connections at any time, with counters of open and accepted connections.
@@ -40,6 +43,7 @@ pub mod postgres;
 pub mod proxy;
 pub mod slapd;
 pub mod tcp_proxy;
+pub mod test_ca;
 
 pub use airflow::{AirflowServer, AirflowServerBuilder, AirflowVersion};
 pub use pg_cluster::{PgCluster, PgClusterBuilder};
@@ -47,3 +51,4 @@ pub use postgres::{fresh_pg_database, pg_admin_url, PgTestDb};
 pub use proxy::{Fault, FaultProxy, Rule};
 pub use slapd::Slapd;
 pub use tcp_proxy::{ProxyMode, TcpProxy};
+pub use test_ca::{IssuedCert, TestCa};

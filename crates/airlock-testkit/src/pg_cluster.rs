@@ -28,10 +28,13 @@
 //! under a second. It works from any test, with or without a tokio runtime, and a
 //! [`PgCluster`] is `Send + Sync` (every method takes `&self`), so a test may share it.
 //!
-//! What it does not do: replication, certificates of its own (a later TLS set-up can write them
-//! with [`PgClusterBuilder::file`] and turn `ssl` on with [`PgClusterBuilder::setting`]), or
-//! move to another port: if another process takes the port while the cluster is stopped, the
-//! next start fails and says so.
+//! [`PgClusterBuilder::tls`] turns TLS on with a server certificate from a
+//! [`crate::TestCa`] and makes the server refuse plaintext over TCP (`hostssl` lines only in
+//! `pg_hba.conf`), so a client that does not use TLS is turned away by the server itself.
+//!
+//! What it does not do: replication, certificates of its own (the test brings a
+//! [`crate::TestCa`]), or move to another port: if another process takes the port while the
+//! cluster is stopped, the next start fails and says so.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -47,6 +50,7 @@ use sqlx::{Connection as _, PgConnection};
 
 use crate::airflow::free_port;
 use crate::airflow::supervisor::{log_tail, StopPolicy, Supervised};
+use crate::test_ca::IssuedCert;
 
 /// Environment variable naming a directory with `initdb` and `postgres` to use.
 pub const PG_BINDIR_ENV: &str = "AIRLOCK_TEST_PG_BINDIR";
@@ -73,6 +77,12 @@ const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("shared_buffers", "32MB"),
     ("max_connections", "100"),
 ];
+
+/// `pg_hba.conf` of a TLS cluster: TCP only with TLS; no `host` line, so plaintext is refused.
+const HOSTSSL_ONLY_HBA: &str = "# Written by airlock-testkit: TLS only over TCP.\n\
+    local all all trust\n\
+    hostssl all all 127.0.0.1/32 trust\n\
+    hostssl all all ::1/128 trust\n";
 
 /// How long a start may take until the server accepts connections (crash recovery included).
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
@@ -130,6 +140,20 @@ impl PgClusterBuilder {
     pub fn file(mut self, path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>) -> Self {
         self.files.push((path.into(), contents.into()));
         self
+    }
+
+    /// Serves TLS with `cert` (from [`crate::TestCa::issue_server`]) and refuses plaintext over
+    /// TCP: `ssl = on` with `server.crt` and `server.key` in the data directory, and a
+    /// `pg_hba.conf` whose only TCP lines are `hostssl` (trust, as everywhere in the kit). The
+    /// Unix socket keeps trust without TLS.
+    #[must_use]
+    pub fn tls(self, cert: &IssuedCert) -> Self {
+        self.file("server.crt", cert.cert_pem.clone())
+            .file("server.key", cert.key_pem.clone())
+            .file("pg_hba.conf", HOSTSSL_ONLY_HBA)
+            .setting("ssl", "on")
+            .setting("ssl_cert_file", "server.crt")
+            .setting("ssl_key_file", "server.key")
     }
 
     /// Runs `hook` with the data directory after initdb, the settings and the files, before the

@@ -31,6 +31,7 @@ macro_rules! on_both_backends {
 mod audit;
 mod leases;
 mod postgres_only;
+mod postgres_tls;
 mod scim;
 mod sqlite_only;
 mod suite;
