@@ -147,11 +147,21 @@ pub(crate) async fn open(url: &str, opts: OpenOptions) -> Result<Store, StoreErr
         Backend::Postgres => LEASE_CONNECTIONS,
     });
 
-    Ok(Store {
+    let store = Store {
         pool,
         lease_pool,
         ctx: Arc::new(ctx),
-    })
+    };
+    // Migration 8 left Group keys to be folded here (see its comment).
+    for (id, name) in store.rekey_scim_groups().await? {
+        tracing::warn!(
+            group_id = %id,
+            display_name = %name.escape_debug(),
+            "scim group has the same displayName as an older group (compared case-insensitively); \
+             it is kept but its name is not unique: rename or delete it"
+        );
+    }
+    Ok(store)
 }
 
 /// Checks the SQLite file and its directory and builds the driver options.
