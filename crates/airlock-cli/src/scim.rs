@@ -8,7 +8,6 @@ use airlock_config::Config;
 use airlock_core::{Clock, SystemClock};
 use airlock_scim::GroupAllowance;
 use airlock_store::{OpenOptions, ScimToken, ScimTokenOptions};
-use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat};
 use std::process::ExitCode;
 
@@ -49,7 +48,7 @@ pub async fn run(config: Config, cmd: ScimCommand, actor: String) -> anyhow::Res
     let allowance = match &cmd {
         ScimTokenCommand::Create {
             groups: Some(list), ..
-        } => Some(GroupAllowance::parse(list).context("--groups")?),
+        } => Some(GroupAllowance::parse(list).map_err(|err| anyhow::anyhow!("--groups: {err}"))?),
         _ => None,
     };
     let store = open_store(&config, OpenOptions::create()).await?;
