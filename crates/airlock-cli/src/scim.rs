@@ -181,7 +181,16 @@ mod tests {
         assert_eq!(parse_span("30m"), Ok(chrono::Duration::minutes(30)));
         assert_eq!(parse_span("45s"), Ok(chrono::Duration::seconds(45)));
         assert_eq!(parse_span("2w"), Ok(chrono::Duration::weeks(2)));
-        for bad in ["", "90", "d", "0d", "-1d", "1.5h", "3y", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "90",
+            "d",
+            "0d",
+            "-1d",
+            "1.5h",
+            "3y",
+            "99999999999999999999d",
+        ] {
             assert!(parse_span(bad).is_err(), "{bad}");
         }
     }

@@ -107,14 +107,24 @@ fn tokens_expire_rotate_with_a_grace_carry_a_group_allowance_and_are_audited() {
     // A bad allowance or span changes nothing.
     setup
         .airlock()
-        .args(["scim", "token", "create", "--client", "hr", "--groups", "eng-*,,x"])
+        .args([
+            "scim", "token", "create", "--client", "hr", "--groups", "eng-*,,x",
+        ])
         .assert()
         .failure()
         .stderr(predicate::str::contains("--groups"))
         .stderr(predicate::str::contains("group pattern 2 is empty"));
     setup
         .airlock()
-        .args(["scim", "token", "create", "--client", "hr", "--expires-in", "90"])
+        .args([
+            "scim",
+            "token",
+            "create",
+            "--client",
+            "hr",
+            "--expires-in",
+            "90",
+        ])
         .assert()
         .failure()
         .stderr(predicate::str::contains("has no unit"));
@@ -135,18 +145,27 @@ fn tokens_expire_rotate_with_a_grace_carry_a_group_allowance_and_are_audited() {
     let list = stdout(setup.airlock().args(["scim", "token", "list"]));
     let expiry_days: Vec<String> = [90, 91]
         .iter()
-        .map(|d| (today + chrono::Duration::days(*d)).format("%Y-%m-%d").to_string())
+        .map(|d| {
+            (today + chrono::Duration::days(*d))
+                .format("%Y-%m-%d")
+                .to_string()
+        })
         .collect();
     assert!(
         expiry_days.iter().any(|day| list.contains(day.as_str())),
         "no expiry 90 days out in:\n{list}"
     );
-    assert!(list.contains("eng-*,data-*") && list.contains("active"), "{list}");
+    assert!(
+        list.contains("eng-*,data-*") && list.contains("active"),
+        "{list}"
+    );
 
     let rotated = setup
         .airlock()
         .args(["--actor", "operator:tester"])
-        .args(["scim", "token", "rotate", "--client", "hr", "--grace", "24h"])
+        .args([
+            "scim", "token", "rotate", "--client", "hr", "--grace", "24h",
+        ])
         .assert()
         .success()
         .stderr(predicate::str::contains("keeps working until"))
@@ -156,7 +175,11 @@ fn tokens_expire_rotate_with_a_grace_carry_a_group_allowance_and_are_audited() {
     let list = stdout(setup.airlock().args(["scim", "token", "list"]));
     let grace_days: Vec<String> = [1, 2]
         .iter()
-        .map(|d| (today + chrono::Duration::days(*d)).format("%Y-%m-%d").to_string())
+        .map(|d| {
+            (today + chrono::Duration::days(*d))
+                .format("%Y-%m-%d")
+                .to_string()
+        })
         .collect();
     assert!(
         grace_days.iter().any(|day| list.contains(day.as_str())),
@@ -170,11 +193,7 @@ fn tokens_expire_rotate_with_a_grace_carry_a_group_allowance_and_are_audited() {
         .assert()
         .success();
 
-    setup
-        .airlock()
-        .args(["audit", "verify"])
-        .assert()
-        .success();
+    setup.airlock().args(["audit", "verify"]).assert().success();
     let export = stdout(setup.airlock().args(["audit", "export"]));
     let events: Vec<serde_json::Value> = export
         .lines()

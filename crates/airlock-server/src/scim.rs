@@ -584,7 +584,9 @@ async fn patch(
         kind: ScimWriteKind::Patch,
     };
     let stored = write
-        .apply(&headers, |stored| apply_patch(rt, &stored.resource, &request))
+        .apply(&headers, |stored| {
+            apply_patch(rt, &stored.resource, &request)
+        })
         .await?;
     Ok(resource_response(StatusCode::OK, rt, &stored, &projection))
 }
@@ -643,15 +645,9 @@ impl Write<'_> {
         match result {
             Ok(stored) => Ok(stored),
             Err(ScimWriteError::Store(err)) => Err(Failure::from(err)),
-            Err(ScimWriteError::Rejected(err)) if err.status == 403 => Err(refused(
-                self.state,
-                self.client,
-                self.kind,
-                rt,
-                Some(self.id),
-                err,
-            )
-            .await),
+            Err(ScimWriteError::Rejected(err)) if err.status == 403 => {
+                Err(refused(self.state, self.client, self.kind, rt, Some(self.id), err).await)
+            }
             Err(ScimWriteError::Rejected(err)) => Err(Failure(err)),
         }
     }
@@ -694,15 +690,9 @@ async fn delete(
     match result {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(ScimWriteError::Store(err)) => Err(Failure::from(err)),
-        Err(ScimWriteError::Rejected(err)) => Err(refused(
-            &state,
-            &client,
-            ScimWriteKind::Delete,
-            rt,
-            Some(&id),
-            err,
-        )
-        .await),
+        Err(ScimWriteError::Rejected(err)) => {
+            Err(refused(&state, &client, ScimWriteKind::Delete, rt, Some(&id), err).await)
+        }
     }
 }
 

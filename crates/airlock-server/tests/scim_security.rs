@@ -261,13 +261,19 @@ async fn passwords_are_never_stored_in_resources_outbox_or_audit_nor_returned(
     );
 
     let rows = server.raw_rows().await?;
-    ensure!(rows.len() >= 7, "resources, outbox rows and audit events: {rows:?}");
+    ensure!(
+        rows.len() >= 7,
+        "resources, outbox rows and audit events: {rows:?}"
+    );
     for secret in secrets {
         for row in &rows {
             ensure!(!row.contains(secret), "the store holds a password: {row}");
         }
         for text in &responses {
-            ensure!(!text.contains(secret), "a response echoed a password: {text}");
+            ensure!(
+                !text.contains(secret),
+                "a response echoed a password: {text}"
+            );
         }
     }
     for row in &rows {
@@ -280,14 +286,19 @@ async fn passwords_are_never_stored_in_resources_outbox_or_audit_nor_returned(
 }
 
 #[tokio::test]
-async fn control_characters_in_user_name_are_refused_on_post_put_and_patch() -> anyhow::Result<()>
-{
+async fn control_characters_in_user_name_are_refused_on_post_put_and_patch() -> anyhow::Result<()> {
     let server = Server::start(Backend::Sqlite).await?;
     let id = server
         .create("/Users", json!({"schemas": [USER], "userName": "grace"}))
         .await?;
     let path = format!("/Users/{id}");
-    for bad in ["nul\u{0}x", "new\nline", "\u{1b}[2Jroot", "tab\tbed", "c1\u{9b}x"] {
+    for bad in [
+        "nul\u{0}x",
+        "new\nline",
+        "\u{1b}[2Jroot",
+        "tab\tbed",
+        "c1\u{9b}x",
+    ] {
         let attempts = [
             (
                 Method::POST,
@@ -323,8 +334,14 @@ async fn control_characters_in_user_name_are_refused_on_post_put_and_patch() -> 
         }
     }
     let users = server.store.scim_list("User").await?;
-    ensure!(users.len() == 1 && users[0]["userName"] == "grace", "{users:?}");
-    ensure!(users[0]["meta"]["version"] == "W/\"1\"", "nothing was written");
+    ensure!(
+        users.len() == 1 && users[0]["userName"] == "grace",
+        "{users:?}"
+    );
+    ensure!(
+        users[0]["meta"]["version"] == "W/\"1\"",
+        "nothing was written"
+    );
     Ok(())
 }
 
@@ -335,7 +352,11 @@ async fn group_display_names_are_unique_and_found_case_insensitively(
     let ops = server
         .create("/Groups", json!({"schemas": [GROUP], "displayName": "Ops"}))
         .await?;
-    for filter in ["displayName eq \"ops\"", "displayName eq \"OPS\"", "DISPLAYNAME eq \"oPs\""] {
+    for filter in [
+        "displayName eq \"ops\"",
+        "displayName eq \"OPS\"",
+        "DISPLAYNAME eq \"oPs\"",
+    ] {
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("filter", filter)
             .finish();
@@ -369,7 +390,9 @@ async fn group_display_names_are_unique_and_found_case_insensitively(
         .send(
             Method::PATCH,
             &format!("/Groups/{dev}"),
-            Some(patch(json!([{"op": "replace", "path": "displayName", "value": "OPS"}]))),
+            Some(patch(
+                json!([{"op": "replace", "path": "displayName", "value": "OPS"}]),
+            )),
         )
         .await?;
     ensure!(
@@ -381,7 +404,9 @@ async fn group_display_names_are_unique_and_found_case_insensitively(
         .send(
             Method::PATCH,
             &format!("/Groups/{ops}"),
-            Some(patch(json!([{"op": "replace", "path": "displayName", "value": "OPS"}]))),
+            Some(patch(
+                json!([{"op": "replace", "path": "displayName", "value": "OPS"}]),
+            )),
         )
         .await?;
     ensure!(status == StatusCode::OK, "{status} {body}");
@@ -396,7 +421,10 @@ async fn concurrent_membership_patches_without_if_match_all_apply(
     const IN_FLIGHT: usize = 16;
     let server = Arc::new(Server::start(backend).await?);
     let group = server
-        .create("/Groups", json!({"schemas": [GROUP], "displayName": "busy"}))
+        .create(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "busy"}),
+        )
         .await?;
     let path = format!("/Groups/{group}");
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -454,11 +482,16 @@ async fn concurrent_membership_patches_without_if_match_all_apply(
             &server.token,
             Method::PATCH,
             &path,
-            Some(patch(json!([{"op": "add", "path": "members", "value": [{"value": "late"}]}]))),
+            Some(patch(
+                json!([{"op": "add", "path": "members", "value": [{"value": "late"}]}]),
+            )),
             Some("W/\"1\""),
         )
         .await?;
-    ensure!(status == StatusCode::PRECONDITION_FAILED, "{status}: {text}");
+    ensure!(
+        status == StatusCode::PRECONDITION_FAILED,
+        "{status}: {text}"
+    );
     Ok(())
 }
 
@@ -499,7 +532,9 @@ async fn every_scim_write_is_audited_with_its_client_and_the_chain_verifies(
         (
             Method::PATCH,
             format!("/Users/{user}"),
-            Some(patch(json!([{"op": "replace", "path": "active", "value": true}]))),
+            Some(patch(
+                json!([{"op": "replace", "path": "active", "value": true}]),
+            )),
         ),
         (
             Method::PUT,
@@ -532,13 +567,24 @@ async fn every_scim_write_is_audited_with_its_client_and_the_chain_verifies(
     let trail = audit_trail(&server.store).await?;
     // The first event is the test's own token issue (create_scim_token, actor "operator").
     ensure!(
-        trail[0] == ("scim_token.create".into(), "operator".into(), "succeeded".into()),
+        trail[0]
+            == (
+                "scim_token.create".into(),
+                "operator".into(),
+                "succeeded".into()
+            ),
         "{trail:?}"
     );
     let writes: Vec<(String, String, String)> = trail[1..].to_vec();
     let expected: Vec<(String, String, String)> = ops
         .iter()
-        .map(|op| (op.to_string(), "scim:idp".to_owned(), "succeeded".to_owned()))
+        .map(|op| {
+            (
+                op.to_string(),
+                "scim:idp".to_owned(),
+                "succeeded".to_owned(),
+            )
+        })
         .collect();
     ensure!(writes == expected, "{writes:?}");
     // The membership change names the member added.
@@ -579,7 +625,10 @@ async fn a_restricted_client_cannot_create_take_over_or_delete_a_foreign_group(
     let forbidden = |status: StatusCode, text: &str| -> anyhow::Result<()> {
         ensure!(status == StatusCode::FORBIDDEN, "{status}: {text}");
         ensure!(is_error(&parse(text)?, "403", None), "{text}");
-        ensure!(!text.contains("Admins"), "the error echoes the name: {text}");
+        ensure!(
+            !text.contains("Admins"),
+            "the error echoes the name: {text}"
+        );
         Ok(())
     };
     // Creating a group named like an Admin grant: refused, nothing stored.
@@ -614,7 +663,13 @@ async fn a_restricted_client_cannot_create_take_over_or_delete_a_foreign_group(
         patch(json!([{"op": "replace", "value": {"displayName": "Admins"}}])),
     ] {
         let (status, text) = server
-            .send_as(&low, Method::PATCH, &format!("/Groups/{eng}"), Some(body), None)
+            .send_as(
+                &low,
+                Method::PATCH,
+                &format!("/Groups/{eng}"),
+                Some(body),
+                None,
+            )
             .await?;
         forbidden(status, &text)?;
     }
@@ -632,7 +687,10 @@ async fn a_restricted_client_cannot_create_take_over_or_delete_a_foreign_group(
     // A group the trusted client made: the restricted one can neither join it nor change or
     // delete it.
     let admins = server
-        .create("/Groups", json!({"schemas": [GROUP], "displayName": "Admins"}))
+        .create(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "Admins"}),
+        )
         .await?;
     let mallory = server
         .create("/Users", json!({"schemas": [USER], "userName": "mallory"}))
@@ -641,11 +699,15 @@ async fn a_restricted_client_cannot_create_take_over_or_delete_a_foreign_group(
     let attempts = [
         (
             Method::PATCH,
-            Some(patch(json!([{"op": "add", "path": "members", "value": [{"value": mallory}]}]))),
+            Some(patch(
+                json!([{"op": "add", "path": "members", "value": [{"value": mallory}]}]),
+            )),
         ),
         (
             Method::PUT,
-            Some(json!({"schemas": [GROUP], "displayName": "Admins", "members": [{"value": mallory}]})),
+            Some(
+                json!({"schemas": [GROUP], "displayName": "Admins", "members": [{"value": mallory}]}),
+            ),
         ),
         (Method::DELETE, None),
     ];

@@ -389,7 +389,13 @@ fn password_values_never_appear_in_errors() {
 
 #[test]
 fn a_user_name_with_a_control_character_is_an_invalid_value() {
-    for name in ["a\u{0}b", "a\nb", "\u{1b}[31mroot", "tab\there", "del\u{7f}"] {
+    for name in [
+        "a\u{0}b",
+        "a\nb",
+        "\u{1b}[31mroot",
+        "tab\there",
+        "del\u{7f}",
+    ] {
         let err = patch_user(json!([{"op": "replace", "path": "userName", "value": name}]))
             .expect_err("control characters are refused");
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue), "{name:?}");

@@ -32,7 +32,11 @@ async fn group_names_left_unkeyed_by_the_migration_are_keyed_oldest_first_and_du
 ) -> anyhow::Result<()> {
     let store = db.open().await;
     let raw = db.raw_pool().await;
-    for (id, name, created) in [("g-young", "OPS", 200_i64), ("g-old", "Ops", 100), ("g-dev", "Dev", 300)] {
+    for (id, name, created) in [
+        ("g-young", "OPS", 200_i64),
+        ("g-old", "Ops", 100),
+        ("g-dev", "Dev", 300),
+    ] {
         let resource = json!({"id": id, "displayName": name, "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]});
         sqlx::query(
             "INSERT INTO scim_resources (resource_type, id, unique_key, external_id, version, \
@@ -62,7 +66,10 @@ async fn group_names_left_unkeyed_by_the_migration_are_keyed_oldest_first_and_du
         ],
         "{keys:?}"
     );
-    ensure!(store.scim_list("Group").await?.len() == 3, "nothing is dropped");
+    ensure!(
+        store.scim_list("Group").await?.len() == 3,
+        "nothing is dropped"
+    );
     let found = store.scim_find_unique("Group", "oPS").await?;
     ensure!(found.len() == 1 && found[0]["id"] == "g-old", "{found:?}");
     let err = store
