@@ -161,6 +161,13 @@ pub(crate) async fn open(url: &str, opts: OpenOptions) -> Result<Store, StoreErr
              it is kept but its name is not unique: rename or delete it"
         );
     }
+    let scrubbed = store.scrub_scim_passwords().await?;
+    if scrubbed > 0 {
+        tracing::info!(
+            rows = scrubbed,
+            "removed SCIM passwords an older airlock had stored"
+        );
+    }
     Ok(store)
 }
 

@@ -1179,6 +1179,53 @@ impl Store {
         Ok(Some(ScimClient { name, groups }))
     }
 
+    /// Removes `password` (top-level, any spelling) from every stored User and every outbox
+    /// copy of one: airlock never stores one any more, but a store written by an older airlock
+    /// may hold some. The resource's version is not bumped (what clients can read is
+    /// unchanged: a password was never returned). Returns how many rows were cleaned.
+    pub(crate) async fn scrub_scim_passwords(&self) -> Result<u64, StoreError> {
+        const OP: &str = "remove stored SCIM passwords";
+        let fail = |e| self.ctx.query_failed(OP, e);
+        let mut cleaned = 0;
+        for (select, update) in [
+            (
+                "SELECT id, resource_json FROM scim_resources WHERE resource_type = 'User' \
+                 AND LOWER(resource_json) LIKE '%password%'",
+                "UPDATE scim_resources SET resource_json = $1 WHERE resource_type = 'User' AND id = $2",
+            ),
+            (
+                "SELECT id, previous_json FROM scim_changes WHERE resource_type = 'User' \
+                 AND LOWER(previous_json) LIKE '%password%'",
+                "UPDATE scim_changes SET previous_json = $1 WHERE id = $2",
+            ),
+        ] {
+            let rows = sqlx::query(select)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(fail)?;
+            for row in rows {
+                let id: String = row.try_get(0).map_err(fail)?;
+                let text: String = row.try_get(1).map_err(fail)?;
+                let Ok(Value::Object(mut resource)) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                let before = resource.len();
+                resource.retain(|key, _| !key.eq_ignore_ascii_case("password"));
+                if resource.len() == before {
+                    continue;
+                }
+                sqlx::query(update)
+                    .bind(Value::Object(resource).to_string())
+                    .bind(&id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(fail)?;
+                cleaned += 1;
+            }
+        }
+        Ok(cleaned)
+    }
+
     /// Sets the unique key of every Group that has none (migration 8 cleared them, to fold
     /// them case-insensitively), oldest first. A group whose key an older group holds keeps
     /// none and is returned (`(id, displayName)`), so that opening the store can say so.
