@@ -724,6 +724,18 @@ async fn a_restricted_client_cannot_create_take_over_or_delete_a_foreign_group(
     let eng_stored = server.store.scim_get("Group", &eng).await?.context("eng")?;
     ensure!(eng_stored.resource["displayName"] == "ENG-tools");
 
+    // The allowance limits groups only: Users are still the client's to write.
+    let (status, text) = server
+        .send_as(
+            &low,
+            Method::POST,
+            "/Users",
+            Some(json!({"schemas": [USER], "userName": "hr-hire"})),
+            None,
+        )
+        .await?;
+    ensure!(status == StatusCode::CREATED, "{status}: {text}");
+
     // The refusals are in the audit chain under the restricted client's name.
     let trail = audit_trail(&server.store).await?;
     let refused: Vec<&(String, String, String)> = trail
