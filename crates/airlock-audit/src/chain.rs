@@ -124,6 +124,15 @@ fn target_body(target: &Target) -> Value {
         }
         Target::Run => "run",
         Target::Directory => "directory",
+        Target::ScimResource { resource_type, id } => {
+            body.insert("resource_type".into(), resource_type.as_str().into());
+            body.insert("id".into(), id.as_str().into());
+            "scim_resource"
+        }
+        Target::ScimClient { client } => {
+            body.insert("client".into(), client.as_str().into());
+            "scim_client"
+        }
     };
     body.insert("type".into(), kind.into());
     Value::Object(body)

@@ -151,6 +151,18 @@ pub enum Target {
     Run,
     /// The directory airlock reads people and groups from.
     Directory,
+    /// A User or Group stored by the SCIM endpoint.
+    ScimResource {
+        /// `User` or `Group`.
+        resource_type: String,
+        /// The resource's SCIM id.
+        id: String,
+    },
+    /// A SCIM client (its bearer token).
+    ScimClient {
+        /// The client's name.
+        client: String,
+    },
 }
 
 /// How an event's operation ended.

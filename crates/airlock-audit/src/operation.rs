@@ -43,6 +43,29 @@ pub const RAIL_RELEASE: &str = "rail.release";
 /// A plan was saved for later review or apply.
 pub const PLAN_SAVED: &str = "plan.saved";
 
+/// A SCIM client created a Group (actor `scim:CLIENT`, target the SCIM resource).
+pub const SCIM_GROUP_CREATE: &str = "scim_group.create";
+/// A SCIM client deleted a Group.
+pub const SCIM_GROUP_DELETE: &str = "scim_group.delete";
+/// A SCIM client patched a Group (`before`/`after`: name and members added or removed).
+pub const SCIM_GROUP_PATCH: &str = "scim_group.patch";
+/// A SCIM client replaced a Group (PUT).
+pub const SCIM_GROUP_REPLACE: &str = "scim_group.replace";
+/// An operator issued a SCIM token to a client (`after`: expiry and group allowance).
+pub const SCIM_TOKEN_CREATE: &str = "scim_token.create";
+/// An operator revoked a client's SCIM token.
+pub const SCIM_TOKEN_REVOKE: &str = "scim_token.revoke";
+/// An operator rotated a client's SCIM token (`after`: until when the old one still works).
+pub const SCIM_TOKEN_ROTATE: &str = "scim_token.rotate";
+/// A SCIM client created a User.
+pub const SCIM_USER_CREATE: &str = "scim_user.create";
+/// A SCIM client deleted a User.
+pub const SCIM_USER_DELETE: &str = "scim_user.delete";
+/// A SCIM client patched a User.
+pub const SCIM_USER_PATCH: &str = "scim_user.patch";
+/// A SCIM client replaced a User (PUT).
+pub const SCIM_USER_REPLACE: &str = "scim_user.replace";
+
 /// Every operation name this build knows, sorted.
 pub const OPERATIONS: &[&str] = &[
     ACCOUNT_ADOPT,
@@ -60,6 +83,17 @@ pub const OPERATIONS: &[&str] = &[
     ROLE_UPDATE,
     RUN_FINISH,
     RUN_START,
+    SCIM_GROUP_CREATE,
+    SCIM_GROUP_DELETE,
+    SCIM_GROUP_PATCH,
+    SCIM_GROUP_REPLACE,
+    SCIM_TOKEN_CREATE,
+    SCIM_TOKEN_REVOKE,
+    SCIM_TOKEN_ROTATE,
+    SCIM_USER_CREATE,
+    SCIM_USER_DELETE,
+    SCIM_USER_PATCH,
+    SCIM_USER_REPLACE,
 ];
 
 #[cfg(test)]

@@ -45,6 +45,9 @@ fn arb_target() -> impl Strategy<Value = Option<Target>> {
         "\\PC{1,10}".prop_map(|name| Target::Role { name }),
         Just(Target::Run),
         Just(Target::Directory),
+        ("\\PC{1,10}", "\\PC{1,10}")
+            .prop_map(|(resource_type, id)| Target::ScimResource { resource_type, id }),
+        "\\PC{1,10}".prop_map(|client| Target::ScimClient { client }),
     ])
 }
 

@@ -206,25 +206,50 @@ pub enum ScimCommand {
 pub enum ScimTokenCommand {
     /// Issue a token to a new client and print it once.
     ///
-    /// Example: `airlock scim token create --client okta`. Refused if the client already has
-    /// an active token (rotate it instead).
+    /// Example: `airlock scim token create --client okta --expires-in 90d`. Refused if the
+    /// client already has a token that is not revoked (rotate it instead). With `--groups`
+    /// the client may only create or change groups whose displayName matches one of the
+    /// patterns (case-insensitive, `*` matches anything), e.g. `--groups 'eng-*,data-*'` for
+    /// a second identity provider that must never create `Admins`; its other group writes
+    /// answer 403 and are audited as refused. Issuing is audited under `--actor`.
     Create {
         /// A name for the identity provider using the token (e.g. okta, entra, jumpcloud).
         #[arg(long, value_name = "NAME")]
         client: String,
+        /// How long the token works (e.g. 90d, 12h, 30m; units s, m, h, d, w); rotation
+        /// renews it for as long again. Without it the token works until revoked.
+        #[arg(long, value_name = "SPAN", value_parser = crate::scim::parse_span)]
+        expires_in: Option<chrono::Duration>,
+        /// Comma-separated patterns of the group displayNames this client may create or
+        /// change (e.g. 'eng-*,data-*'). Without it the client may write any group.
+        #[arg(long, value_name = "PATTERNS")]
+        groups: Option<String>,
     },
-    /// List clients and when their tokens were issued, last used and revoked. Never prints a
-    /// token.
+    /// List clients: status, when their tokens were issued, expire, were last used and
+    /// revoked, until when a rotated token still works, and their group allowance. Never
+    /// prints a token.
     List,
-    /// Replace a client's token with a new one, printed once; the old token stops working at
-    /// once, so update the identity provider right away.
+    /// Replace a client's token with a new one, printed once.
+    ///
+    /// With `--grace 24h` the old token keeps working for that long (never past its own
+    /// expiry), so the identity provider can be updated; without it the old token stops at
+    /// once. A token rotated earlier and still in its grace stops now. The new token keeps
+    /// the client's lifetime (or `--expires-in`) and group allowance. Audited under `--actor`.
     Rotate {
         /// The client whose token to replace.
         #[arg(long, value_name = "NAME")]
         client: String,
+        /// How long the old token keeps working (e.g. 24h); default: it stops at once.
+        #[arg(long, value_name = "SPAN", value_parser = crate::scim::parse_span)]
+        grace: Option<chrono::Duration>,
+        /// How long the new token works (default: as long as the client's tokens were
+        /// issued for).
+        #[arg(long, value_name = "SPAN", value_parser = crate::scim::parse_span)]
+        expires_in: Option<chrono::Duration>,
     },
-    /// Revoke a client's token: its requests are refused from now on. `create` can issue the
-    /// client a new one later.
+    /// Revoke a client's token (and a rotated one still in its grace): its requests are
+    /// refused from now on. `create` can issue the client a new one later. Audited under
+    /// `--actor`.
     Revoke {
         /// The client whose token to revoke.
         #[arg(long, value_name = "NAME")]

@@ -44,7 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rails(cmd) => crate::provision::rails(load(config_path)?, cmd, actor).await,
         Command::Audit(cmd) => crate::provision::audit(load(config_path)?, cmd).await,
         Command::Serve(args) => crate::provision::serve(load(config_path)?, args).await,
-        Command::Scim(cmd) => crate::scim::run(load(config_path)?, cmd).await,
+        Command::Scim(cmd) => crate::scim::run(load(config_path)?, cmd, actor).await,
     }
 }
 

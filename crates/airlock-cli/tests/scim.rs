@@ -100,3 +100,123 @@ fn scim_token_help_explains_that_a_token_is_shown_once() {
         .stdout(predicate::str::contains("create"))
         .stdout(predicate::str::contains("revoke"));
 }
+
+#[test]
+fn tokens_expire_rotate_with_a_grace_carry_a_group_allowance_and_are_audited() {
+    let setup = Setup::new();
+    // A bad allowance or span changes nothing.
+    setup
+        .airlock()
+        .args([
+            "scim", "token", "create", "--client", "hr", "--groups", "eng-*,,x",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--groups"))
+        .stderr(predicate::str::contains("group pattern 2 is empty"));
+    setup
+        .airlock()
+        .args([
+            "scim",
+            "token",
+            "create",
+            "--client",
+            "hr",
+            "--expires-in",
+            "90",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("has no unit"));
+    let list = stdout(setup.airlock().args(["scim", "token", "list"]));
+    assert!(list.contains("No SCIM tokens"), "{list}");
+
+    let today = chrono::Utc::now();
+    let created = setup
+        .airlock()
+        .args(["--actor", "operator:tester"])
+        .args(["scim", "token", "create", "--client", "hr"])
+        .args(["--expires-in", "90d", "--groups", "eng-*, Data-*"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("expires at"))
+        .stderr(predicate::str::contains("eng-*, data-*"));
+    let secret = String::from_utf8(created.get_output().stdout.clone()).expect("utf-8");
+    let list = stdout(setup.airlock().args(["scim", "token", "list"]));
+    let expiry_days: Vec<String> = [90, 91]
+        .iter()
+        .map(|d| {
+            (today + chrono::Duration::days(*d))
+                .format("%Y-%m-%d")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        expiry_days.iter().any(|day| list.contains(day.as_str())),
+        "no expiry 90 days out in:\n{list}"
+    );
+    assert!(
+        list.contains("eng-*,data-*") && list.contains("active"),
+        "{list}"
+    );
+
+    let rotated = setup
+        .airlock()
+        .args(["--actor", "operator:tester"])
+        .args([
+            "scim", "token", "rotate", "--client", "hr", "--grace", "24h",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("keeps working until"))
+        .stderr(predicate::str::contains("The new token expires at"));
+    let rotated = String::from_utf8(rotated.get_output().stdout.clone()).expect("utf-8");
+    assert_ne!(rotated.trim(), secret.trim());
+    let list = stdout(setup.airlock().args(["scim", "token", "list"]));
+    let grace_days: Vec<String> = [1, 2]
+        .iter()
+        .map(|d| {
+            (today + chrono::Duration::days(*d))
+                .format("%Y-%m-%d")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        grace_days.iter().any(|day| list.contains(day.as_str())),
+        "no old-token grace a day out in:\n{list}"
+    );
+    assert!(!list.contains(secret.trim()) && !list.contains(rotated.trim()));
+    setup
+        .airlock()
+        .args(["--actor", "operator:tester"])
+        .args(["scim", "token", "revoke", "--client", "hr"])
+        .assert()
+        .success();
+
+    setup.airlock().args(["audit", "verify"]).assert().success();
+    let export = stdout(setup.airlock().args(["audit", "export"]));
+    let events: Vec<serde_json::Value> = export
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("jsonl"))
+        .collect();
+    let ops: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["operation"].as_str().unwrap_or_default(),
+                e["actor"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("scim_token.create", "operator:tester"),
+            ("scim_token.rotate", "operator:tester"),
+            ("scim_token.revoke", "operator:tester"),
+        ],
+        "{export}"
+    );
+    assert!(events[0]["target"] == serde_json::json!({"type": "scim_client", "client": "hr"}));
+    assert!(!export.contains(secret.trim()) && !export.contains(rotated.trim()));
+}

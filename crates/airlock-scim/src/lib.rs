@@ -11,7 +11,8 @@
 //! - [`patch`]: PATCH, applied atomically, with the quirks of real clients;
 //! - [`resource`]: checking bodies for POST and merging them for PUT;
 //! - [`query`]: `attributes`/`excludedAttributes`, sorting, paging, `ListResponse`;
-//! - [`error`]: [`ScimError`] and the RFC 7644 error body.
+//! - [`error`]: [`ScimError`] and the RFC 7644 error body;
+//! - [`allowance`]: which groups a client may create or change (`--groups` on its token).
 //!
 //! Resources are `serde_json::Value`s in the SCIM JSON representation; the schema is typed
 //! static data. Every function is deterministic given its inputs.
@@ -22,6 +23,7 @@
 //! `/ResourceTypes`), which the HTTP layer can render from [`schema`].
 #![warn(missing_docs)]
 
+pub mod allowance;
 pub mod error;
 pub mod filter;
 mod json;
@@ -31,6 +33,7 @@ pub mod query;
 pub mod resource;
 pub mod schema;
 
+pub use allowance::{check_group_write, AllowanceError, GroupAllowance};
 pub use error::{ScimError, ScimType};
 pub use filter::{CompValue, CompareOp, CompiledFilter, Filter, MAX_FILTER_DEPTH, MAX_FILTER_LEN};
 pub use patch::{apply_patch, apply_patch_in_place, PatchOpKind, PatchOperation, PatchRequest};

@@ -39,8 +39,8 @@ pub fn validate_resource(resource_type: ResourceType, body: &Value) -> Result<Va
 /// JumpCloud and Okta send it.
 ///
 /// `id`, `meta` and every other `readOnly` attribute come from `existing`, whatever `incoming`
-/// says. Omitted `readWrite` attributes are cleared; an omitted `writeOnly` attribute
-/// (`password`) is kept, because a client can never read it back in order to resend it. An
+/// says. Omitted `readWrite` attributes are cleared; `password` is dropped, as by every write (airlock
+/// never stores one). An
 /// `immutable` attribute that already has a value must not change (`mutability`).
 pub fn replace_resource(
     resource_type: ResourceType,
@@ -321,6 +321,8 @@ pub(crate) fn finalize(
         }
     }
     strip_unassigned(resource);
+    strip_sensitive(resource_type, resource);
+    check_user_name(resource_type, resource)?;
     for (schema, attr) in resource_type.all_attributes() {
         if !attr.required || attr.mutability == Mutability::ReadOnly {
             continue;
@@ -345,6 +347,44 @@ pub(crate) fn finalize(
     remove_ci(resource, "schemas");
     resource.insert("schemas".to_owned(), Value::Array(schemas));
     Ok(())
+}
+
+/// Removes every attribute that is never returned (`password`, in any spelling): airlock never
+/// uses one, so it is never stored either (RFC 7643 §4.1.1: `returned: never`).
+fn strip_sensitive(resource_type: ResourceType, resource: &mut Map<String, Value>) {
+    for (schema, attr) in resource_type.all_attributes() {
+        if !attr.is_sensitive() {
+            continue;
+        }
+        match extension_of(resource_type, schema) {
+            None => {
+                remove_ci(resource, attr.name);
+            }
+            Some(extension) => {
+                if let Some(Value::Object(attributes)) = resource.get_mut(extension) {
+                    remove_ci(attributes, attr.name);
+                }
+            }
+        }
+    }
+}
+
+/// A User's `userName` must not hold control characters (NUL, newline, ESC, ...): no Airflow
+/// account can have such a name, so the identity provider is told now (`invalidValue`) rather
+/// than the user being stored and never provisioned. The error does not echo the value.
+fn check_user_name(
+    resource_type: ResourceType,
+    resource: &Map<String, Value>,
+) -> Result<(), ScimError> {
+    if resource_type != ResourceType::User {
+        return Ok(());
+    }
+    match get_ci(resource, "userName").and_then(Value::as_str) {
+        Some(name) if name.chars().any(char::is_control) => Err(ScimError::invalid_value(
+            "attribute 'userName' must not contain control characters",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Removes unassigned values: null, empty strings, empty arrays and objects, recursively.
@@ -513,6 +553,21 @@ mod tests {
     }
 
     #[test]
+    fn a_password_in_any_spelling_is_dropped_and_control_characters_in_user_name_refused() {
+        for key in ["password", "Password", "PASSWORD"] {
+            let out = validate_resource(ResourceType::User, &user(json!({key: "hunter2"})))
+                .expect("a password is accepted");
+            assert!(!out.to_string().contains("hunter2"), "{out}");
+        }
+        for name in ["nul\u{0}", "line\nbreak", "\u{1b}]0;x", "c1\u{85}"] {
+            let err = validate_resource(ResourceType::User, &user(json!({"userName": name})))
+                .expect_err("control characters are refused");
+            assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
+            assert_eq!(err.status, 400);
+        }
+    }
+
+    #[test]
     fn type_errors_never_echo_the_value() {
         let err = validate_resource(ResourceType::User, &user(json!({"password": ["hunter2"]})))
             .expect_err("password must be a string");
@@ -522,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn put_keeps_read_only_and_write_only_attributes_from_the_existing_resource() {
+    fn put_keeps_read_only_attributes_from_the_existing_resource_and_drops_a_password() {
         let existing = json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
             "id": "u1",
@@ -537,7 +592,7 @@ mod tests {
         assert_eq!(out["id"], "u1");
         assert_eq!(out["meta"], existing["meta"]);
         assert_eq!(out["groups"], existing["groups"]);
-        assert_eq!(out["password"], "secret");
+        assert!(out.get("password").is_none(), "a password is never kept");
         assert_eq!(out["displayName"], "Ada");
         assert!(
             out.get("title").is_none(),

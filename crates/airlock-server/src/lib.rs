@@ -18,7 +18,7 @@ mod scheduler;
 pub mod scim;
 
 pub use metrics::Metrics;
-pub use scim::scim_router;
+pub use scim::{scim_router, scim_router_with};
 
 use airlock_config::Config;
 use airlock_core::SystemClock;

@@ -4,9 +4,14 @@
 //! Every route needs a bearer token issued with `airlock scim token create`; the token is
 //! checked by its hash and never logged or echoed. Bodies must be `application/scim+json` or
 //! `application/json` and at most 1 MiB. Resources carry an ETag (`W/"<version>"`) and
-//! `If-Match` is honoured on PUT, PATCH and DELETE; PUT and PATCH also refuse to overwrite a
-//! change made between their read and their write. Every failure becomes an RFC 7644 error
-//! body in one place ([`Failure`]).
+//! `If-Match` is honoured on PUT, PATCH and DELETE (412 only to a client that sent one);
+//! writes to one resource are applied one after the other under its lock in the store, each
+//! to the result of the one before, so concurrent PATCHes without `If-Match` all succeed.
+//! Every write is audited with its client as actor (`scim:CLIENT`), in the write's
+//! transaction. A client whose token carries a group allowance (`--groups`) may only create
+//! or change groups whose names it allows; anything else is 403, audited as refused, and
+//! writes nothing. Passwords are accepted but never stored or returned. Every failure becomes
+//! an RFC 7644 error body in one place ([`Failure`]).
 //!
 //! The SCIM rules themselves (schema checks, filters, PATCH, PUT merge, projection, paging) are
 //! `airlock-scim`'s; storage is `airlock-store`'s. Not here: `/Bulk`, `/.search`, `/Me`,
@@ -15,13 +20,15 @@
 
 use std::sync::Arc;
 
+use airlock_audit::{NewEvent, Outcome, Target};
 use airlock_core::{Clock, SystemClock};
 use airlock_scim::schema::{AttributeDef, Mutability, Returned, SchemaDef, Uniqueness};
 use airlock_scim::{
-    apply_patch, list_response, replace_resource, validate_resource, ListQuery, PatchRequest,
-    Projection, ResourceType, ScimError, LIST_RESPONSE_MESSAGE,
+    apply_patch, check_group_write, list_response, replace_resource, validate_resource,
+    GroupAllowance, ListQuery, PatchRequest, Projection, ResourceType, ScimError,
+    LIST_RESPONSE_MESSAGE,
 };
-use airlock_store::{ScimResource, Store, StoreError};
+use airlock_store::{scim_actor, ScimResource, ScimWriteError, ScimWriteKind, Store, StoreError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Extension, Path, RawQuery, Request, State};
@@ -51,10 +58,16 @@ struct ScimState {
     clock: Arc<dyn Clock>,
 }
 
-/// The SCIM client a request authenticated as (its token's client name): the actor of the
-/// changes it makes.
+/// The SCIM client a request authenticated as: its token's client name (the actor of the
+/// changes it makes) and the groups it may write (`None`: any).
 #[derive(Debug, Clone)]
-struct Client(String);
+struct Client {
+    name: String,
+    allowance: Option<GroupAllowance>,
+}
+
+/// The rail name a refused group write is audited under.
+const GROUP_ALLOWANCE_RAIL: &str = "scim_group_allowance";
 
 /// The longest a SCIM request may take before it is answered 503 (a store that does not
 /// answer must never hang an identity provider's request).
@@ -210,18 +223,34 @@ async fn authenticate(State(state): State<Shared>, mut request: Request, next: N
     };
     match state
         .store
-        .authenticate_scim_token(&token, state.now_ms())
+        .authenticate_scim_client(&token, state.now_ms())
         .await
     {
         Ok(Some(client)) => {
-            tracing::debug!(client = %client, method = %request.method(), path = %request.uri().path(), "scim request");
-            request.extensions_mut().insert(Client(client));
+            let allowance = match client.groups.as_deref().map(GroupAllowance::from_patterns) {
+                None => None,
+                Some(Ok(allowance)) => Some(allowance),
+                Some(Err(err)) => {
+                    tracing::error!(client = %client.name, error = %err, "scim client's stored group allowance is invalid; refusing its requests");
+                    return Failure(ScimError::new(
+                        500,
+                        None,
+                        "this client's group allowance is invalid; see the server log",
+                    ))
+                    .into_response();
+                }
+            };
+            tracing::debug!(client = %client.name, method = %request.method(), path = %request.uri().path(), "scim request");
+            request.extensions_mut().insert(Client {
+                name: client.name,
+                allowance,
+            });
             next.run(request).await
         }
         Ok(None) => Failure(ScimError::new(
             401,
             None,
-            "the bearer token is not valid (unknown or revoked)",
+            "the bearer token is not valid (unknown, revoked or expired)",
         ))
         .into_response(),
         Err(err) => Failure::from(err).into_response(),
@@ -320,15 +349,6 @@ fn if_match(headers: &HeaderMap) -> IfMatch {
         .map_or(IfMatch::Never, IfMatch::Version)
 }
 
-/// The expected version for a conditional write of a resource read at `current`.
-fn check_if_match(headers: &HeaderMap, current: i64) -> Result<(), Failure> {
-    match if_match(headers) {
-        IfMatch::Any => Ok(()),
-        IfMatch::Version(v) if v == current => Ok(()),
-        _ => Err(Failure(precondition_failed())),
-    }
-}
-
 fn resource_response(
     status: StatusCode,
     rt: ResourceType,
@@ -370,11 +390,7 @@ fn scim_json(body: Value) -> Response {
 /// require referential integrity, and identity providers may push a membership before the
 /// user (eventual consistency). The directory source ignores members that match no User, so a
 /// dangling member grants nothing until that User arrives.
-async fn check_members(
-    _state: &ScimState,
-    rt: ResourceType,
-    resource: &Value,
-) -> Result<(), Failure> {
+fn check_members(rt: ResourceType, resource: &Value) -> Result<(), ScimError> {
     if rt != ResourceType::Group {
         return Ok(());
     }
@@ -387,9 +403,9 @@ async fn check_members(
             .and_then(Value::as_str)
             .is_none_or(str::is_empty)
         {
-            return Err(Failure(ScimError::invalid_value(format!(
+            return Err(ScimError::invalid_value(format!(
                 "members[{i}].value must name a member"
-            ))));
+            )));
         }
     }
     Ok(())
@@ -445,7 +461,7 @@ fn unique_lookup(rt: ResourceType, filter: Option<&airlock_scim::Filter>) -> Opt
 
 async fn create(
     State(state): State<Shared>,
-    Extension(Client(client)): Extension<Client>,
+    Extension(client): Extension<Client>,
     Path(kind): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -455,10 +471,15 @@ async fn create(
     let body = json_body(&headers, body)?;
     let projection = projection(rt, query.as_deref())?;
     let resource = validate_resource(rt, &body)?;
-    check_members(&state, rt, &resource).await?;
+    check_members(rt, &resource)?;
+    if rt == ResourceType::Group {
+        if let Err(err) = check_group_write(client.allowance.as_ref(), None, Some(&resource)) {
+            return Err(refused(&state, &client, ScimWriteKind::Create, rt, None, err).await);
+        }
+    }
     let stored = state
         .store
-        .scim_create(rt.name(), resource, state.now_ms(), &client)
+        .scim_create(rt.name(), resource, state.now_ms(), &client.name)
         .await?;
     Ok(resource_response(
         StatusCode::CREATED,
@@ -466,6 +487,36 @@ async fn create(
         &stored,
         &projection,
     ))
+}
+
+/// Audits a write the client's group allowance refused (nothing was written) and returns
+/// the 403 to answer. If the audit append fails, the answer is the store's failure instead.
+async fn refused(
+    state: &ScimState,
+    client: &Client,
+    kind: ScimWriteKind,
+    rt: ResourceType,
+    id: Option<&str>,
+    err: ScimError,
+) -> Failure {
+    tracing::warn!(client = %client.name, resource_type = rt.name(), "scim write refused: outside the client's group allowance");
+    let mut event = NewEvent::new(
+        state.clock.now(),
+        scim_actor(&client.name),
+        kind.operation(rt.name()),
+        Outcome::Refused {
+            rail: GROUP_ALLOWANCE_RAIL.to_owned(),
+        },
+    );
+    event.target = id.map(|id| Target::ScimResource {
+        resource_type: rt.name().to_owned(),
+        id: id.to_owned(),
+    });
+    event.reason = Some("the group's name is outside the client's group allowance".to_owned());
+    match state.store.append_audit(vec![event]).await {
+        Ok(_) => Failure(err),
+        Err(store_err) => Failure::from(store_err),
+    }
 }
 
 async fn read(state: &ScimState, rt: ResourceType, id: &str) -> Result<ScimResource, Failure> {
@@ -489,7 +540,7 @@ async fn get_one(
 
 async fn replace(
     State(state): State<Shared>,
-    Extension(Client(client)): Extension<Client>,
+    Extension(client): Extension<Client>,
     Path((kind, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -498,24 +549,24 @@ async fn replace(
     let rt = resource_type(&kind)?;
     let body = json_body(&headers, body)?;
     let projection = projection(rt, query.as_deref())?;
-    let existing = read(&state, rt, &id).await?;
-    check_if_match(&headers, existing.version)?;
-    let resource = replace_resource(rt, &existing.resource, &body)?;
-    write(
-        &state,
-        &client,
+    let write = Write {
+        state: &state,
+        client: &client,
         rt,
-        &id,
-        resource,
-        existing.version,
-        &projection,
-    )
-    .await
+        id: &id,
+        kind: ScimWriteKind::Replace,
+    };
+    let stored = write
+        .apply(&headers, |stored| {
+            replace_resource(rt, &stored.resource, &body)
+        })
+        .await?;
+    Ok(resource_response(StatusCode::OK, rt, &stored, &projection))
 }
 
 async fn patch(
     State(state): State<Shared>,
-    Extension(Client(client)): Extension<Client>,
+    Extension(client): Extension<Client>,
     Path((kind, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -525,49 +576,86 @@ async fn patch(
     let body = json_body(&headers, body)?;
     let projection = projection(rt, query.as_deref())?;
     let request = PatchRequest::from_json(&body)?;
-    let existing = read(&state, rt, &id).await?;
-    check_if_match(&headers, existing.version)?;
-    let resource = apply_patch(rt, &existing.resource, &request)?;
-    write(
-        &state,
-        &client,
+    let write = Write {
+        state: &state,
+        client: &client,
         rt,
-        &id,
-        resource,
-        existing.version,
-        &projection,
-    )
-    .await
+        id: &id,
+        kind: ScimWriteKind::Patch,
+    };
+    let stored = write
+        .apply(&headers, |stored| {
+            apply_patch(rt, &stored.resource, &request)
+        })
+        .await?;
+    Ok(resource_response(StatusCode::OK, rt, &stored, &projection))
 }
 
-/// Stores the new state of a resource read at `version`; a write in between is a 412.
-async fn write(
-    state: &ScimState,
-    client: &str,
+/// A PUT or PATCH of one resource by one client.
+struct Write<'a> {
+    state: &'a ScimState,
+    client: &'a Client,
     rt: ResourceType,
-    id: &str,
-    resource: Value,
-    version: i64,
-    projection: &Projection,
-) -> Result<Response, Failure> {
-    check_members(state, rt, &resource).await?;
-    let stored = state
-        .store
-        .scim_replace(
-            rt.name(),
-            id,
-            resource,
-            Some(version),
-            state.now_ms(),
-            client,
-        )
-        .await?;
-    Ok(resource_response(StatusCode::OK, rt, &stored, projection))
+    id: &'a str,
+    kind: ScimWriteKind,
+}
+
+impl Write<'_> {
+    /// Stores what `change` makes of the stored resource, under the resource's lock in the
+    /// store (so a concurrent write is applied before or after this one, never lost). Only a
+    /// client that sent `If-Match` can get a 412. A group outside the client's allowance,
+    /// before or after the change, is a 403 (audited) and nothing is written.
+    async fn apply(
+        &self,
+        headers: &HeaderMap,
+        change: impl FnOnce(&ScimResource) -> Result<Value, ScimError>,
+    ) -> Result<ScimResource, Failure> {
+        let (rt, allowance) = (self.rt, self.client.allowance.as_ref());
+        let expected = match if_match(headers) {
+            IfMatch::Any => None,
+            IfMatch::Version(v) => Some(v),
+            IfMatch::Never => {
+                read(self.state, rt, self.id).await?;
+                return Err(Failure(precondition_failed()));
+            }
+        };
+        let result: Result<ScimResource, ScimWriteError<ScimError>> = self
+            .state
+            .store
+            .scim_update(
+                rt.name(),
+                self.id,
+                expected,
+                self.kind,
+                self.state.now_ms(),
+                &self.client.name,
+                |stored| {
+                    if rt == ResourceType::Group {
+                        check_group_write(allowance, Some(&stored.resource), None)?;
+                    }
+                    let resource = change(stored)?;
+                    check_members(rt, &resource)?;
+                    if rt == ResourceType::Group {
+                        check_group_write(allowance, None, Some(&resource))?;
+                    }
+                    Ok(resource)
+                },
+            )
+            .await;
+        match result {
+            Ok(stored) => Ok(stored),
+            Err(ScimWriteError::Store(err)) => Err(Failure::from(err)),
+            Err(ScimWriteError::Rejected(err)) if err.status == 403 => {
+                Err(refused(self.state, self.client, self.kind, rt, Some(self.id), err).await)
+            }
+            Err(ScimWriteError::Rejected(err)) => Err(Failure(err)),
+        }
+    }
 }
 
 async fn delete(
     State(state): State<Shared>,
-    Extension(Client(client)): Extension<Client>,
+    Extension(client): Extension<Client>,
     Path((kind, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
@@ -581,11 +669,31 @@ async fn delete(
             return Err(Failure(precondition_failed()));
         }
     };
-    state
+    let allowance = client.allowance.as_ref();
+    let result: Result<(), ScimWriteError<ScimError>> = state
         .store
-        .scim_delete(rt.name(), &id, expected, state.now_ms(), &client)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+        .scim_delete_checked(
+            rt.name(),
+            &id,
+            expected,
+            state.now_ms(),
+            &client.name,
+            |stored| {
+                if rt == ResourceType::Group {
+                    check_group_write(allowance, Some(&stored.resource), None)
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .await;
+    match result {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(ScimWriteError::Store(err)) => Err(Failure::from(err)),
+        Err(ScimWriteError::Rejected(err)) => {
+            Err(refused(&state, &client, ScimWriteKind::Delete, rt, Some(&id), err).await)
+        }
+    }
 }
 
 async fn service_provider_config() -> Response {
@@ -713,12 +821,12 @@ mod tests {
 
     #[test]
     fn if_match_accepts_weak_and_strong_tags_and_a_star() {
-        assert!(check_if_match(&headers("W/\"3\""), 3).is_ok());
-        assert!(check_if_match(&headers("\"3\""), 3).is_ok());
-        assert!(check_if_match(&headers("*"), 3).is_ok());
-        assert!(check_if_match(&HeaderMap::new(), 3).is_ok());
-        assert!(check_if_match(&headers("W/\"2\""), 3).is_err());
-        assert!(check_if_match(&headers("garbage"), 3).is_err());
+        assert!(matches!(if_match(&headers("W/\"3\"")), IfMatch::Version(3)));
+        assert!(matches!(if_match(&headers("\"3\"")), IfMatch::Version(3)));
+        assert!(matches!(if_match(&headers("*")), IfMatch::Any));
+        assert!(matches!(if_match(&HeaderMap::new()), IfMatch::Any));
+        assert!(matches!(if_match(&headers("W/\"2\"")), IfMatch::Version(2)));
+        assert!(matches!(if_match(&headers("garbage")), IfMatch::Never));
     }
 
     #[test]

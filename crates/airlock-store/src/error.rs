@@ -210,6 +210,15 @@ pub enum StoreError {
         client: String,
     },
 
+    /// A stored SCIM token's group allowance is not a JSON list of strings.
+    #[error("could not read the group allowance of SCIM client {client} in state store at {location}: it is not a JSON list of strings")]
+    ScimTokenUnreadable {
+        /// The client name.
+        client: String,
+        /// The file path or redacted URL.
+        location: String,
+    },
+
     /// A stored SCIM resource is not valid JSON.
     #[error("could not read SCIM {resource_type} {id} in state store at {location}: stored resource is not valid JSON")]
     ScimResourceUnreadable {

@@ -52,7 +52,10 @@ pub use lease::{Acquire, LeaseGrant, LeaseRow};
 pub use location::redact_url;
 pub use managed::{ManagedAccount, ManagedOrigin, RunStatus};
 pub use migrations::supported_schema_version;
-pub use scim::{PendingSummary, ScimChange, ScimResource, ScimToken, SCIM_TOKEN_PREFIX};
+pub use scim::{
+    scim_actor, PendingSummary, ScimChange, ScimClient, ScimResource, ScimRotation, ScimToken,
+    ScimTokenOptions, ScimWriteError, ScimWriteKind, SCIM_TOKEN_PREFIX,
+};
 pub use snapshots::{SnapshotId, SnapshotMeta, SnapshotRun, SnapshotStatus, StoredSnapshot};
 
 /// How long an SQLite writer waits for another process's write lock by default.

@@ -138,11 +138,28 @@ pub(crate) async fn open(url: &str, opts: OpenOptions) -> Result<Store, StoreErr
         Backend::Postgres => LEASE_CONNECTIONS,
     });
 
-    Ok(Store {
+    let store = Store {
         pool,
         lease_pool,
         ctx: Arc::new(ctx),
-    })
+    };
+    // Migration 8 left Group keys to be folded here (see its comment).
+    for (id, name) in store.rekey_scim_groups().await? {
+        tracing::warn!(
+            group_id = %id,
+            display_name = %name.escape_debug(),
+            "scim group has the same displayName as an older group (compared case-insensitively); \
+             it is kept but its name is not unique: rename or delete it"
+        );
+    }
+    let scrubbed = store.scrub_scim_passwords().await?;
+    if scrubbed > 0 {
+        tracing::info!(
+            rows = scrubbed,
+            "removed SCIM passwords an older airlock had stored"
+        );
+    }
+    Ok(store)
 }
 
 /// Checks a PostgreSQL URL's TLS settings and the files it names (docs/adr/0007) and builds

@@ -2,12 +2,17 @@
 //!
 //! Resources (`User`, `Group`) are kept whole as SCIM JSON. The store assigns each one its `id`
 //! (uuid v4) and its `meta` (`resourceType`, `created`, `lastModified`, `version` as `W/"<n>"`,
-//! `location` relative to the server root); every write is one transaction. Uniqueness of a
-//! User's `userName` (case-insensitive) and a Group's `displayName` (exact) is enforced by a
-//! unique index, so two concurrent creates cannot both win.
+//! `location` relative to the server root); every write is one transaction, which also appends
+//! the write's audit event (actor `scim:CLIENT`) to the chain. Uniqueness of a User's
+//! `userName` and a Group's `displayName` (both case-insensitive) is enforced by a unique
+//! index, so two concurrent creates cannot both win. Writes to one resource take its row lock
+//! first and are applied one after the other ([`Store::scim_update`]), so writes without
+//! `If-Match` never fail because another write came first.
 //!
 //! Tokens are 32 random bytes, base64url, with a recognisable prefix; only their SHA-256 (hex)
-//! is stored, so the store can check a token but never show one again.
+//! is stored, so the store can check a token but never show one again. A token may expire, a
+//! rotated token's predecessor may keep working for a grace period, and a token may carry the
+//! patterns of the groups its client may write; issuing, rotating and revoking are audited.
 //!
 //! Not here: validating resources against the SCIM schema, filtering, paging and PATCH (the
 //! `airlock-scim` core does that), and HTTP.
@@ -19,7 +24,63 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use sqlx::Row as _;
 
+use airlock_audit::{operation as op, NewEvent, Outcome, Target};
+
 use crate::{Store, StoreError};
+
+/// The most member values one audit event lists as added or removed (the counts are exact).
+const MAX_AUDITED_MEMBERS: usize = 100;
+
+/// What a SCIM write was, for its audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScimWriteKind {
+    /// POST.
+    Create,
+    /// PUT.
+    Replace,
+    /// PATCH.
+    Patch,
+    /// DELETE.
+    Delete,
+}
+
+impl ScimWriteKind {
+    /// The audit operation of this write to a resource of `resource_type`.
+    pub fn operation(self, resource_type: &str) -> &'static str {
+        let group = resource_type == "Group";
+        match (self, group) {
+            (ScimWriteKind::Create, true) => op::SCIM_GROUP_CREATE,
+            (ScimWriteKind::Replace, true) => op::SCIM_GROUP_REPLACE,
+            (ScimWriteKind::Patch, true) => op::SCIM_GROUP_PATCH,
+            (ScimWriteKind::Delete, true) => op::SCIM_GROUP_DELETE,
+            (ScimWriteKind::Create, false) => op::SCIM_USER_CREATE,
+            (ScimWriteKind::Replace, false) => op::SCIM_USER_REPLACE,
+            (ScimWriteKind::Patch, false) => op::SCIM_USER_PATCH,
+            (ScimWriteKind::Delete, false) => op::SCIM_USER_DELETE,
+        }
+    }
+}
+
+/// Why a checked SCIM write ([`Store::scim_update`], [`Store::scim_delete_checked`]) did not
+/// happen: the store failed, or the caller's check refused the stored resource.
+#[derive(Debug)]
+pub enum ScimWriteError<E> {
+    /// The store refused or failed (not found, precondition, conflict, unavailable).
+    Store(StoreError),
+    /// The caller's function refused; nothing was written.
+    Rejected(E),
+}
+
+impl<E> From<StoreError> for ScimWriteError<E> {
+    fn from(err: StoreError) -> Self {
+        ScimWriteError::Store(err)
+    }
+}
+
+/// The actor audit events name for a SCIM client.
+pub fn scim_actor(client: &str) -> String {
+    format!("scim:{client}")
+}
 
 /// Every SCIM token starts with this, so that secret scanners and people recognise one.
 pub const SCIM_TOKEN_PREFIX: &str = "airlock_scim_";
@@ -76,6 +137,47 @@ pub struct ScimToken {
     pub last_used_ms: Option<i64>,
     /// Revoked at, unix ms.
     pub revoked_ms: Option<i64>,
+    /// When it stops working, unix ms (`None`: never).
+    pub expires_ms: Option<i64>,
+    /// Until when the token it replaced (by rotation) still works, unix ms.
+    pub previous_expires_ms: Option<i64>,
+    /// The patterns of the groups the client may create or change (`None`: any group).
+    pub groups: Option<Vec<String>>,
+}
+
+/// How a token is issued.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScimTokenOptions {
+    /// How long it works, ms (`None`: until revoked); rotation renews it for as long again.
+    pub lifetime_ms: Option<i64>,
+    /// The patterns of the groups the client may create or change (`None`: any group). The
+    /// store keeps them as given; `airlock_scim::GroupAllowance` checks and applies them.
+    pub groups: Option<Vec<String>>,
+}
+
+/// A rotated token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimRotation {
+    /// The new secret, to be shown once.
+    pub secret: String,
+    /// When the new token expires, unix ms (`None`: never).
+    pub expires_ms: Option<i64>,
+    /// Until when the old token still works, unix ms (`None`: it stopped at once).
+    pub previous_valid_until_ms: Option<i64>,
+}
+
+/// The client an accepted token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimClient {
+    /// The client's name.
+    pub name: String,
+    /// The patterns of the groups it may create or change (`None`: any group).
+    pub groups: Option<Vec<String>>,
+}
+
+/// The key a Group's `displayName` is unique by (and found by): its Unicode lowercase.
+fn group_key(display_name: &str) -> String {
+    display_name.to_lowercase()
 }
 
 /// The attribute that must be unique for a resource type, and its key.
@@ -84,7 +186,7 @@ fn unique_key(resource_type: &str, resource: &Value) -> (&'static str, Option<St
         let key = resource
             .get("displayName")
             .and_then(Value::as_str)
-            .map(str::to_owned);
+            .map(group_key);
         ("displayName", key)
     } else {
         let key = resource
@@ -157,6 +259,84 @@ fn new_secret() -> String {
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn at(now_ms: i64) -> chrono::DateTime<chrono::Utc> {
+    DateTime::from_timestamp_millis(now_ms).unwrap_or_default()
+}
+
+/// What an audit event says about a resource: its name (and a User's `active`, a Group's
+/// member count); never a whole resource, never a secret.
+fn audit_summary(resource_type: &str, resource: &Value) -> Value {
+    let mut out = Map::new();
+    if resource_type == "Group" {
+        out.insert("displayName".into(), resource["displayName"].clone());
+        let members = resource["members"].as_array().map_or(0, Vec::len);
+        out.insert("members".into(), members.into());
+    } else {
+        out.insert("userName".into(), resource["userName"].clone());
+        if let Some(active) = resource.get("active") {
+            out.insert("active".into(), active.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn member_values(resource: Option<&Value>) -> std::collections::BTreeSet<&str> {
+    resource
+        .and_then(|r| r["members"].as_array())
+        .map(|members| members.iter().filter_map(|m| m["value"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// The audit event of a SCIM write by `client`: `before`/`after` summaries, and for a Group
+/// the member values it gained and lost (at most [`MAX_AUDITED_MEMBERS`] of each listed).
+fn write_event(
+    kind: ScimWriteKind,
+    resource_type: &str,
+    id: &str,
+    client: &str,
+    now_ms: i64,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) -> NewEvent {
+    let mut event = NewEvent::new(
+        at(now_ms),
+        scim_actor(client),
+        kind.operation(resource_type),
+        Outcome::Succeeded,
+    );
+    event.target = Some(Target::ScimResource {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+    });
+    event.before = before.map(|b| audit_summary(resource_type, b));
+    event.after = after.map(|a| audit_summary(resource_type, a));
+    if resource_type == "Group" {
+        let (old, new) = (member_values(before), member_values(after));
+        let listed = |values: Vec<&str>| {
+            let count = values.len();
+            let shown: Vec<Value> = values
+                .into_iter()
+                .take(MAX_AUDITED_MEMBERS)
+                .map(Value::from)
+                .collect();
+            (count, shown)
+        };
+        let (added, added_list) = listed(new.difference(&old).copied().collect());
+        let (removed, removed_list) = listed(old.difference(&new).copied().collect());
+        if let Some(Value::Object(after)) = event.after.as_mut().or(event.before.as_mut()) {
+            after.insert("members_added".into(), added.into());
+            after.insert("members_removed".into(), removed.into());
+            if added > 0 {
+                after.insert("added".into(), Value::Array(added_list));
+            }
+            if removed > 0 {
+                after.insert("removed".into(), Value::Array(removed_list));
+            }
+        }
+    }
+    event
 }
 
 impl Store {
@@ -244,6 +424,16 @@ impl Store {
         record_change(&mut tx, client, resource_type, &id, None, now_ms)
             .await
             .map_err(fail)?;
+        let event = write_event(
+            ScimWriteKind::Create,
+            resource_type,
+            &id,
+            client,
+            now_ms,
+            None,
+            Some(&resource),
+        );
+        self.append_audit_in(&mut tx, vec![event]).await?;
         tx.commit().await.map_err(fail)?;
         Ok(ScimResource {
             id,
@@ -292,16 +482,17 @@ impl Store {
         self.resources_from_rows("list SCIM resources", resource_type, &rows)
     }
 
-    /// The resource whose unique attribute (a User's `userName`, compared case-insensitively;
-    /// a Group's `displayName`, exactly) is `value`, through the unique index: the answer to the
-    /// filter identity providers send most (`userName eq "..."`) without reading every resource.
+    /// The resource whose unique attribute (a User's `userName` or a Group's `displayName`,
+    /// compared case-insensitively) is `value`, through the unique index: the answer to the
+    /// filters identity providers send most (`userName eq "..."`, `displayName eq "..."`)
+    /// without reading every resource.
     pub async fn scim_find_unique(
         &self,
         resource_type: &str,
         value: &str,
     ) -> Result<Vec<Value>, StoreError> {
         let key = if resource_type == "Group" {
-            value.to_owned()
+            group_key(value)
         } else {
             value.to_lowercase()
         };
@@ -317,11 +508,8 @@ impl Store {
     }
 
     /// Replaces the resource `id` with `resource` (whose `id` and `meta` are reassigned), bumping
-    /// its version. With `expected_version`, a stored version that differs (or changes under
-    /// this write) is [`StoreError::ScimPreconditionFailed`]; an unknown id is
-    /// [`StoreError::ScimNotFound`]; a taken unique attribute is [`StoreError::ScimConflict`].
-    /// Each registered consumer gets a pending change naming `client`, with the resource as it was, in the same
-    /// transaction.
+    /// its version: [`Store::scim_update`] with a function that ignores the stored resource,
+    /// audited as a replace.
     pub async fn scim_replace(
         &self,
         resource_type: &str,
@@ -331,39 +519,72 @@ impl Store {
         now_ms: i64,
         client: &str,
     ) -> Result<ScimResource, StoreError> {
-        let (attribute, _) = unique_key(resource_type, &resource);
-        let fail = |e| self.scim_conflict_or("replace SCIM resource", resource_type, attribute, e);
+        self.scim_update(
+            resource_type,
+            id,
+            expected_version,
+            ScimWriteKind::Replace,
+            now_ms,
+            client,
+            |_| Ok::<_, std::convert::Infallible>(resource),
+        )
+        .await
+        .map_err(|err| match err {
+            ScimWriteError::Store(err) => err,
+            ScimWriteError::Rejected(never) => match never {},
+        })
+    }
+
+    /// Writes the resource `id` as `change` makes it from the stored one, bumping its version,
+    /// in one transaction that first takes the resource's write lock: concurrent writes to one
+    /// resource are applied one after the other, each to the result of the one before, so
+    /// none is lost and none fails because another came first. `change` runs under the lock
+    /// (keep it quick and pure); its error is [`ScimWriteError::Rejected`] and writes nothing.
+    ///
+    /// With `expected_version` (a client's `If-Match`), a different stored version is
+    /// [`StoreError::ScimPreconditionFailed`]; an unknown id is [`StoreError::ScimNotFound`];
+    /// a taken unique attribute is [`StoreError::ScimConflict`]. Each registered consumer gets
+    /// a pending change naming `client`, with the resource as it was, and the audit chain the
+    /// write's event, in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn scim_update<E>(
+        &self,
+        resource_type: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        kind: ScimWriteKind,
+        now_ms: i64,
+        client: &str,
+        change: impl FnOnce(&ScimResource) -> Result<Value, E>,
+    ) -> Result<ScimResource, ScimWriteError<E>> {
+        let attribute = if resource_type == "Group" {
+            "displayName"
+        } else {
+            "userName"
+        };
+        let fail = |e| self.scim_conflict_or("update SCIM resource", resource_type, attribute, e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
         lock_resource(&mut tx, resource_type, id)
             .await
             .map_err(fail)?;
-        let row = sqlx::query(
-            "SELECT version, created_ms, resource_json FROM scim_resources \
-             WHERE resource_type = $1 AND id = $2",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(fail)?;
-        let Some(row) = row else {
-            return Err(StoreError::ScimNotFound {
+        let (stored, created_ms, previous) = self
+            .read_locked(&mut tx, resource_type, id)
+            .await?
+            .ok_or_else(|| StoreError::ScimNotFound {
                 resource_type: resource_type.to_owned(),
                 id: id.to_owned(),
-            });
-        };
-        let found: i64 = row.try_get(0).map_err(fail)?;
-        let created_ms: i64 = row.try_get(1).map_err(fail)?;
-        let previous: String = row.try_get(2).map_err(fail)?;
-        let precondition = |found| StoreError::ScimPreconditionFailed {
-            resource_type: resource_type.to_owned(),
-            id: id.to_owned(),
-            expected: expected_version.unwrap_or(found),
-            found,
-        };
-        if expected_version.is_some_and(|expected| expected != found) {
-            return Err(precondition(found));
+            })?;
+        let found = stored.version;
+        if let Some(expected) = expected_version.filter(|expected| *expected != found) {
+            return Err(StoreError::ScimPreconditionFailed {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+                expected,
+                found,
+            }
+            .into());
         }
+        let resource = change(&stored).map_err(ScimWriteError::Rejected)?;
         let version = found + 1;
         let resource = stamp(resource_type, id, version, created_ms, now_ms, resource);
         let (_, key) = unique_key(resource_type, &resource);
@@ -388,11 +609,28 @@ impl Store {
         .await
         .map_err(fail)?;
         if updated.rows_affected() != 1 {
-            return Err(precondition(found + 1));
+            // Cannot happen under the lock; refuse rather than write over a change.
+            return Err(StoreError::ScimPreconditionFailed {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+                expected: found,
+                found: found + 1,
+            }
+            .into());
         }
         record_change(&mut tx, client, resource_type, id, Some(&previous), now_ms)
             .await
             .map_err(fail)?;
+        let event = write_event(
+            kind,
+            resource_type,
+            id,
+            client,
+            now_ms,
+            Some(&stored.resource),
+            Some(&resource),
+        );
+        self.append_audit_in(&mut tx, vec![event]).await?;
         tx.commit().await.map_err(fail)?;
         Ok(ScimResource {
             id: id.to_owned(),
@@ -401,10 +639,47 @@ impl Store {
         })
     }
 
+    /// The resource `id` inside a transaction that holds its lock: the resource, its
+    /// `created_ms` and its stored text.
+    async fn read_locked(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<(ScimResource, i64, String)>, StoreError> {
+        let fail = |e| self.ctx.query_failed("read SCIM resource", e);
+        let row = sqlx::query(
+            "SELECT version, created_ms, resource_json FROM scim_resources \
+             WHERE resource_type = $1 AND id = $2",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(fail)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let version: i64 = row.try_get(0).map_err(fail)?;
+        let created_ms: i64 = row.try_get(1).map_err(fail)?;
+        let text: String = row.try_get(2).map_err(fail)?;
+        let resource = self.parse_resource(resource_type, id, &text)?;
+        Ok(Some((
+            ScimResource {
+                id: id.to_owned(),
+                version,
+                resource,
+            },
+            created_ms,
+            text,
+        )))
+    }
+
     /// Deletes the resource `id`; an unknown id is [`StoreError::ScimNotFound`]. With
     /// `expected_version`, a different stored version is
-    /// [`StoreError::ScimPreconditionFailed`]. Each registered consumer gets a pending change naming `client`, with the
-    /// resource as it was, in the same transaction.
+    /// [`StoreError::ScimPreconditionFailed`]. Each registered consumer gets a pending change
+    /// naming `client`, with the resource as it was, and the audit chain the deletion, in the
+    /// same transaction.
     pub async fn scim_delete(
         &self,
         resource_type: &str,
@@ -413,35 +688,50 @@ impl Store {
         now_ms: i64,
         client: &str,
     ) -> Result<(), StoreError> {
+        self.scim_delete_checked(resource_type, id, expected_version, now_ms, client, |_| {
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .await
+        .map_err(|err| match err {
+            ScimWriteError::Store(err) => err,
+            ScimWriteError::Rejected(never) => match never {},
+        })
+    }
+
+    /// [`Store::scim_delete`] after `check` accepted the stored resource (read under the
+    /// resource's lock); its error is [`ScimWriteError::Rejected`] and deletes nothing.
+    pub async fn scim_delete_checked<E>(
+        &self,
+        resource_type: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        now_ms: i64,
+        client: &str,
+        check: impl FnOnce(&ScimResource) -> Result<(), E>,
+    ) -> Result<(), ScimWriteError<E>> {
         let fail = |e| self.ctx.query_failed("delete SCIM resource", e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
         lock_resource(&mut tx, resource_type, id)
             .await
             .map_err(fail)?;
-        let row = sqlx::query(
-            "SELECT version, resource_json FROM scim_resources WHERE resource_type = $1 AND id = $2",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(fail)?;
-        let Some(row) = row else {
-            return Err(StoreError::ScimNotFound {
+        let (stored, _, previous) = self
+            .read_locked(&mut tx, resource_type, id)
+            .await?
+            .ok_or_else(|| StoreError::ScimNotFound {
                 resource_type: resource_type.to_owned(),
                 id: id.to_owned(),
-            });
-        };
-        let found: i64 = row.try_get(0).map_err(fail)?;
-        let previous: String = row.try_get(1).map_err(fail)?;
+            })?;
+        let found = stored.version;
         if let Some(expected) = expected_version.filter(|expected| *expected != found) {
             return Err(StoreError::ScimPreconditionFailed {
                 resource_type: resource_type.to_owned(),
                 id: id.to_owned(),
                 expected,
                 found,
-            });
+            }
+            .into());
         }
+        check(&stored).map_err(ScimWriteError::Rejected)?;
         sqlx::query("DELETE FROM scim_resources WHERE resource_type = $1 AND id = $2")
             .bind(resource_type)
             .bind(id)
@@ -451,6 +741,16 @@ impl Store {
         record_change(&mut tx, client, resource_type, id, Some(&previous), now_ms)
             .await
             .map_err(fail)?;
+        let event = write_event(
+            ScimWriteKind::Delete,
+            resource_type,
+            id,
+            client,
+            now_ms,
+            Some(&stored.resource),
+            None,
+        );
+        self.append_audit_in(&mut tx, vec![event]).await?;
         tx.commit().await.map_err(fail)?;
         Ok(())
     }
@@ -585,12 +885,26 @@ impl Store {
             .map_err(fail)
     }
 
-    /// Issues a token to `client` and returns `(token id, secret)`. The secret is not stored and
-    /// cannot be shown again. A client with an active token is refused
-    /// ([`StoreError::ScimTokenExists`]); a revoked one is replaced.
+    /// Issues a token to `client` that never expires and may write any group, audited with
+    /// the actor `operator`; see [`Store::issue_scim_token`].
     pub async fn create_scim_token(
         &self,
         client: &str,
+        now_ms: i64,
+    ) -> Result<(String, String), StoreError> {
+        self.issue_scim_token(client, &ScimTokenOptions::default(), "operator", now_ms)
+            .await
+    }
+
+    /// Issues a token to `client` and returns `(token id, secret)`. The secret is not stored and
+    /// cannot be shown again. A client with a token that is not revoked is refused
+    /// ([`StoreError::ScimTokenExists`]); a revoked one is replaced. The issue is audited
+    /// (`scim_token.create`, by `actor`) in the same transaction.
+    pub async fn issue_scim_token(
+        &self,
+        client: &str,
+        options: &ScimTokenOptions,
+        actor: &str,
         now_ms: i64,
     ) -> Result<(String, String), StoreError> {
         let fail = |e| self.ctx.query_failed("create SCIM token", e);
@@ -624,13 +938,22 @@ impl Store {
         }
         let id = uuid::Uuid::now_v7().to_string();
         let secret = new_secret();
+        let expires_ms = options.lifetime_ms.map(|l| now_ms.saturating_add(l));
+        let groups_json = options
+            .groups
+            .as_ref()
+            .map(|g| Value::from(g.clone()).to_string());
         sqlx::query(
-            "INSERT INTO scim_tokens (id, client, token_sha256, created_ms) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO scim_tokens (id, client, token_sha256, created_ms, expires_ms, \
+             lifetime_ms, groups_json) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&id)
         .bind(client)
         .bind(sha256_hex(&secret))
         .bind(now_ms)
+        .bind(expires_ms)
+        .bind(options.lifetime_ms)
+        .bind(groups_json)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -642,99 +965,313 @@ impl Store {
                 fail(e)
             }
         })?;
+        let mut event = token_event(op::SCIM_TOKEN_CREATE, client, actor, now_ms);
+        event.after = Some(serde_json::json!({
+            "expires_ms": expires_ms,
+            "groups": options.groups,
+        }));
+        self.append_audit_in(&mut tx, vec![event]).await?;
         tx.commit().await.map_err(fail)?;
         Ok((id, secret))
     }
 
-    /// Replaces the active token of `client` with a new one and returns its secret; the old
-    /// token stops working at once.
+    /// Replaces the token of `client` with a new one and returns its secret; the old token
+    /// stops working at once. See [`Store::rotate_scim_token_with`].
     pub async fn rotate_scim_token(&self, client: &str, now_ms: i64) -> Result<String, StoreError> {
+        self.rotate_scim_token_with(client, 0, None, "operator", now_ms)
+            .await
+            .map(|rotation| rotation.secret)
+    }
+
+    /// Replaces the token of `client` (not revoked; it may have expired) with a new one. The
+    /// old token keeps working for `grace_ms` more (never past its own expiry; 0: it stops at
+    /// once), so the identity provider can be switched over; a token rotated before is
+    /// forgotten. The new token lives for `lifetime_ms`, or as long as the client's tokens
+    /// were issued for. Audited (`scim_token.rotate`, by `actor`) in the same transaction.
+    pub async fn rotate_scim_token_with(
+        &self,
+        client: &str,
+        grace_ms: i64,
+        lifetime_ms: Option<i64>,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<ScimRotation, StoreError> {
+        let fail = |e| self.ctx.query_failed("rotate SCIM token", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        sqlx::query("UPDATE scim_tokens SET client = client WHERE client = $1")
+            .bind(client)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let row = sqlx::query(
+            "SELECT token_sha256, expires_ms, lifetime_ms FROM scim_tokens \
+             WHERE client = $1 AND revoked_ms IS NULL",
+        )
+        .bind(client)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let Some(row) = row else {
+            return Err(StoreError::ScimTokenMissing {
+                client: client.to_owned(),
+            });
+        };
+        let old_hash: String = row.try_get(0).map_err(fail)?;
+        let old_expires: Option<i64> = row.try_get(1).map_err(fail)?;
+        let old_lifetime: Option<i64> = row.try_get(2).map_err(fail)?;
+        let lifetime_ms = lifetime_ms.or(old_lifetime);
+        let expires_ms = lifetime_ms.map(|l| now_ms.saturating_add(l));
+        let grace_until = now_ms.saturating_add(grace_ms.max(0));
+        let previous_until = (grace_ms > 0)
+            .then(|| old_expires.map_or(grace_until, |e| e.min(grace_until)))
+            .filter(|until| *until > now_ms);
         let secret = new_secret();
-        let updated = sqlx::query(
-            "UPDATE scim_tokens SET token_sha256 = $1, created_ms = $2, last_used_ms = NULL \
-             WHERE client = $3 AND revoked_ms IS NULL",
+        sqlx::query(
+            "UPDATE scim_tokens SET token_sha256 = $1, created_ms = $2, last_used_ms = NULL, \
+             expires_ms = $3, lifetime_ms = $4, previous_sha256 = $5, previous_expires_ms = $6 \
+             WHERE client = $7",
         )
         .bind(sha256_hex(&secret))
         .bind(now_ms)
+        .bind(expires_ms)
+        .bind(lifetime_ms)
+        .bind(previous_until.map(|_| old_hash))
+        .bind(previous_until)
         .bind(client)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(|e| self.ctx.query_failed("rotate SCIM token", e))?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::ScimTokenMissing {
-                client: client.to_owned(),
-            });
-        }
-        Ok(secret)
+        .map_err(fail)?;
+        let mut event = token_event(op::SCIM_TOKEN_ROTATE, client, actor, now_ms);
+        event.after = Some(serde_json::json!({
+            "expires_ms": expires_ms,
+            "previous_valid_until_ms": previous_until,
+        }));
+        self.append_audit_in(&mut tx, vec![event]).await?;
+        tx.commit().await.map_err(fail)?;
+        Ok(ScimRotation {
+            secret,
+            expires_ms,
+            previous_valid_until_ms: previous_until,
+        })
     }
 
-    /// Revokes the active token of `client`.
+    /// Revokes the token of `client` (and a rotated one still in its grace), audited with the
+    /// actor `operator`; see [`Store::revoke_scim_token_by`].
     pub async fn revoke_scim_token(&self, client: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.revoke_scim_token_by(client, "operator", now_ms).await
+    }
+
+    /// Revokes the token of `client`, and with it a rotated one still in its grace: the
+    /// client's requests are refused from now on. Audited (`scim_token.revoke`, by `actor`) in
+    /// the same transaction.
+    pub async fn revoke_scim_token_by(
+        &self,
+        client: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let fail = |e| self.ctx.query_failed("revoke SCIM token", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
         let updated = sqlx::query(
-            "UPDATE scim_tokens SET revoked_ms = $1 WHERE client = $2 AND revoked_ms IS NULL",
+            "UPDATE scim_tokens SET revoked_ms = $1, previous_sha256 = NULL, \
+             previous_expires_ms = NULL WHERE client = $2 AND revoked_ms IS NULL",
         )
         .bind(now_ms)
         .bind(client)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(|e| self.ctx.query_failed("revoke SCIM token", e))?;
+        .map_err(fail)?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::ScimTokenMissing {
                 client: client.to_owned(),
             });
         }
-        Ok(())
+        let event = token_event(op::SCIM_TOKEN_REVOKE, client, actor, now_ms);
+        self.append_audit_in(&mut tx, vec![event]).await?;
+        tx.commit().await.map_err(fail)
     }
 
     /// Every token, active or revoked, by client; never a secret.
     pub async fn list_scim_tokens(&self) -> Result<Vec<ScimToken>, StoreError> {
+        let fail = |e| self.ctx.query_failed("list SCIM tokens", e);
         let rows = sqlx::query(
-            "SELECT id, client, created_ms, last_used_ms, revoked_ms FROM scim_tokens \
-             ORDER BY client",
+            "SELECT id, client, created_ms, last_used_ms, revoked_ms, expires_ms, \
+             previous_expires_ms, groups_json FROM scim_tokens ORDER BY client",
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| self.ctx.query_failed("list SCIM tokens", e))?;
+        .map_err(fail)?;
         rows.iter()
             .map(|r| {
+                let groups: Option<String> = r.try_get("groups_json").map_err(fail)?;
+                let client: String = r.try_get("client").map_err(fail)?;
                 Ok(ScimToken {
-                    id: r.try_get("id")?,
-                    client: r.try_get("client")?,
-                    created_ms: r.try_get("created_ms")?,
-                    last_used_ms: r.try_get("last_used_ms")?,
-                    revoked_ms: r.try_get("revoked_ms")?,
+                    id: r.try_get("id").map_err(fail)?,
+                    groups: self.token_groups(&client, groups.as_deref())?,
+                    client,
+                    created_ms: r.try_get("created_ms").map_err(fail)?,
+                    last_used_ms: r.try_get("last_used_ms").map_err(fail)?,
+                    revoked_ms: r.try_get("revoked_ms").map_err(fail)?,
+                    expires_ms: r.try_get("expires_ms").map_err(fail)?,
+                    previous_expires_ms: r.try_get("previous_expires_ms").map_err(fail)?,
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| self.ctx.query_failed("list SCIM tokens", e))
+            .collect()
     }
 
-    /// The client whose active token `secret` is, recording the use; `None` for an unknown or
-    /// revoked token.
+    fn token_groups(
+        &self,
+        client: &str,
+        text: Option<&str>,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        text.map(|text| {
+            serde_json::from_str(text).map_err(|_| StoreError::ScimTokenUnreadable {
+                client: client.to_owned(),
+                location: self.ctx.location.clone(),
+            })
+        })
+        .transpose()
+    }
+
+    /// The client whose token `secret` is, recording the use; `None` for an unknown,
+    /// revoked or expired token, or a rotated one past its grace.
     pub async fn authenticate_scim_token(
         &self,
         secret: &str,
         now_ms: i64,
     ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .authenticate_scim_client(secret, now_ms)
+            .await?
+            .map(|client| client.name))
+    }
+
+    /// [`Store::authenticate_scim_token`] with the client's group allowance.
+    pub async fn authenticate_scim_client(
+        &self,
+        secret: &str,
+        now_ms: i64,
+    ) -> Result<Option<ScimClient>, StoreError> {
         let fail = |e| self.ctx.query_failed("check SCIM token", e);
         let hash = sha256_hex(secret);
-        let client: Option<String> = sqlx::query_scalar(
-            "SELECT client FROM scim_tokens WHERE token_sha256 = $1 AND revoked_ms IS NULL",
+        let row = sqlx::query(
+            "SELECT client, groups_json FROM scim_tokens WHERE revoked_ms IS NULL AND ( \
+             (token_sha256 = $1 AND (expires_ms IS NULL OR expires_ms > $2)) \
+             OR (previous_sha256 = $1 AND previous_expires_ms > $2))",
         )
         .bind(&hash)
+        .bind(now_ms)
         .fetch_optional(&self.pool)
         .await
         .map_err(fail)?;
-        if client.is_some() {
-            sqlx::query("UPDATE scim_tokens SET last_used_ms = $1 WHERE token_sha256 = $2")
-                .bind(now_ms)
-                .bind(&hash)
-                .execute(&self.pool)
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let name: String = row.try_get(0).map_err(fail)?;
+        let groups: Option<String> = row.try_get(1).map_err(fail)?;
+        let groups = self.token_groups(&name, groups.as_deref())?;
+        sqlx::query("UPDATE scim_tokens SET last_used_ms = $1 WHERE client = $2")
+            .bind(now_ms)
+            .bind(&name)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+        Ok(Some(ScimClient { name, groups }))
+    }
+
+    /// Removes `password` (top-level, any spelling) from every stored User and every outbox
+    /// copy of one: airlock never stores one any more, but a store written by an older airlock
+    /// may hold some. The resource's version is not bumped (what clients can read is
+    /// unchanged: a password was never returned). Returns how many rows were cleaned.
+    pub(crate) async fn scrub_scim_passwords(&self) -> Result<u64, StoreError> {
+        const OP: &str = "remove stored SCIM passwords";
+        let fail = |e| self.ctx.query_failed(OP, e);
+        let mut cleaned = 0;
+        for (select, update) in [
+            (
+                "SELECT id, resource_json FROM scim_resources WHERE resource_type = 'User' \
+                 AND LOWER(resource_json) LIKE '%password%'",
+                "UPDATE scim_resources SET resource_json = $1 WHERE resource_type = 'User' AND id = $2",
+            ),
+            (
+                "SELECT id, previous_json FROM scim_changes WHERE resource_type = 'User' \
+                 AND LOWER(previous_json) LIKE '%password%'",
+                "UPDATE scim_changes SET previous_json = $1 WHERE id = $2",
+            ),
+        ] {
+            let rows = sqlx::query(select)
+                .fetch_all(&self.pool)
                 .await
                 .map_err(fail)?;
+            for row in rows {
+                let id: String = row.try_get(0).map_err(fail)?;
+                let text: String = row.try_get(1).map_err(fail)?;
+                let Ok(Value::Object(mut resource)) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                let before = resource.len();
+                resource.retain(|key, _| !key.eq_ignore_ascii_case("password"));
+                if resource.len() == before {
+                    continue;
+                }
+                sqlx::query(update)
+                    .bind(Value::Object(resource).to_string())
+                    .bind(&id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(fail)?;
+                cleaned += 1;
+            }
         }
-        Ok(client)
+        Ok(cleaned)
     }
+
+    /// Sets the unique key of every Group that has none (migration 8 cleared them, to fold
+    /// them case-insensitively), oldest first. A group whose key an older group holds keeps
+    /// none and is returned (`(id, displayName)`), so that opening the store can say so.
+    pub(crate) async fn rekey_scim_groups(&self) -> Result<Vec<(String, String)>, StoreError> {
+        const OP: &str = "rekey SCIM groups";
+        let fail = |e| self.ctx.query_failed(OP, e);
+        let rows = sqlx::query(
+            "SELECT id, resource_json FROM scim_resources \
+             WHERE resource_type = 'Group' AND unique_key IS NULL ORDER BY created_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        let mut duplicates = Vec::new();
+        for (id, group) in self
+            .resources_from_rows(OP, "Group", &rows)?
+            .into_iter()
+            .map(|g| (g["id"].as_str().unwrap_or_default().to_owned(), g))
+        {
+            let Some(name) = group["displayName"].as_str() else {
+                continue;
+            };
+            let set = sqlx::query(
+                "UPDATE scim_resources SET unique_key = $1 \
+                 WHERE resource_type = 'Group' AND id = $2 AND unique_key IS NULL",
+            )
+            .bind(group_key(name))
+            .bind(&id)
+            .execute(&self.pool)
+            .await;
+            match set {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => duplicates.push((id, name.to_owned())),
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        Ok(duplicates)
+    }
+}
+
+fn token_event(operation: &str, client: &str, actor: &str, now_ms: i64) -> NewEvent {
+    let mut event = NewEvent::new(at(now_ms), actor, operation, Outcome::Succeeded);
+    event.target = Some(Target::ScimClient {
+        client: client.to_owned(),
+    });
+    event
 }
 
 /// Takes the write lock on one resource first thing in a transaction: a deferred SQLite
@@ -811,7 +1348,7 @@ mod tests {
     }
 
     #[test]
-    fn user_names_are_unique_case_insensitively_and_group_names_exactly() {
+    fn user_names_and_group_names_are_unique_case_insensitively() {
         let user = serde_json::json!({"userName": "Ada@Example.com"});
         assert_eq!(
             unique_key("User", &user),
@@ -820,7 +1357,7 @@ mod tests {
         let group = serde_json::json!({"displayName": "Data Eng"});
         assert_eq!(
             unique_key("Group", &group),
-            ("displayName", Some("Data Eng".to_owned()))
+            ("displayName", Some("data eng".to_owned()))
         );
     }
 }

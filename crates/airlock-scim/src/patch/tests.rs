@@ -380,8 +380,29 @@ fn password_values_never_appear_in_errors() {
     .expect_err("not a boolean");
     assert!(!err.to_json().to_string().contains("hunter2"));
     let out = patch_user(json!([{"op": "replace", "path": "password", "value": "hunter2"}]))
-        .expect("passwords can be set");
-    assert_eq!(out["password"], "hunter2");
+        .expect("setting a password is accepted");
+    assert!(
+        !out.to_string().contains("hunter2"),
+        "a password is accepted but never kept: {out}"
+    );
+}
+
+#[test]
+fn a_user_name_with_a_control_character_is_an_invalid_value() {
+    for name in [
+        "a\u{0}b",
+        "a\nb",
+        "\u{1b}[31mroot",
+        "tab\there",
+        "del\u{7f}",
+    ] {
+        let err = patch_user(json!([{"op": "replace", "path": "userName", "value": name}]))
+            .expect_err("control characters are refused");
+        assert_eq!(err.scim_type, Some(ScimType::InvalidValue), "{name:?}");
+        assert!(!err.detail.contains(name), "{}", err.detail);
+    }
+    patch_user(json!([{"op": "replace", "path": "userName", "value": "ada.lovelace@example.com"}]))
+        .expect("a plain name is fine");
 }
 
 #[test]

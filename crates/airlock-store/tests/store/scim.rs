@@ -21,7 +21,128 @@ on_both_backends!(
     replaces_succeed_while_another_store_writes_the_same_database,
     every_write_leaves_a_pending_change_per_consumer_until_acknowledged,
     a_refused_write_leaves_no_pending_change,
+    group_names_left_unkeyed_by_the_migration_are_keyed_oldest_first_and_duplicates_kept,
+    passwords_an_older_airlock_stored_are_removed_when_the_store_is_opened,
 );
+
+/// Before airlock dropped SCIM passwords it stored them, in the resource and in the outbox's
+/// copy of the resource as it was. Opening the store removes them, and nothing else.
+async fn passwords_an_older_airlock_stored_are_removed_when_the_store_is_opened(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let store = db.open().await;
+    store
+        .scim_register_consumers(&["prod".to_owned()], 1)
+        .await?;
+    let ada = store
+        .scim_create(
+            "User",
+            json!({"userName": "ada", "title": "password expert"}),
+            10,
+            "idp",
+        )
+        .await?;
+    let raw = db.raw_pool().await;
+    let mut old = ada.resource.clone();
+    old["Password"] = json!("Old-Secret-9zz");
+    sqlx::query("UPDATE scim_resources SET resource_json = $1 WHERE id = $2")
+        .bind(old.to_string())
+        .bind(&ada.id)
+        .execute(&raw)
+        .await?;
+    sqlx::query(
+        "INSERT INTO scim_changes (id, consumer, resource_type, resource_id, previous_json, \
+         changed_ms, client) VALUES ('c-old', 'prod', 'User', $1, $2, 20, 'idp')",
+    )
+    .bind(&ada.id)
+    .bind(old.to_string())
+    .execute(&raw)
+    .await?;
+    store.close().await;
+    let store = db.open().await;
+    let mut texts: Vec<String> = Vec::new();
+    for sql in [
+        "SELECT resource_json FROM scim_resources",
+        "SELECT COALESCE(previous_json, '') FROM scim_changes",
+    ] {
+        for row in sqlx::query(sql).fetch_all(&raw).await? {
+            texts.push(row.try_get(0)?);
+        }
+    }
+    ensure!(texts.len() == 3, "{texts:?}");
+    for text in &texts {
+        ensure!(
+            !text.contains("Old-Secret-9zz"),
+            "a password is still stored: {text}"
+        );
+    }
+    let stored = store.scim_get("User", &ada.id).await?.context("ada")?;
+    ensure!(stored.version == 1 && stored.resource["title"] == "password expert");
+    ensure!(stored.resource == ada.resource, "{}", stored.resource);
+    let pending = store.scim_pending_changes("prod", 10).await?;
+    ensure!(pending.len() == 2, "{pending:?}");
+    Ok(())
+}
+
+/// Migration 8 clears every Group's key (they were exact, now folded); opening the store sets
+/// them again. Two groups that differ only in case (allowed before) must both survive: the
+/// older one gets the key, the younger keeps none, and the name stays taken.
+async fn group_names_left_unkeyed_by_the_migration_are_keyed_oldest_first_and_duplicates_kept(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let store = db.open().await;
+    let raw = db.raw_pool().await;
+    for (id, name, created) in [
+        ("g-young", "OPS", 200_i64),
+        ("g-old", "Ops", 100),
+        ("g-dev", "Dev", 300),
+    ] {
+        let resource = json!({"id": id, "displayName": name, "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]});
+        sqlx::query(
+            "INSERT INTO scim_resources (resource_type, id, unique_key, external_id, version, \
+             created_ms, modified_ms, resource_json) VALUES ('Group', $1, NULL, NULL, 1, $2, $2, $3)",
+        )
+        .bind(id)
+        .bind(created)
+        .bind(resource.to_string())
+        .execute(&raw)
+        .await?;
+    }
+    store.close().await;
+    let store = db.open().await;
+    let keys: Vec<(String, Option<String>)> = sqlx::query(
+        "SELECT id, unique_key FROM scim_resources WHERE resource_type = 'Group' ORDER BY id",
+    )
+    .fetch_all(&raw)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    ensure!(
+        keys == vec![
+            ("g-dev".to_owned(), Some("dev".to_owned())),
+            ("g-old".to_owned(), Some("ops".to_owned())),
+            ("g-young".to_owned(), None),
+        ],
+        "{keys:?}"
+    );
+    ensure!(
+        store.scim_list("Group").await?.len() == 3,
+        "nothing is dropped"
+    );
+    let found = store.scim_find_unique("Group", "oPS").await?;
+    ensure!(found.len() == 1 && found[0]["id"] == "g-old", "{found:?}");
+    let err = store
+        .scim_create("Group", json!({"displayName": "ops"}), 400, "idp")
+        .await
+        .expect_err("the name is taken");
+    ensure!(matches!(err, StoreError::ScimConflict { .. }), "{err}");
+    // Reopening changes nothing more.
+    store.close().await;
+    let store = db.open().await;
+    ensure!(store.scim_find_unique("Group", "ops").await?.len() == 1);
+    Ok(())
+}
 
 /// The outbox that drives targeted reconciles: written with the resource, one row per
 /// consumer, carrying the resource as it was before the write.
