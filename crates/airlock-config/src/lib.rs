@@ -8,12 +8,14 @@
 //!
 //! This crate does not open connections or decide what the configuration *means* for a run.
 
+mod checkpoints;
 mod env;
 mod policy;
 mod raw;
 mod secret;
 mod validate;
 
+pub use checkpoints::{AuditConfig, CheckpointConfig, RawAudit, RawCheckpoints};
 pub use raw::{ApiGeneration, RawConfig};
 pub use secret::{SecretSource, SecretString};
 pub use validate::{
