@@ -67,7 +67,7 @@ pub async fn checkpoint(config: &Config, store: &Store) -> anyhow::Result<ExitCo
                 );
             }
             if let Some(u) = &cfg.url {
-                to.push(format!("{}://{}{}", u.scheme(), u.authority(), u.path()));
+                to.push(airlock_engine::checkpoint::shown_url(u));
             }
             println!(
                 "checkpoint signed by {}: {} events, head {}; written to {}",

@@ -257,17 +257,23 @@ fn add_to_directory(dir: &Path, size: u64, note: &str) -> Result<(), CheckpointE
     replace_file(&path, note)
 }
 
+/// `url` as it may be shown: without credentials, query or fragment (they may hold a token).
+pub fn shown_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
 async fn post(
     url: &url::Url,
     timeout: std::time::Duration,
     note: &str,
 ) -> Result<(), CheckpointError> {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
     let fail = |reason: String| CheckpointError::Post {
-        url: shown.to_string(),
+        url: shown_url(url),
         reason,
     };
     let client = reqwest::Client::builder()

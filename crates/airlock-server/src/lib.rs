@@ -225,8 +225,10 @@ pub async fn run(
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "scheduler task failed");
     }
-    if let Some(Err(e)) = futures_join(checkpoints).await {
-        tracing::error!(error = %e, "checkpoint task failed");
+    if let Some(task) = checkpoints {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "checkpoint task failed");
+        }
     }
     keeper.release_all().await;
     store.close().await;
@@ -234,12 +236,3 @@ pub async fn run(
     served
 }
 
-/// Awaits the task if there is one.
-async fn futures_join(
-    task: Option<tokio::task::JoinHandle<()>>,
-) -> Option<Result<(), tokio::task::JoinError>> {
-    match task {
-        Some(t) => Some(t.await),
-        None => None,
-    }
-}
