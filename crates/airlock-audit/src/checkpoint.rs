@@ -80,7 +80,9 @@ impl Checkpoint {
         {
             return Err(Bad("the tree size is not a decimal number"));
         }
-        let seq: u64 = size.parse().map_err(|_| Bad("the tree size is too large"))?;
+        let seq: u64 = size
+            .parse()
+            .map_err(|_| Bad("the tree size is too large"))?;
         let hash = lines.next().ok_or(Bad("no root hash line"))?;
         let hash = B64
             .decode(hash)
@@ -110,10 +112,7 @@ pub fn sign_checkpoint(signer: &NoteSigner, head: &Head) -> Result<String, Check
 
 /// Checks a signed checkpoint with `verifier` and reads it: the signature first, then that
 /// the text is a checkpoint of the key's log.
-pub fn open_checkpoint(
-    verifier: &NoteVerifier,
-    note: &str,
-) -> Result<Checkpoint, CheckpointError> {
+pub fn open_checkpoint(verifier: &NoteVerifier, note: &str) -> Result<Checkpoint, CheckpointError> {
     let text = verifier.open(note)?;
     let checkpoint = Checkpoint::parse_body(text)?;
     if checkpoint.origin != verifier.name() {
@@ -210,7 +209,10 @@ mod tests {
         assert_eq!(lines.next(), Some(B64.encode([0xab; 32]).as_str()));
         assert_eq!(lines.next(), Some(""));
         let sig = lines.next().expect("a signature line");
-        assert!(sig.starts_with("\u{2014} airlock.example.com/prod "), "{sig}");
+        assert!(
+            sig.starts_with("\u{2014} airlock.example.com/prod "),
+            "{sig}"
+        );
         assert_eq!(lines.next(), None);
     }
 

@@ -207,9 +207,9 @@ fn split_note(note: &str) -> Result<(&str, std::str::Lines<'_>), NoteError> {
 
 fn parse_signature_line(line: &str) -> Result<(&str, Vec<u8>), NoteError> {
     use NoteError::Malformed as Bad;
-    let rest = line
-        .strip_prefix(SIG_PREFIX)
-        .ok_or(Bad("a signature line does not start with an em dash and a space"))?;
+    let rest = line.strip_prefix(SIG_PREFIX).ok_or(Bad(
+        "a signature line does not start with an em dash and a space",
+    ))?;
     let (name, blob) = rest
         .split_once(' ')
         .ok_or(Bad("a signature line is not `— <name> <base64>`"))?;
@@ -348,7 +348,10 @@ mod tests {
         assert_eq!(signer.verifier().to_string(), PETER_VERIFIER);
         assert_eq!(signer.sign(PETER_TEXT).expect("valid text"), peter_note());
         assert_eq!(signer.to_private_text(), PETER_SIGNER);
-        assert!(!format!("{signer:?}").contains("AYEK"), "Debug hides the key");
+        assert!(
+            !format!("{signer:?}").contains("AYEK"),
+            "Debug hides the key"
+        );
     }
 
     #[test]

@@ -108,24 +108,32 @@ impl World {
         let store = self.store();
         self.rt.block_on(async {
             for i in 0..n {
-                store
-                    .append_audit(vec![event(i)])
-                    .await
-                    .expect("append");
+                store.append_audit(vec![event(i)]).await.expect("append");
             }
             store.close().await;
         });
     }
 
     fn checkpoint(&self) -> String {
-        let out = self.airlock().args(["audit", "checkpoint"]).assert().success();
+        let out = self
+            .airlock()
+            .args(["audit", "checkpoint"])
+            .assert()
+            .success();
         String::from_utf8_lossy(&out.get_output().stdout).into_owned()
     }
 
     /// `airlock audit verify --checkpoint FILE --public-key KEY`.
     fn verify_with(&self, checkpoint: &str, key: &str) -> assert_cmd::assert::Assert {
         self.airlock()
-            .args(["audit", "verify", "--checkpoint", checkpoint, "--public-key", key])
+            .args([
+                "audit",
+                "verify",
+                "--checkpoint",
+                checkpoint,
+                "--public-key",
+                key,
+            ])
             .assert()
     }
 
@@ -251,18 +259,21 @@ fn a_checkpoint_verifies_and_keeps_verifying_as_the_chain_grows(postgres: bool) 
     );
     let note = std::fs::read_to_string(w.path("checkpoint")).expect("file destination");
     assert!(note.starts_with(&format!("{KEY_NAME}\n4\n")), "{note}");
-    assert!(note.contains(&format!("\n\n\u{2014} {KEY_NAME} ")), "{note}");
+    assert!(
+        note.contains(&format!("\n\n\u{2014} {KEY_NAME} ")),
+        "{note}"
+    );
     let in_dir = std::fs::read_to_string(w.path("checkpoints/00000000000000000004.checkpoint"))
         .expect("directory destination, named by size");
     assert_eq!(in_dir, note);
 
-    w.verify().success().stdout(predicate::str::contains(
-        "audit trail intact: 4 events",
-    ));
+    w.verify()
+        .success()
+        .stdout(predicate::str::contains("audit trail intact: 4 events"));
     w.append(3);
-    w.verify().success().stdout(predicate::str::contains(
-        "audit trail intact: 7 events",
-    ));
+    w.verify()
+        .success()
+        .stdout(predicate::str::contains("audit trail intact: 7 events"));
     // The key can also be given as a file holding it.
     std::fs::write(w.path("verifier.pub"), format!("{}\n", w.public_key)).expect("write");
     w.verify_with("checkpoint", "verifier.pub").success();
@@ -272,8 +283,12 @@ fn a_checkpoint_verifies_and_keeps_verifying_as_the_chain_grows(postgres: bool) 
     assert!(std::fs::read_to_string(w.path("checkpoint"))
         .expect("file")
         .starts_with(&format!("{KEY_NAME}\n7\n")));
-    assert!(w.path("checkpoints/00000000000000000004.checkpoint").exists());
-    assert!(w.path("checkpoints/00000000000000000007.checkpoint").exists());
+    assert!(w
+        .path("checkpoints/00000000000000000004.checkpoint")
+        .exists());
+    assert!(w
+        .path("checkpoints/00000000000000000007.checkpoint")
+        .exists());
     w.verify_with("checkpoints/00000000000000000004.checkpoint", &w.public_key)
         .success();
 }
@@ -339,7 +354,10 @@ fn a_chain_reset_to_genesis_contradicts_the_checkpoint(postgres: bool) {
     ]);
     w.airlock().args(["audit", "verify"]).assert().success();
     let err = stderr_of(w.verify().code(1));
-    assert!(err.contains("holds 0 events but a signed checkpoint records 3"), "{err}");
+    assert!(
+        err.contains("holds 0 events but a signed checkpoint records 3"),
+        "{err}"
+    );
     w.append(6);
     w.airlock()
         .args(["audit", "verify"])
@@ -380,7 +398,9 @@ fn a_tampered_checkpoint_or_another_key_is_refused(postgres: bool) {
     w.checkpoint();
     let err = stderr_of(w.verify().code(1));
     assert!(
-        err.contains(&format!("rejected: the note carries no signature by key {KEY_NAME} (key id")),
+        err.contains(&format!(
+            "rejected: the note carries no signature by key {KEY_NAME} (key id"
+        )),
         "{err}"
     );
 
@@ -420,7 +440,9 @@ fn airlock_refuses_to_sign_a_chain_that_contradicts_its_last_checkpoint(postgres
         before,
         "the last good checkpoint is kept"
     );
-    assert!(!w.path("checkpoints/00000000000000000005.checkpoint").exists());
+    assert!(!w
+        .path("checkpoints/00000000000000000005.checkpoint")
+        .exists());
 }
 
 #[test]
@@ -437,11 +459,20 @@ fn keygen_writes_a_private_key_only_its_owner_can_read_and_prints_only_the_publi
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     let private = std::fs::read_to_string(dir.path().join("k")).expect("key file");
-    assert!(private.starts_with(&format!("PRIVATE+KEY+{KEY_NAME}+")), "the Go note format");
+    assert!(
+        private.starts_with(&format!("PRIVATE+KEY+{KEY_NAME}+")),
+        "the Go note format"
+    );
     let secret = private.trim().rsplit('+').next().expect("key data");
-    assert!(!stdout.contains(secret) && !stderr.contains(secret), "the private key is never printed");
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "the private key is never printed"
+    );
     assert!(stdout.starts_with(&format!("{KEY_NAME}+")), "{stdout}");
-    let mode = std::fs::metadata(dir.path().join("k")).expect("meta").permissions().mode();
+    let mode = std::fs::metadata(dir.path().join("k"))
+        .expect("meta")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 
     // An existing key is never replaced.
@@ -451,8 +482,13 @@ fn keygen_writes_a_private_key_only_its_owner_can_read_and_prints_only_the_publi
         .args(["audit", "keygen", "--out", "k", "--name", KEY_NAME])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("k already exists; refusing to replace a signing key"));
-    assert_eq!(std::fs::read_to_string(dir.path().join("k")).expect("key"), private);
+        .stderr(predicate::str::contains(
+            "k already exists; refusing to replace a signing key",
+        ));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("k")).expect("key"),
+        private
+    );
     // A name the format cannot carry.
     Command::cargo_bin("airlock")
         .expect("binary")
@@ -483,7 +519,10 @@ fn a_key_file_others_can_read_or_a_missing_one_stops_the_command_naming_the_file
     std::fs::remove_file(&key).expect("rm");
     let err = stderr_of(w.airlock().args(["config", "check"]).assert().code(2));
     assert!(
-        err.contains(&format!("audit.checkpoints.signing_key_file: cannot read signing key file {}", key.display())),
+        err.contains(&format!(
+            "audit.checkpoints.signing_key_file: cannot read signing key file {}",
+            key.display()
+        )),
         "{err}"
     );
 }
@@ -511,7 +550,11 @@ fn a_checkpoint_is_posted_to_a_url() {
             if let Some(end) = text.find("\r\n\r\n") {
                 let len: usize = text
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().expect("length")))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse().expect("length"))
+                    })
                     .expect("content-length");
                 if request.len() >= end + 4 + len {
                     conn.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
@@ -522,15 +565,23 @@ fn a_checkpoint_is_posted_to_a_url() {
         }
     });
     let out = w.checkpoint();
-    assert!(out.contains(&format!("http://127.0.0.1:{port}/witness")), "{out}");
+    assert!(
+        out.contains(&format!("http://127.0.0.1:{port}/witness")),
+        "{out}"
+    );
     assert!(
         !out.contains("s3cret") && !out.contains("pa55word"),
         "credentials are not shown: {out}"
     );
     let request = receiver.join().expect("receiver");
-    assert!(request.starts_with("POST /witness?token=s3cret HTTP/1.1"), "{request}");
     assert!(
-        request.to_ascii_lowercase().contains("authorization: basic "),
+        request.starts_with("POST /witness?token=s3cret HTTP/1.1"),
+        "{request}"
+    );
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("authorization: basic "),
         "credentials in the URL are sent as basic auth: {request}"
     );
     let body = &request[request.find("\r\n\r\n").expect("body") + 4..];
@@ -565,7 +616,10 @@ fn newest_in(dir: &std::path::Path) -> Option<u64> {
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     while !done() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
@@ -596,7 +650,14 @@ fn serve_writes_a_checkpoint_at_start_and_after_the_chain_grew() {
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("airlock"))
         .current_dir(w.dir.path())
         .env_remove("AIRLOCK_CONFIG")
-        .args(["--config", "airlock.toml", "--log", "debug", "serve", "--listen"])
+        .args([
+            "--config",
+            "airlock.toml",
+            "--log",
+            "debug",
+            "serve",
+            "--listen",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -605,13 +666,18 @@ fn serve_writes_a_checkpoint_at_start_and_after_the_chain_grew() {
         .expect("airlock serve");
     let _serve = Serve(child);
     let dir = w.path("checkpoints");
-    wait_for("the first checkpoint", || newest_in(&dir).is_some_and(|n| n >= 3));
+    wait_for("the first checkpoint", || {
+        newest_in(&dir).is_some_and(|n| n >= 3)
+    });
     let first = newest_in(&dir).expect("a checkpoint");
     w.append(2);
     wait_for("a checkpoint of the grown chain", || {
         newest_in(&dir).is_some_and(|n| n >= first + 2)
     });
-    let newest = dir.join(format!("{:020}.checkpoint", newest_in(&dir).expect("newest")));
+    let newest = dir.join(format!(
+        "{:020}.checkpoint",
+        newest_in(&dir).expect("newest")
+    ));
     w.verify_with(newest.to_str().expect("utf-8"), &w.public_key)
         .success();
     let private = std::fs::read_to_string(w.path("signing.key")).expect("key");

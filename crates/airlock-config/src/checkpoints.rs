@@ -237,9 +237,10 @@ mod tests {
         let (_, errors) = check(raw(dir.path()), dir.path());
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].key, "audit.checkpoints.signing_key_file");
-        assert!(errors[0]
-            .message
-            .starts_with(&format!("cannot read signing key file {}", dir.path().join("key").display())));
+        assert!(errors[0].message.starts_with(&format!(
+            "cannot read signing key file {}",
+            dir.path().join("key").display()
+        )));
 
         key_file(dir.path(), 0o640);
         let (_, errors) = check(raw(dir.path()), dir.path());
@@ -256,7 +257,11 @@ mod tests {
 
         std::fs::write(dir.path().join("key"), "PRIVATE+KEY+x\n").expect("write");
         let (_, errors) = check(raw(dir.path()), dir.path());
-        assert!(errors[0].message.contains("holds no usable key"), "{}", errors[0]);
+        assert!(
+            errors[0].message.contains("holds no usable key"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub(crate) async fn run(store: Store, cfg: CheckpointConfig, mut stop: watch::Re
                 size = head.seq,
                 "audit chain unchanged since the last checkpoint"
             ),
-            Err(e) => tracing::error!(error = %e, "audit checkpoint not written; retrying at the next interval"),
+            Err(e) => {
+                tracing::error!(error = %e, "audit checkpoint not written; retrying at the next interval")
+            }
         }
     }
 }

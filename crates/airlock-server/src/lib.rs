@@ -235,4 +235,3 @@ pub async fn run(
     tracing::info!("airlock serve stopped");
     served
 }
-

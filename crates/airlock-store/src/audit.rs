@@ -262,7 +262,9 @@ impl Store {
             }
         }
         tx.rollback().await.map_err(fail)?;
-        Ok(verifier.finish(Some(&head)).map(|summary| (summary, at_size)))
+        Ok(verifier
+            .finish(Some(&head))
+            .map(|summary| (summary, at_size)))
     }
 
     async fn read_head(
