@@ -443,6 +443,18 @@ fn airlock_refuses_to_sign_a_chain_that_contradicts_its_last_checkpoint(postgres
     assert!(!w
         .path("checkpoints/00000000000000000005.checkpoint")
         .exists());
+
+    // A chain that does not verify on its own is not signed either.
+    w.sql(&[
+        "UPDATE audit_events SET event_json = replace(event_json, 'user0', 'user9') WHERE seq = 1",
+    ]);
+    w.airlock()
+        .args(["audit", "checkpoint"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "refusing to sign a checkpoint: audit trail broken: audit event 1 was modified",
+        ));
 }
 
 #[test]
@@ -581,6 +593,12 @@ fn a_checkpoint_is_posted_to_a_url() {
     assert!(
         request
             .to_ascii_lowercase()
+            .contains("content-type: text/plain; charset=utf-8"),
+        "{request}"
+    );
+    assert!(
+        request
+            .to_ascii_lowercase()
             .contains("authorization: basic "),
         "credentials in the URL are sent as basic auth: {request}"
     );
@@ -625,7 +643,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
-fn serve_writes_a_checkpoint_at_start_and_after_the_chain_grew() {
+fn serve_writes_a_checkpoint_on_schedule_when_the_chain_grew_and_survives_a_failed_write() {
     let w = World::new(false);
     w.write_config("directory = \"checkpoints\"\ninterval_secs = 1\n");
     let mut config = std::fs::read_to_string(w.path("airlock.toml")).expect("config");
@@ -641,6 +659,8 @@ fn serve_writes_a_checkpoint_at_start_and_after_the_chain_grew() {
     .expect("policy");
     std::fs::write(w.path("people.yaml"), "people: []\n").expect("people");
     w.append(3);
+    // The destination is unusable at first: the task logs it and tries again later.
+    std::fs::write(w.path("checkpoints"), "not a directory").expect("block the destination");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -666,6 +686,12 @@ fn serve_writes_a_checkpoint_at_start_and_after_the_chain_grew() {
         .expect("airlock serve");
     let _serve = Serve(child);
     let dir = w.path("checkpoints");
+    wait_for("a logged failure", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| {
+            l.contains("audit checkpoint not written; retrying at the next interval")
+        })
+    });
+    std::fs::remove_file(&dir).expect("unblock the destination");
     wait_for("the first checkpoint", || {
         newest_in(&dir).is_some_and(|n| n >= 3)
     });
