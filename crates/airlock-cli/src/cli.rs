@@ -295,7 +295,8 @@ pub struct AdoptArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the hash chain; report the first modified, deleted, inserted or reordered event.
+    /// Recompute the hash chain; report the first modified, deleted, inserted or reordered
+    /// event (with --checkpoint: also check it against a signed checkpoint).
     ///
     /// With --checkpoint and --public-key, also check the chain against a signed checkpoint
     /// kept outside the database: its signature, that the chain holds at least its number of
