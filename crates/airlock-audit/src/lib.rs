@@ -8,6 +8,9 @@
 //!   [`ChainBreak`] whose message is one line naming the event.
 //! - [`to_jsonl_line`] / [`from_jsonl_line`] are the export format (one JSON object per line),
 //!   which is also the form the store keeps each event in.
+//! - [`checkpoint`] signs the chain's head and size as a C2SP checkpoint (a [`note`] signed
+//!   with Ed25519), and checks a stored chain against one: a rewritten, truncated or reset
+//!   chain contradicts a checkpoint kept outside the database.
 //! - [`ocsf`] maps events onto OCSF's Account Change (3001) and Group Management (3006) classes,
 //!   for shipping to a SIEM later.
 //!
@@ -19,14 +22,15 @@
 //!
 //! What a hash chain does not do: stop someone who can write to the store from rewriting the
 //! whole chain (or its tail) and recomputing every hash, since no secret is involved. Verifying
-//! against a head recorded somewhere else (a previous `airlock audit verify` output, a SIEM)
-//! catches that.
+//! against a head recorded somewhere else catches that: a signed [`checkpoint`], a SIEM.
 #![warn(missing_docs)]
 
 mod canonical;
 pub mod chain;
+pub mod checkpoint;
 mod event;
 mod jsonl;
+pub mod note;
 pub mod ocsf;
 pub mod operation;
 mod verify;

@@ -327,8 +327,15 @@ pub struct AdoptArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the hash chain; report the first modified, deleted, inserted or reordered event.
-    Verify,
+    /// Recompute the hash chain; report the first modified, deleted, inserted or reordered
+    /// event (with --checkpoint: also check it against a signed checkpoint).
+    ///
+    /// With --checkpoint and --public-key, also check the chain against a signed checkpoint
+    /// kept outside the database: its signature, that the chain holds at least its number of
+    /// events, and that the chain's event at that size has the signed hash. This catches a
+    /// history rewritten and re-hashed, a truncated log and a log reset to genesis, which the
+    /// chain alone cannot.
+    Verify(VerifyArgs),
     /// Stream the audit trail.
     Export {
         /// Output format.
@@ -338,6 +345,39 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 0)]
         after: u64,
     },
+    /// Sign a checkpoint of the audit chain now and write it to the destinations of
+    /// [audit.checkpoints] (`airlock serve` writes one every interval_secs when the chain grew).
+    ///
+    /// The chain is verified first, and must extend the newest checkpoint already at the file
+    /// or directory destination: a rewritten history is never signed.
+    Checkpoint,
+    /// Generate an Ed25519 signing key for checkpoints: writes the private key to --out
+    /// (mode 0600, never printed; an existing file is not replaced) and prints the public
+    /// verifier key (`NAME+KEYID+KEY`) to give to whoever verifies. Needs no config.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A signed checkpoint (C2SP signed note) written by `airlock audit checkpoint` or
+    /// `airlock serve`.
+    #[arg(long, value_name = "FILE", requires = "public_key")]
+    pub checkpoint: Option<PathBuf>,
+    /// The verifier key of the checkpoint's signer, as printed by `airlock audit keygen`
+    /// (`NAME+KEYID+KEY`), or a file holding it.
+    #[arg(long, value_name = "KEY", requires = "checkpoint")]
+    pub public_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key (created with mode 0600; must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The key's name, which is also the log's name in every checkpoint: set the same
+    /// `key_name` in [audit.checkpoints]. E.g. `airlock.example.com/prod`.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

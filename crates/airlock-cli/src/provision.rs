@@ -544,7 +544,12 @@ pub async fn adopt(config: Config, args: AdoptArgs, actor: String) -> anyhow::Re
 pub async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(&config, OpenOptions::existing()).await?;
     let code = match cmd {
-        AuditCommand::Verify => match store.verify_audit().await? {
+        AuditCommand::Verify(args) if args.checkpoint.is_some() => {
+            crate::audit::verify_checkpoint(&store, args).await?
+        }
+        AuditCommand::Checkpoint => crate::audit::checkpoint(&config, &store).await?,
+        AuditCommand::Keygen(args) => crate::audit::keygen(args)?,
+        AuditCommand::Verify(_) => match store.verify_audit().await? {
             Ok(summary) => {
                 println!(
                     "audit trail intact: {} events, head {}",

@@ -8,6 +8,7 @@
 //!
 //! This crate does not open connections or decide what the configuration *means* for a run.
 
+mod checkpoints;
 mod env;
 pub mod pg_url;
 mod policy;
@@ -15,6 +16,7 @@ mod raw;
 mod secret;
 mod validate;
 
+pub use checkpoints::{AuditConfig, CheckpointConfig, RawAudit, RawCheckpoints};
 pub use raw::{ApiGeneration, RawConfig};
 pub use secret::{SecretSource, SecretString};
 pub use validate::{

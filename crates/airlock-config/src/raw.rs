@@ -27,6 +27,9 @@ pub struct RawConfig {
     /// `airlock serve`: the long-running service.
     #[serde(default)]
     pub serve: RawServe,
+    /// The audit trail: signed checkpoints (`[audit.checkpoints]`).
+    #[serde(default)]
+    pub audit: crate::checkpoints::RawAudit,
 }
 
 /// `[serve]`.

@@ -27,6 +27,8 @@ pub struct Config {
     pub directory: Option<DirectoryConfig>,
     /// `airlock serve` settings.
     pub serve: ServeConfig,
+    /// The audit trail's signed checkpoints.
+    pub audit: crate::checkpoints::AuditConfig,
 }
 
 /// `airlock serve` settings, validated.
@@ -346,6 +348,8 @@ pub(crate) fn validate(
         crate::policy::load(&path, &instances, &mut errors)
     });
 
+    let audit = crate::checkpoints::validate(raw.audit, base_dir, &mut errors);
+
     let max_connections = raw.store.max_connections;
     if let Some(n) = max_connections {
         if !(3..=200).contains(&n) {
@@ -377,6 +381,7 @@ pub(crate) fn validate(
             policy,
             directory,
             serve,
+            audit,
         }),
         _ => {
             errors.sort_by(|a, b| a.key.cmp(&b.key));

@@ -1,11 +1,13 @@
 //! The engine: runs airlock's jobs by combining the pure core with the connector and the
 //! store. Today: building clients from config, inventory runs and their diffs, and the
-//! per-instance health check (`airlock instances`). Planning and applying directory-driven
+//! per-instance health check (`airlock instances`), signed checkpoints of the audit chain
+//! written to where the operator keeps them (`checkpoint`). Planning and applying directory-driven
 //! changes arrive here too, behind the same entry points for CLI, service and SCIM.
 //!
 //! The engine owns sequencing and recording (what is read, in which order, what is stored as
 //! complete); it does not render output, which is the front-ends' job.
 
+pub mod checkpoint;
 pub mod doctor;
 mod error;
 pub mod inventory;

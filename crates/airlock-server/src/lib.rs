@@ -4,6 +4,9 @@
 //! Prometheus `/metrics` and the SCIM 2.0 endpoint (`/scim/v2`, see [`scim`]) on a local
 //! address.
 //!
+//! With `[audit.checkpoints]`, a task signs a checkpoint of the audit chain every interval in
+//! which it grew (see `checkpoints`).
+//!
 //! With `[directory] kind = "scim"`, every SCIM write leaves a pending change per registered
 //! consumer (instance) in the store, and the instance's loop applies it at once by a targeted
 //! run (see `scheduler`).
@@ -12,6 +15,7 @@
 //! this replica's heartbeat; docs/adr/0006). On SQLite only one `airlock serve` may use a
 //! store: it takes the `serve` lease first and refuses to start while another holds it.
 
+mod checkpoints;
 mod http;
 mod metrics;
 mod scheduler;
@@ -206,6 +210,12 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    let checkpoints = config
+        .audit
+        .checkpoints
+        .clone()
+        .map(|cfg| tokio::spawn(checkpoints::run(store.clone(), cfg, stop_rx.clone())));
+
     let mut http_stop = stop_rx;
     let server = axum::serve(listener, http::router(state.clone(), store.clone()))
         .with_graceful_shutdown(async move {
@@ -214,6 +224,11 @@ pub async fn run(
     let served = server.await.map_err(ServeError::Http);
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "scheduler task failed");
+    }
+    if let Some(task) = checkpoints {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "checkpoint task failed");
+        }
     }
     keeper.release_all().await;
     store.close().await;

@@ -212,6 +212,17 @@ impl Store {
     /// summary of the intact chain, or where and how it was broken. A row whose JSON cannot be
     /// read, or whose columns disagree with its JSON, counts as modified.
     pub async fn verify_audit(&self) -> Result<Result<VerifySummary, ChainBreak>, StoreError> {
+        Ok(self.verify_audit_at(0).await?.map(|(summary, _)| summary))
+    }
+
+    /// [`Store::verify_audit`], also returning the head the chain had at `size` events (read
+    /// in the same snapshot): the genesis head for 0, `None` when the chain is shorter. Only
+    /// a chain that verifies has a head at `size` worth comparing; a signed checkpoint of
+    /// that size is compared with it (`airlock_audit::checkpoint::check_chain`).
+    pub async fn verify_audit_at(
+        &self,
+        size: u64,
+    ) -> Result<Result<(VerifySummary, Option<Head>), ChainBreak>, StoreError> {
         const OP: &str = "verify the audit log";
         let fail = |err| self.ctx.query_failed(OP, err);
         let mut tx = self.pool.begin().await.map_err(fail)?;
@@ -226,6 +237,7 @@ impl Store {
         };
 
         let mut verifier = Verifier::new();
+        let mut at_size = (size == 0).then(Head::genesis);
         // From the lowest possible key: rows moved below 1 must be seen too.
         let mut next = Some(i64::MIN);
         'pages: while let Some(from) = next {
@@ -236,6 +248,9 @@ impl Store {
             for row in &rows {
                 let checked = match (u64::try_from(row.seq), row.event()) {
                     (Ok(position), Ok(event)) if row.agrees_with(&event) => {
+                        if position == size {
+                            at_size = Some(event.head());
+                        }
                         verifier.push_stored(position, &event)
                     }
                     _ => verifier.push_corrupt(),
@@ -247,7 +262,9 @@ impl Store {
             }
         }
         tx.rollback().await.map_err(fail)?;
-        Ok(verifier.finish(Some(&head)))
+        Ok(verifier
+            .finish(Some(&head))
+            .map(|summary| (summary, at_size)))
     }
 
     async fn read_head(

@@ -32,6 +32,7 @@ on_both_backends!(
     a_deleted_head_is_reported_and_stops_appends,
     two_stores_appending_concurrently_build_one_chain,
     verifying_while_others_append_never_reports_a_break,
+    the_head_at_a_size_is_read_with_the_verdict,
 );
 
 fn at(millis: i64) -> chrono::DateTime<chrono::Utc> {
@@ -597,5 +598,20 @@ pub async fn verifying_while_others_append_never_reports_a_break(db: TestDb) -> 
         Ok(2 * APPENDS as u64)
     );
     ensure!(verified > 0, "verified at least once while appending");
+    Ok(())
+}
+
+pub async fn the_head_at_a_size_is_read_with_the_verdict(db: TestDb) -> anyhow::Result<()> {
+    let (store, events) = store_with(&db, 5).await?;
+    let (summary, at) = store.verify_audit_at(3).await?.expect("intact");
+    assert_eq!(summary.count, 5);
+    assert_eq!(at, Some(events[2].head()));
+    let (_, at) = store.verify_audit_at(0).await?.expect("intact");
+    assert_eq!(at, Some(Head::genesis()));
+    let (_, at) = store.verify_audit_at(6).await?.expect("intact");
+    assert_eq!(at, None, "the chain is shorter than 6");
+    // A broken chain has no head worth comparing.
+    raw_sql(&db, &["DELETE FROM audit_events WHERE seq = 5"]).await?;
+    ensure!(store.verify_audit_at(3).await?.is_err());
     Ok(())
 }
