@@ -3,6 +3,7 @@
 #   - PostgreSQL on 127.0.0.1:5432 with trust auth for local test databases (installed from
 #     Debian's packages if none answers),
 #   - the pinned Airflow virtualenvs (scripts/install-airflow.sh),
+#   - the pinned SCIM conformance checker's virtualenv (scripts/install-scim-tester.sh),
 #   - then rustfmt check, clippy with warnings as errors, and the whole test suite.
 # Real services only: tests start Airflow, proxies and servers on 127.0.0.1 themselves.
 set -euo pipefail
@@ -56,6 +57,8 @@ step "postgresql"
 ensure_postgres
 step "airflow virtualenvs"
 scripts/install-airflow.sh
+step "scim conformance checker virtualenv"
+scripts/install-scim-tester.sh
 step "rustfmt"
 cargo fmt --all -- --check
 step "clippy"

@@ -11,6 +11,7 @@
 //! - [`patch`]: PATCH, applied atomically, with the quirks of real clients;
 //! - [`resource`]: checking bodies for POST and merging them for PUT;
 //! - [`query`]: `attributes`/`excludedAttributes`, sorting, paging, `ListResponse`;
+//! - [`search`]: `SearchRequest` bodies (`POST .../.search`) and the root search across types;
 //! - [`error`]: [`ScimError`] and the RFC 7644 error body;
 //! - [`allowance`]: which groups a client may create or change (`--groups` on its token).
 //!
@@ -18,8 +19,7 @@
 //! static data. Every function is deterministic given its inputs.
 //!
 //! Not here, by design: HTTP routing, authentication, ETags and `meta.version`/`lastModified`
-//! (which need a clock), `id` assignment, storage and uniqueness checks, `/Bulk`, `/.search`
-//! bodies, and the discovery endpoints (`/ServiceProviderConfig`, `/Schemas`,
+//! (which need a clock), `id` assignment, storage and uniqueness checks, `/Bulk`, and the discovery endpoints (`/ServiceProviderConfig`, `/Schemas`,
 //! `/ResourceTypes`), which the HTTP layer can render from [`schema`].
 #![warn(missing_docs)]
 
@@ -32,15 +32,17 @@ pub mod path;
 pub mod query;
 pub mod resource;
 pub mod schema;
+pub mod search;
 
 pub use allowance::{check_group_write, AllowanceError, GroupAllowance};
 pub use error::{ScimError, ScimType};
 pub use filter::{CompValue, CompareOp, CompiledFilter, Filter, MAX_FILTER_DEPTH, MAX_FILTER_LEN};
 pub use patch::{apply_patch, apply_patch_in_place, PatchOpKind, PatchOperation, PatchRequest};
 pub use path::{AttrPath, Path};
-pub use query::{list_response, ListQuery, ListResponse, Page, Projection, SortOrder};
+pub use query::{list_response, matching, ListQuery, ListResponse, Page, Projection, SortOrder};
 pub use resource::{replace_resource, validate_resource};
 pub use schema::{
     ResourceType, ENTERPRISE_USER_SCHEMA, ERROR_MESSAGE, GROUP_SCHEMA, LIST_RESPONSE_MESSAGE,
-    PATCH_OP_MESSAGE, USER_SCHEMA,
+    PATCH_OP_MESSAGE, SEARCH_REQUEST_MESSAGE, USER_SCHEMA,
 };
+pub use search::search_all;

@@ -225,6 +225,11 @@ fn apply_value_object(
         ScimError::invalid_value("without a path, the value must be an object of attributes")
     })?;
     for (key, field) in fields {
+        // Entra ID writes the extension's object with its own `schemas` member; the resource's
+        // `schemas` is recomputed from the extensions it carries, so that member says nothing.
+        if within.is_some() && key.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
         if within.is_none() {
             if let Some(extension) = resource_type.extension(key) {
                 apply_value_object(resource_type, root, kind, field, Some(extension))?;

@@ -374,18 +374,7 @@ pub fn list_response(
     query: &ListQuery,
     max_results: usize,
 ) -> Result<Value, ScimError> {
-    let filter = query
-        .filter
-        .as_ref()
-        .map(|f| f.compile(resource_type))
-        .transpose()?;
-    let mut matched: Vec<&Value> = resources
-        .iter()
-        .filter(|r| filter.as_ref().is_none_or(|f| f.matches(r)))
-        .collect();
-    if let Some(sort_by) = &query.sort_by {
-        sort_resources(resource_type, &mut matched, sort_by, query.sort_order)?;
-    }
+    let matched = matching(resource_type, resources, query)?;
     let page = Page::new(query.start_index, query.count, max_results);
     let total = matched.len();
     let resources = matched[page.range(total)]
@@ -398,6 +387,27 @@ pub fn list_response(
         resources,
     }
     .to_json())
+}
+
+/// The resources `query`'s filter matches, sorted as it asks (not paged, not projected).
+pub fn matching<'a>(
+    resource_type: ResourceType,
+    resources: &'a [Value],
+    query: &ListQuery,
+) -> Result<Vec<&'a Value>, ScimError> {
+    let filter = query
+        .filter
+        .as_ref()
+        .map(|f| f.compile(resource_type))
+        .transpose()?;
+    let mut matched: Vec<&Value> = resources
+        .iter()
+        .filter(|r| filter.as_ref().is_none_or(|f| f.matches(r)))
+        .collect();
+    if let Some(sort_by) = &query.sort_by {
+        sort_resources(resource_type, &mut matched, sort_by, query.sort_order)?;
+    }
+    Ok(matched)
 }
 
 /// Sorts resources by one attribute (stable: ties keep their order).
@@ -489,7 +499,7 @@ fn sort_key(target: &ResolvedAttr, resource: &Value) -> Option<SortKey> {
                 s.to_lowercase()
             })
         }),
-        AttributeType::Complex => None,
+        AttributeType::Complex | AttributeType::Binary => None,
     }
 }
 

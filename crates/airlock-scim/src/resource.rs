@@ -135,6 +135,10 @@ fn validate_body(
                 Value::Null => {}
                 Value::Object(attributes) => {
                     for (name, value) in attributes {
+                        if name.eq_ignore_ascii_case("schemas") {
+                            // An inner `schemas` (as Entra ID sends) says nothing new.
+                            continue;
+                        }
                         let attr = extension.attribute(name).ok_or_else(|| {
                             ScimError::invalid_value(format!(
                                 "unknown attribute '{name}' in extension {}",
@@ -259,7 +263,7 @@ pub(crate) fn normalize_single(
         ))
     };
     match attr.kind {
-        AttributeType::String | AttributeType::Reference => match value {
+        AttributeType::String | AttributeType::Reference | AttributeType::Binary => match value {
             Value::String(_) => Ok(value.clone()),
             _ => Err(wrong_type()),
         },

@@ -14,9 +14,10 @@
 //!   extension later can never change what an existing filter means.
 //! - `schemas` is modelled as a read-only common attribute: airlock recomputes it from the
 //!   extensions a resource actually carries.
-//! - `ims`, `photos` and `x509Certificates` are not supported: none of the identity providers
-//!   airlock targets sends them in its default mappings, and `x509Certificates` would need the
-//!   `binary` type. Adding one is a table entry in `schema/tables.rs`.
+//! - The whole core User schema (RFC 7643 §4.1, `ims`, `photos` and `x509Certificates`
+//!   included) and the whole enterprise extension (§4.3) are declared, so that an identity
+//!   provider sending any of them is not refused; airlock stores them and provisions only what
+//!   it uses. `binary` values are base64 strings, stored as sent.
 //!
 //! This module does not parse paths (see [`crate::path`]) and does not touch resource values.
 
@@ -39,6 +40,8 @@ pub const ENTERPRISE_USER_SCHEMA: &str =
 pub const PATCH_OP_MESSAGE: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// The list response message (RFC 7644 §3.4.2).
 pub const LIST_RESPONSE_MESSAGE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+/// The search request message (RFC 7644 §3.4.3).
+pub const SEARCH_REQUEST_MESSAGE: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 /// The error response message (RFC 7644 §3.12).
 pub const ERROR_MESSAGE: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
@@ -55,6 +58,8 @@ pub enum AttributeType {
     Reference,
     /// A JSON object of sub-attributes.
     Complex,
+    /// Base64-encoded bytes carried as a JSON string (`x509Certificates.value`).
+    Binary,
 }
 
 impl fmt::Display for AttributeType {
@@ -65,6 +70,7 @@ impl fmt::Display for AttributeType {
             AttributeType::DateTime => "dateTime",
             AttributeType::Reference => "reference",
             AttributeType::Complex => "complex",
+            AttributeType::Binary => "binary",
         })
     }
 }
@@ -165,6 +171,10 @@ impl AttributeDef {
 
     pub(crate) const fn reference(name: &'static str) -> Self {
         Self::base(name, AttributeType::Reference).case_exact()
+    }
+
+    pub(crate) const fn binary(name: &'static str) -> Self {
+        Self::base(name, AttributeType::Binary).case_exact()
     }
 
     pub(crate) const fn complex(name: &'static str, subs: &'static [AttributeDef]) -> Self {

@@ -79,6 +79,7 @@ vectors! {
     entra_manager_given_as_a_bare_id_becomes_its_value => "entra/manager-as-a-bare-id.json",
     entra_app_roles_are_written_through_a_string_boolean_filter => "entra/app-role-through-a-string-boolean-filter.json",
     entra_removing_the_manager_drops_it_and_keeps_the_extension => "entra/remove-manager.json",
+    entra_enterprise_extension_with_an_inner_schemas_member_is_written => "entra/enterprise-extension-with-inner-schemas.json",
     okta_deactivates_with_a_path_less_replace => "okta/deactivate-user.json",
     okta_removes_a_member_by_filter => "okta/remove-member-by-filter.json",
     okta_adds_a_member_with_its_display => "okta/add-member.json",
@@ -93,6 +94,7 @@ vectors! {
     remove_without_a_path_has_no_target => "rfc/remove-without-path-is-no-target.json",
     a_failing_last_operation_changes_nothing => "rfc/failing-last-operation-changes-nothing.json",
     a_password_is_never_echoed_in_an_error => "rfc/password-is-never-echoed.json",
+    a_put_of_the_full_core_and_enterprise_user_is_accepted => "rfc/put-full-core-and-enterprise-user.json",
 }
 
 #[test]

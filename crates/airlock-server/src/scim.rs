@@ -13,10 +13,15 @@
 //! writes nothing. Passwords are accepted but never stored or returned. Every failure becomes
 //! an RFC 7644 error body in one place ([`Failure`]).
 //!
-//! The SCIM rules themselves (schema checks, filters, PATCH, PUT merge, projection, paging) are
-//! `airlock-scim`'s; storage is `airlock-store`'s. Not here: `/Bulk`, `/.search`, `/Me`,
-//! sorting beyond what `airlock-scim` offers, and applying changes to Airflow (each write leaves
-//! a pending change per instance, which the service's sync loops apply).
+//! Discovery (`/ServiceProviderConfig`, `/ResourceTypes[/{name}]`, `/Schemas[/{urn}]`) is
+//! rendered from `airlock-scim`'s schema tables; `POST /.search`, `/Users/.search` and
+//! `/Groups/.search` take a `SearchRequest` (RFC 7644 §3.4.3). `/Me` and `/Bulk` answer 501,
+//! and a method a route does not have answers 405, both with a SCIM error body.
+//!
+//! The SCIM rules themselves (schema checks, filters, PATCH, PUT merge, projection, paging,
+//! search requests) are `airlock-scim`'s; storage is `airlock-store`'s. Not here: `/Bulk`,
+//! `/Me`, sorting beyond what `airlock-scim` offers, and applying changes to Airflow (each
+//! write leaves a pending change per instance, which the service's sync loops apply).
 
 use std::sync::Arc;
 
@@ -24,7 +29,7 @@ use airlock_audit::{NewEvent, Outcome, Target};
 use airlock_core::{Clock, SystemClock};
 use airlock_scim::schema::{AttributeDef, Mutability, Returned, SchemaDef, Uniqueness};
 use airlock_scim::{
-    apply_patch, check_group_write, list_response, replace_resource, validate_resource,
+    apply_patch, check_group_write, list_response, replace_resource, search_all, validate_resource,
     GroupAllowance, ListQuery, PatchRequest, Projection, ResourceType, ScimError,
     LIST_RESPONSE_MESSAGE,
 };
@@ -35,7 +40,7 @@ use axum::extract::{DefaultBodyLimit, Extension, Path, RawQuery, Request, State}
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
@@ -97,14 +102,22 @@ pub fn scim_router_with(store: Store, clock: Arc<dyn Clock>) -> Router {
     let routes = Router::new()
         .route("/ServiceProviderConfig", get(service_provider_config))
         .route("/ResourceTypes", get(resource_types))
+        .route("/ResourceTypes/{name}", get(one_resource_type))
         .route("/Schemas", get(schemas))
+        .route("/Schemas/{urn}", get(one_schema))
+        .route("/.search", post(search_everything))
+        .route("/Me", any(not_implemented))
+        .route("/Me/{*rest}", any(not_implemented))
+        .route("/Bulk", any(not_implemented))
         .route("/{kind}", get(list).post(create))
+        .route("/{kind}/.search", post(search))
         .route(
             "/{kind}/{id}",
             get(get_one).put(replace).patch(patch).delete(delete),
         )
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::map_response(method_not_allowed))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(time_limit))
         .with_state(state);
@@ -201,6 +214,36 @@ fn precondition_failed() -> ScimError {
 
 async fn not_found() -> Failure {
     Failure(ScimError::new(404, None, "no such SCIM endpoint"))
+}
+
+/// `/Me` and `/Bulk` (RFC 7644 §3.11, §3.7): not offered, as `ServiceProviderConfig` says.
+async fn not_implemented() -> Failure {
+    Failure(ScimError::new(
+        501,
+        None,
+        "this SCIM endpoint is not implemented by airlock",
+    ))
+}
+
+/// Gives the router's bodiless 405 (a method the route does not have) a SCIM error body,
+/// keeping its `Allow` header.
+async fn method_not_allowed(response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut answer = Failure(ScimError::new(
+        405,
+        None,
+        "this SCIM endpoint does not support the request's method",
+    ))
+    .into_response();
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    answer
 }
 
 async fn authenticate(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
@@ -424,6 +467,46 @@ async fn list(
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str())),
     )?;
+    list_matching(&state, rt, &query).await
+}
+
+/// `POST /Users/.search`, `POST /Groups/.search`: a list whose query is a `SearchRequest`.
+async fn search(
+    State(state): State<Shared>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Failure> {
+    let rt = resource_type(&kind)?;
+    let body = json_body(&headers, body)?;
+    let query = ListQuery::from_search_request(rt, &body)?;
+    list_matching(&state, rt, &query).await
+}
+
+/// `POST /.search`: a `SearchRequest` over Users and Groups.
+async fn search_everything(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Failure> {
+    let body = json_body(&headers, body)?;
+    let users = state.store.scim_list(ResourceType::User.name()).await?;
+    let groups = state.store.scim_list(ResourceType::Group.name()).await?;
+    Ok(scim_json(search_all(
+        &[
+            (ResourceType::User, users.as_slice()),
+            (ResourceType::Group, groups.as_slice()),
+        ],
+        &body,
+        MAX_RESULTS,
+    )?))
+}
+
+async fn list_matching(
+    state: &ScimState,
+    rt: ResourceType,
+    query: &ListQuery,
+) -> Result<Response, Failure> {
     // `userName eq "..."` (Users) and `displayName eq "..."` (Groups) go through the unique
     // index; list_response still applies the whole filter, so the result is the same.
     let resources = match unique_lookup(rt, query.filter.as_ref()) {
@@ -433,7 +516,7 @@ async fn list(
     Ok(scim_json(list_response(
         rt,
         &resources,
-        &query,
+        query,
         MAX_RESULTS,
     )?))
 }
@@ -726,48 +809,73 @@ fn list_of(resources: Vec<Value>) -> Value {
     })
 }
 
-async fn resource_types() -> Response {
-    let types = [ResourceType::User, ResourceType::Group]
-        .into_iter()
-        .map(|rt| {
-            let extensions: Vec<Value> = rt
-                .extensions()
-                .iter()
-                .map(|ext| json!({"schema": ext.id, "required": false}))
-                .collect();
-            json!({
-                "schemas": [RESOURCE_TYPE_SCHEMA],
-                "id": rt.name(),
-                "name": rt.name(),
-                "endpoint": format!("/{}s", rt.name()),
-                "schema": rt.core_schema().id,
-                "schemaExtensions": extensions,
-                "meta": {"resourceType": "ResourceType", "location": format!("{SCIM_BASE_PATH}/ResourceTypes/{}", rt.name())},
-            })
-        })
+const RESOURCE_TYPES: [ResourceType; 2] = [ResourceType::User, ResourceType::Group];
+
+fn resource_type_json(rt: ResourceType) -> Value {
+    let extensions: Vec<Value> = rt
+        .extensions()
+        .iter()
+        .map(|ext| json!({"schema": ext.id, "required": false}))
         .collect();
-    scim_json(list_of(types))
+    json!({
+        "schemas": [RESOURCE_TYPE_SCHEMA],
+        "id": rt.name(),
+        "name": rt.name(),
+        "endpoint": format!("/{}s", rt.name()),
+        "schema": rt.core_schema().id,
+        "schemaExtensions": extensions,
+        "meta": {"resourceType": "ResourceType", "location": format!("{SCIM_BASE_PATH}/ResourceTypes/{}", rt.name())},
+    })
 }
 
-async fn schemas() -> Response {
-    let mut all: Vec<&SchemaDef> = Vec::new();
-    for rt in [ResourceType::User, ResourceType::Group] {
+async fn resource_types() -> Response {
+    scim_json(list_of(
+        RESOURCE_TYPES.into_iter().map(resource_type_json).collect(),
+    ))
+}
+
+/// `GET /ResourceTypes/{name}`: `User` or `Group` (case-insensitively), else 404.
+async fn one_resource_type(Path(name): Path<String>) -> Result<Response, Failure> {
+    RESOURCE_TYPES
+        .into_iter()
+        .find(|rt| rt.name().eq_ignore_ascii_case(&name))
+        .map(|rt| scim_json(resource_type_json(rt)))
+        .ok_or_else(|| Failure(ScimError::new(404, None, "no such resource type")))
+}
+
+/// Every schema airlock serves: each resource type's core schema and its extensions.
+fn all_schemas() -> Vec<&'static SchemaDef> {
+    let mut all: Vec<&'static SchemaDef> = Vec::new();
+    for rt in RESOURCE_TYPES {
         all.push(rt.core_schema());
         all.extend(rt.extensions().iter().copied());
     }
-    let schemas = all
+    all
+}
+
+fn schema_json(schema: &SchemaDef) -> Value {
+    json!({
+        "schemas": [SCHEMA_SCHEMA],
+        "id": schema.id,
+        "name": schema.name,
+        "attributes": schema.attributes.iter().map(attribute_json).collect::<Vec<_>>(),
+        "meta": {"resourceType": "Schema", "location": format!("{SCIM_BASE_PATH}/Schemas/{}", schema.id)},
+    })
+}
+
+async fn schemas() -> Response {
+    scim_json(list_of(
+        all_schemas().into_iter().map(schema_json).collect(),
+    ))
+}
+
+/// `GET /Schemas/{urn}`: a schema by its URN (case-insensitively), else 404.
+async fn one_schema(Path(urn): Path<String>) -> Result<Response, Failure> {
+    all_schemas()
         .into_iter()
-        .map(|schema| {
-            json!({
-                "schemas": [SCHEMA_SCHEMA],
-                "id": schema.id,
-                "name": schema.name,
-                "attributes": schema.attributes.iter().map(attribute_json).collect::<Vec<_>>(),
-                "meta": {"resourceType": "Schema", "location": format!("{SCIM_BASE_PATH}/Schemas/{}", schema.id)},
-            })
-        })
-        .collect();
-    scim_json(list_of(schemas))
+        .find(|schema| schema.id.eq_ignore_ascii_case(&urn))
+        .map(|schema| scim_json(schema_json(schema)))
+        .ok_or_else(|| Failure(ScimError::new(404, None, "no such schema")))
 }
 
 fn attribute_json(attr: &AttributeDef) -> Value {

@@ -10,6 +10,8 @@ const SCIM: &str = "application/scim+json";
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const SEARCH: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 
 struct Server {
     base: String,
@@ -562,5 +564,259 @@ async fn discovery_endpoints_describe_users_groups_and_their_schemas() -> anyhow
         user_name["uniqueness"] == "server" && user_name["required"] == true,
         "{user_name}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_listed_resource_type_and_schema_location_answers_the_resource() -> anyhow::Result<()>
+{
+    let server = Server::start().await?;
+    let base_path = "/scim/v2";
+    for list in ["/ResourceTypes", "/Schemas"] {
+        let listed = server.get(list).await?;
+        let resources = listed["Resources"].as_array().context("Resources")?;
+        ensure!(!resources.is_empty(), "{listed}");
+        for resource in resources {
+            let location = resource["meta"]["location"].as_str().context("location")?;
+            let path = location.strip_prefix(base_path).context("under /scim/v2")?;
+            let one = server.get(path).await?;
+            ensure!(one == *resource, "{path}: {one} is not {resource}");
+        }
+    }
+    for unknown in [
+        "/ResourceTypes/Device",
+        "/Schemas/urn:ietf:params:scim:schemas:core:2.0:Device",
+    ] {
+        let (status, _, body) = server.send(Method::GET, unknown, None).await?;
+        ensure!(
+            status == StatusCode::NOT_FOUND && is_error(&body, "404"),
+            "{unknown}: {status} {body}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_schemas_declare_the_whole_core_user_and_enterprise_extension() -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    let names = |schema: &Value| -> Vec<String> {
+        schema["attributes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|a| a["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let user = names(&server.get(&format!("/Schemas/{USER}")).await?);
+    for name in [
+        "userName",
+        "name",
+        "displayName",
+        "nickName",
+        "profileUrl",
+        "title",
+        "userType",
+        "preferredLanguage",
+        "locale",
+        "timezone",
+        "active",
+        "password",
+        "emails",
+        "phoneNumbers",
+        "ims",
+        "photos",
+        "addresses",
+        "groups",
+        "entitlements",
+        "roles",
+        "x509Certificates",
+    ] {
+        ensure!(
+            user.iter().any(|n| n == name),
+            "{name} missing from {user:?}"
+        );
+    }
+    let enterprise = names(&server.get(&format!("/Schemas/{ENTERPRISE}")).await?);
+    for name in [
+        "employeeNumber",
+        "costCenter",
+        "organization",
+        "division",
+        "department",
+        "manager",
+    ] {
+        ensure!(
+            enterprise.iter().any(|n| n == name),
+            "{name} missing from {enterprise:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_user_with_every_core_and_enterprise_attribute_is_stored_without_its_password(
+) -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    let (status, _, created) = server
+        .send(
+            Method::POST,
+            "/Users",
+            Some(json!({
+                "schemas": [USER, ENTERPRISE],
+                "userName": "bjensen@example.com",
+                "nickName": "Babs",
+                "profileUrl": "https://login.example.com/bjensen",
+                "title": "Tour Guide",
+                "userType": "Employee",
+                "preferredLanguage": "en-US",
+                "locale": "en-US",
+                "timezone": "America/Los_Angeles",
+                "password": "t1meMa$heen",
+                "phoneNumbers": [{"value": "555-555-5555", "type": "work"}],
+                "ims": [{"value": "someaimhandle", "type": "aim"}],
+                "photos": [{"value": "https://photos.example.com/p/F", "type": "photo"}],
+                "addresses": [{"locality": "Hollywood", "type": "work"}],
+                "entitlements": [{"value": "viewer"}],
+                "roles": [{"value": "operator"}],
+                "x509Certificates": [{"value": "MIIDQzCCAqygAwIBAgICEAAwDQYJ"}],
+                ENTERPRISE: {
+                    "employeeNumber": "701984", "costCenter": "4130",
+                    "organization": "Universal Studios", "division": "Theme Park",
+                    "department": "Tour Operations",
+                    "manager": {"value": "26118915", "$ref": "../Users/26118915", "displayName": "John Smith"},
+                },
+            })),
+        )
+        .await?;
+    ensure!(status == StatusCode::CREATED, "{status}: {created}");
+    let id = created["id"].as_str().context("id")?;
+    ensure!(created.get("password").is_none(), "{created}");
+    ensure!(created["ims"][0]["value"] == "someaimhandle", "{created}");
+    ensure!(created[ENTERPRISE]["costCenter"] == "4130", "{created}");
+    // Entra ID writes into the extension with a value object carrying its own `schemas`.
+    let (status, _, patched) = server
+        .send(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            patch(json!([{
+                "op": "Replace",
+                "path": ENTERPRISE,
+                "value": {"schemas": [ENTERPRISE], "division": "Studios", "organization": "NBC"},
+            }])),
+        )
+        .await?;
+    ensure!(status == StatusCode::OK, "{status}: {patched}");
+    ensure!(
+        patched[ENTERPRISE]["division"] == "Studios" && patched[ENTERPRISE]["costCenter"] == "4130",
+        "{patched}"
+    );
+    let stored = server.store.scim_get("User", id).await?.context("stored")?;
+    ensure!(
+        !stored.resource.to_string().contains("t1meMa$heen"),
+        "{}",
+        stored.resource
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn search_requests_are_answered_with_a_list_response() -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    for name in ["alice", "bob", "carol"] {
+        server.create_user(name).await?;
+    }
+    server.create_group("Ops", &[]).await?;
+    let search = |filter: &str| {
+        Some(json!({
+            "schemas": [SEARCH],
+            "filter": filter,
+            "attributes": ["userName", "displayName"],
+            "sortBy": "userName",
+            "sortOrder": "descending",
+            "startIndex": 1,
+            "count": 2,
+        }))
+    };
+    let (status, _, users) = server
+        .send(
+            Method::POST,
+            "/Users/.search",
+            search("userName ne \"alice\" or userName eq \"alice\""),
+        )
+        .await?;
+    ensure!(status == StatusCode::OK, "{status}: {users}");
+    ensure!(
+        users["schemas"][0] == "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+            && users["totalResults"] == 3
+            && users["itemsPerPage"] == 2
+            && users["Resources"][0]["userName"] == "carol"
+            && users["Resources"][0].get("active").is_none(),
+        "{users}"
+    );
+    let (status, _, groups) = server
+        .send(
+            Method::POST,
+            "/Groups/.search",
+            Some(json!({"schemas": [SEARCH], "filter": "displayName eq \"ops\""})),
+        )
+        .await?;
+    ensure!(
+        status == StatusCode::OK && groups["totalResults"] == 1,
+        "{status}: {groups}"
+    );
+    let (status, _, all) = server
+        .send(Method::POST, "/.search", Some(json!({"schemas": [SEARCH]})))
+        .await?;
+    ensure!(
+        status == StatusCode::OK && all["totalResults"] == 4,
+        "{status}: {all}"
+    );
+    let (status, _, bad) = server
+        .send(
+            Method::POST,
+            "/Users/.search",
+            Some(json!({"schemas": [SEARCH], "filter": "userName zz \"x\""})),
+        )
+        .await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST && bad["scimType"] == "invalidFilter",
+        "{status}: {bad}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn unsupported_endpoints_and_methods_answer_with_a_scim_error_body() -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    for (method, path) in [
+        (Method::GET, "/Me"),
+        (Method::POST, "/Bulk"),
+        (Method::GET, "/Bulk"),
+    ] {
+        let (status, _, body) = server.send(method.clone(), path, None).await?;
+        ensure!(
+            status == StatusCode::NOT_IMPLEMENTED && is_error(&body, "501"),
+            "{method} {path}: {status} {body}"
+        );
+    }
+    for (method, path) in [
+        (Method::DELETE, "/ServiceProviderConfig"),
+        (Method::POST, "/Schemas"),
+        (Method::GET, "/.search"),
+        (Method::GET, "/Users/.search"),
+        (Method::DELETE, "/Users"),
+    ] {
+        let response = server.request(method.clone(), path).send().await?;
+        let allow = response.headers().get("allow").cloned();
+        let (status, _, body) = read(response).await?;
+        ensure!(
+            status == StatusCode::METHOD_NOT_ALLOWED && is_error(&body, "405") && allow.is_some(),
+            "{method} {path}: {status} {body}"
+        );
+    }
+    let config = server.get("/ServiceProviderConfig").await?;
+    ensure!(config["bulk"]["supported"] == false, "{config}");
     Ok(())
 }

@@ -397,7 +397,7 @@ fn compile_compare(
                     ))
                 }
             },
-            AttributeType::String | AttributeType::Reference => (
+            AttributeType::String | AttributeType::Reference | AttributeType::Binary => (
                 Literal::Text {
                     text: if leaf.case_exact {
                         text.clone()

@@ -1,5 +1,5 @@
 //! The attribute tables: RFC 7643 §3.1 (common), §4.1 (User), §4.2 (Group) and §4.3
-//! (enterprise User), trimmed to what airlock supports. Data only; the lookups are in
+//! (enterprise User), complete. Data only; the lookups are in
 //! `schema.rs`.
 
 use super::{
@@ -66,6 +66,27 @@ static ADDRESS_SUBS: [A; 8] = [
     A::boolean("primary"),
 ];
 
+static IM_SUBS: [A; 4] = [
+    A::string("value"),
+    A::string("display"),
+    A::string("type").canonical(&["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"]),
+    A::boolean("primary"),
+];
+
+static PHOTO_SUBS: [A; 4] = [
+    A::reference("value"),
+    A::string("display"),
+    A::string("type").canonical(&["photo", "thumbnail"]),
+    A::boolean("primary"),
+];
+
+static X509_SUBS: [A; 4] = [
+    A::binary("value"),
+    A::string("display"),
+    A::string("type"),
+    A::boolean("primary"),
+];
+
 static USER_GROUP_SUBS: [A; 4] = [
     A::string("value").case_exact().read_only(),
     A::reference("$ref").read_only(),
@@ -82,7 +103,7 @@ static ROLE_SUBS: [A; 4] = [
     A::boolean("primary"),
 ];
 
-static USER_ATTRIBUTES: [A; 18] = [
+static USER_ATTRIBUTES: [A; 21] = [
     A::string("userName").required().unique(Uniqueness::Server),
     A::complex("name", &NAME_SUBS),
     A::string("displayName"),
@@ -100,10 +121,13 @@ static USER_ATTRIBUTES: [A; 18] = [
         .returned(Returned::Never),
     A::complex("emails", &EMAIL_SUBS).multi(),
     A::complex("phoneNumbers", &PHONE_SUBS).multi(),
+    A::complex("ims", &IM_SUBS).multi(),
+    A::complex("photos", &PHOTO_SUBS).multi(),
     A::complex("addresses", &ADDRESS_SUBS).multi(),
     A::complex("groups", &USER_GROUP_SUBS).multi().read_only(),
     A::complex("entitlements", &ROLE_SUBS).multi(),
     A::complex("roles", &ROLE_SUBS).multi(),
+    A::complex("x509Certificates", &X509_SUBS).multi(),
 ];
 
 /// The core User schema (RFC 7643 §4.1).
@@ -142,13 +166,16 @@ static MANAGER_SUBS: [A; 3] = [
     A::string("displayName").read_only(),
 ];
 
-static ENTERPRISE_USER_ATTRIBUTES: [A; 3] = [
+static ENTERPRISE_USER_ATTRIBUTES: [A; 6] = [
     A::string("employeeNumber"),
+    A::string("costCenter"),
+    A::string("organization"),
+    A::string("division"),
     A::string("department"),
     A::complex("manager", &MANAGER_SUBS),
 ];
 
-/// The enterprise User extension (RFC 7643 §4.3), limited to the attributes airlock uses.
+/// The enterprise User extension (RFC 7643 §4.3).
 pub static ENTERPRISE_USER: SchemaDef = SchemaDef {
     id: ENTERPRISE_USER_SCHEMA,
     name: "EnterpriseUser",
