@@ -383,13 +383,15 @@ macro_rules! suite {
 
             #[tokio::test]
             async fn persistent_timeouts_end_in_a_transient_timeout_error() {
+                // A timeout well above what a busy machine needs to answer detection, and a
+                // delay well above the timeout.
                 let (c, proxy) = proxied(V, |s| {
-                    s.timeout = Duration::from_millis(500);
+                    s.timeout = Duration::from_secs(3);
                     s.max_retries = 1;
                 })
                 .await;
                 c.server().await.expect("detect");
-                proxy.add_rule(Rule::new(ROLES, Fault::Delay(Duration::from_secs(2))));
+                proxy.add_rule(Rule::new(ROLES, Fault::Delay(Duration::from_secs(8))));
                 let err = c.list_roles().await.expect_err("times out");
                 assert!(matches!(err.kind, ErrorKind::Timeout(_)), "{err}");
                 assert_eq!(err.class(), ErrorClass::Transient);
