@@ -950,6 +950,50 @@ password = { env = "PROD_PW" }
     }
 
     #[test]
+    fn the_http_limits_have_defaults_and_every_bad_one_is_reported() {
+        let c = load(GOOD, &[("PROD_PW", "x")]).expect("valid");
+        assert_eq!(
+            c.serve.header_read_timeout,
+            std::time::Duration::from_secs(10)
+        );
+        assert_eq!(c.serve.max_connections, 512);
+        assert_eq!(c.serve.shutdown_grace, std::time::Duration::from_secs(10));
+        assert_eq!(c.serve.auth_failure_limit, 10);
+        assert_eq!(
+            c.serve.auth_failure_window,
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(c.serve.metrics_listen, None);
+        let c = load(
+            &format!("{GOOD}\n[serve]\nmetrics_listen = \"127.0.0.1:9465\"\n"),
+            &[("PROD_PW", "x")],
+        )
+        .expect("valid");
+        assert_eq!(c.serve.metrics_listen, "127.0.0.1:9465".parse().ok());
+        let errs = load(
+            &format!(
+                "{GOOD}\n[serve]\nmetrics_listen = \"nowhere\"\nheader_read_timeout_secs = 0\n\
+                 max_connections = 0\nshutdown_grace_secs = 301\nauth_failure_limit = 0\n\
+                 auth_failure_window_secs = 0\n"
+            ),
+            &[("PROD_PW", "x")],
+        )
+        .expect_err("out of range");
+        assert_eq!(
+            errs,
+            [
+                "serve.auth_failure_limit: must be between 1 and 10000",
+                "serve.auth_failure_window_secs: must be between 1 and 86400",
+                "serve.header_read_timeout_secs: must be between 1 and 300",
+                "serve.max_connections: must be between 1 and 65536",
+                "serve.metrics_listen: must be an address such as 127.0.0.1:9465",
+                "serve.shutdown_grace_secs: must be between 1 and 300",
+            ]
+            .map(String::from)
+        );
+    }
+
+    #[test]
     fn the_lease_ttl_and_pool_size_have_defaults_and_are_checked() {
         let c = load(GOOD, &[("PROD_PW", "x")]).expect("valid");
         assert_eq!(c.serve.lease_ttl, std::time::Duration::from_secs(15));
