@@ -2,7 +2,9 @@
 //! same engine as `airlock sync`, holds a lease per instance so that several replicas on one
 //! PostgreSQL store never apply to the same Airflow at once, and serves `/healthz`, `/readyz`,
 //! Prometheus `/metrics` and the SCIM 2.0 endpoint (`/scim/v2`, see [`scim`]) on a local
-//! address.
+//! address (health and metrics optionally on a second one), through [`listener`]'s limits
+//! (header read timeout, connection cap, bounded shutdown); failed SCIM authentication is
+//! throttled per peer address ([`throttle`]).
 //!
 //! With `[audit.checkpoints]`, a task signs a checkpoint of the audit chain every interval in
 //! which it grew (see `checkpoints`).
