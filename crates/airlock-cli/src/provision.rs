@@ -586,6 +586,7 @@ pub async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> 
     let opts = airlock_server::ServeOptions {
         listen: args.listen.unwrap_or(config.serve.listen),
         metrics_listen: config.serve.metrics_listen,
+        tls: config.serve.tls.clone(),
         http: airlock_server::HttpLimits {
             header_read_timeout: config.serve.header_read_timeout,
             max_connections: config.serve.max_connections,

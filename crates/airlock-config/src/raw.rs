@@ -45,6 +45,11 @@ pub struct RawServe {
     /// Seconds a client may take to send a request's head, also how long an idle keep-alive
     /// connection stays open (default 10, 1 to 300).
     pub header_read_timeout_secs: Option<u64>,
+    /// PEM certificate chain to serve `listen` over TLS (with `tls_key_file`), relative to
+    /// this file; `metrics_listen` stays plain HTTP.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (keep it mode 0600).
+    pub tls_key_file: Option<PathBuf>,
     /// Connections served at once per listener; more wait unserved (default 512, 1 to 65536).
     pub max_connections: Option<usize>,
     /// Seconds shutdown waits for requests in flight before closing their connections

@@ -38,6 +38,8 @@ pub struct ServeConfig {
     pub listen: std::net::SocketAddr,
     /// A separate address for health and metrics.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// TLS certificate chain and key files for `listen` (absolute paths).
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Time a client may take to send a request head; idle keep-alive time.
     pub header_read_timeout: Duration,
     /// Connections served at once per listener.
@@ -346,8 +348,20 @@ pub(crate) fn validate(
             ));
         }
         let http = serve_http_limits(&r, &mut errors);
+        let tls = match (&r.tls_cert_file, &r.tls_key_file) {
+            (Some(cert), Some(key)) => Some((base_dir.join(cert), base_dir.join(key))),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                errors.push(ConfigError::new(
+                    "serve.tls_cert_file",
+                    "set both serve.tls_cert_file and serve.tls_key_file, or neither",
+                ));
+                None
+            }
+        };
         ServeConfig {
             listen,
+            tls,
             metrics_listen: http.metrics_listen,
             header_read_timeout: http.header_read_timeout,
             max_connections: http.max_connections,
@@ -990,6 +1004,15 @@ password = { env = "PROD_PW" }
                 "serve.shutdown_grace_secs: must be between 1 and 300",
             ]
             .map(String::from)
+        );
+        let errs = load(
+            &format!("{GOOD}\n[serve]\ntls_cert_file = \"cert.pem\"\n"),
+            &[("PROD_PW", "x")],
+        )
+        .expect_err("a certificate without its key");
+        assert_eq!(
+            errs,
+            ["serve.tls_cert_file: set both serve.tls_cert_file and serve.tls_key_file, or neither".to_string()]
         );
     }
 

@@ -52,6 +52,8 @@ pub struct ServeOptions {
     /// A separate address for `/healthz`, `/readyz` and `/metrics`; then `listen` serves
     /// only `/scim/v2`.
     pub metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain and key to serve `listen` over TLS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Timeouts and caps of the listeners.
     pub http: HttpLimits,
     /// Failed SCIM authentication throttling.
@@ -82,6 +84,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] listener::TlsError),
     /// The configuration lacks something the service needs.
     #[error("{0}")]
     Config(String),
@@ -188,6 +193,10 @@ pub async fn run(
         stopping: Arc::new(AtomicBool::new(false)),
         scim_changes: tokio::sync::watch::channel(0).0,
     });
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(listener::tls_acceptor(cert, key)?),
+        None => None,
+    };
     let listener = bind(opts.listen).await?;
     let ops_listener = match opts.metrics_listen {
         Some(addr) => Some(bind(addr).await?),
@@ -226,7 +235,7 @@ pub async fn run(
         .clone()
         .map(|cfg| tokio::spawn(checkpoints::run(store.clone(), cfg, stop_rx.clone())));
 
-    let servers = serve_http(listener, ops_listener, &state, &store, &opts, stop_rx);
+    let servers = serve_http(listener, ops_listener, tls, &state, &store, &opts, stop_rx);
     for server in servers {
         if let Err(e) = server.await {
             tracing::error!(error = %e, "http listener task failed");
@@ -257,6 +266,7 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
 fn serve_http(
     main: tokio::net::TcpListener,
     ops: Option<tokio::net::TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: &Arc<State>,
     store: &Store,
     opts: &ServeOptions,
@@ -269,24 +279,26 @@ fn serve_http(
     let mut listeners = Vec::new();
     match ops {
         Some(ops) => {
-            listeners.push(("main", main, scim));
-            listeners.push(("ops", ops, health));
+            listeners.push(("main", main, tls, scim));
+            listeners.push(("ops", ops, None, health));
         }
-        None => listeners.push(("main", main, health.merge(scim))),
+        None => listeners.push(("main", main, tls, health.merge(scim))),
     }
     listeners
         .into_iter()
-        .map(|(name, listener, app)| {
+        .map(|(name, listener, tls, app)| {
             let gauge = state.metrics.http_connections.with_label_values(&[name]);
             let mut stop = stop.clone();
-            tokio::spawn(listener::serve(
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            tokio::spawn(listener::serve_tls(
                 listener,
+                tls,
                 app,
                 opts.http,
                 Some(gauge),
-                async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                },
+                stopped,
             ))
         })
         .collect()

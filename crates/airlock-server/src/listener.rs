@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -55,6 +55,19 @@ pub async fn serve(
     open: Option<prometheus::IntGauge>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    serve_tls(listener, None, app, limits, open, shutdown).await;
+}
+
+/// [`serve`], over TLS when `tls` is given (the handshake must finish within the header read
+/// timeout).
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+    limits: HttpLimits,
+    open: Option<prometheus::IntGauge>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -80,14 +93,18 @@ pub async fn serve(
             },
         };
         while connections.try_join_next().is_some() {}
-        connections.spawn(connection(
-            stream,
-            peer,
-            app.clone(),
-            limits.header_read_timeout,
-            stop_rx.clone(),
-            Open::new(permit, open.clone()),
-        ));
+        let open = Open::new(permit, open.clone());
+        let (app, stop, timeout) = (app.clone(), stop_rx.clone(), limits.header_read_timeout);
+        match tls.clone() {
+            None => connections.spawn(connection(stream, peer, app, timeout, stop, open)),
+            Some(tls) => connections.spawn(async move {
+                match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => connection(stream, peer, app, timeout, stop, open).await,
+                    Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "tls handshake failed"),
+                    Err(_) => tracing::debug!(peer = %peer, "tls handshake timed out"),
+                }
+            }),
+        };
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -131,14 +148,16 @@ impl Drop for Open {
     }
 }
 
-async fn connection(
-    stream: TcpStream,
+async fn connection<S>(
+    stream: S,
     peer: SocketAddr,
     app: Router,
     header_read_timeout: Duration,
     mut stop: watch::Receiver<bool>,
     _open: Open,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         let mut app = app.clone();
@@ -165,4 +184,63 @@ async fn connection(
     if let Err(e) = served {
         tracing::debug!(peer = %peer, error = %e, "http connection ended with an error");
     }
+}
+
+/// Why a TLS certificate or key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate chain file could not be read or holds no certificate.
+    #[error("cannot read the TLS certificate chain {path}: {reason}")]
+    Cert {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The key file could not be read or holds no private key.
+    #[error("cannot read the TLS private key {path}: {reason}")]
+    Key {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why (never the key).
+        reason: String,
+    },
+    /// rustls refused the pair.
+    #[error("the TLS certificate and key cannot be used together: {0}")]
+    Config(#[source] tokio_rustls::rustls::Error),
+}
+
+/// A TLS acceptor for the PEM certificate chain and private key at these paths.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Cert {
+            path: cert.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::Cert {
+            path: cert.to_owned(),
+            reason: "no certificate in it".into(),
+        });
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(TlsError::Config)?
+    .with_no_client_auth()
+    .with_single_cert(chain, key_der)
+    .map_err(TlsError::Config)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -296,3 +296,66 @@ async fn brute_forced_tokens_from_one_address_are_throttled_without_checking_the
     ensure!(server.get("guess-again").await?.status() == 401);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_tls_listener_serves_scim_to_a_client_trusting_its_ca_and_refuses_plain_http(
+) -> anyhow::Result<()> {
+    let ca = airlock_testkit::TestCa::new("airlock test CA")?;
+    let issued = ca.issue_server(&["localhost"])?;
+    let dir = tempfile::tempdir()?;
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &issued.cert_pem)?;
+    std::fs::write(&key, &issued.key_pem)?;
+    let tls = airlock_server::listener::tls_acceptor(&cert, &key)?;
+
+    let db = dir.path().join("airlock.db");
+    let store = Store::open(&format!("sqlite://{}", db.display()), OpenOptions::create()).await?;
+    let (_, token) = store.create_scim_token("idp", 1).await?;
+    let app = airlock_server::scim_router(store);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(airlock_server::listener::serve_tls(
+        listener,
+        Some(tls),
+        app,
+        limits(Duration::from_secs(10), 16),
+        None,
+        std::future::pending(),
+    ));
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(
+            ca.cert_path(),
+        )?)?)
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .timeout(BOUND)
+        .build()?;
+    let resp = client
+        .get(format!("https://localhost:{port}/scim/v2/Users"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "status {}", resp.status());
+    // Plain HTTP to the TLS port is not served.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/scim/v2/Users"))
+        .bearer_auth(&token)
+        .timeout(BOUND)
+        .send()
+        .await;
+    ensure!(
+        plain.is_err(),
+        "plain http was answered: {:?}",
+        plain.map(|r| r.status())
+    );
+    // A client that does not trust the CA fails the handshake.
+    let untrusting = reqwest::Client::builder()
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .timeout(BOUND)
+        .build()?;
+    ensure!(untrusting
+        .get(format!("https://localhost:{port}/scim/v2/Users"))
+        .send()
+        .await
+        .is_err());
+    Ok(())
+}
