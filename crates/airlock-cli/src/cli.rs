@@ -259,7 +259,7 @@ pub enum ScimTokenCommand {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address for health and metrics (overrides serve.listen).
+    /// Address for /scim/v2, and health and metrics unless serve.metrics_listen (overrides serve.listen).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
 }

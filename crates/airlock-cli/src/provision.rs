@@ -585,6 +585,17 @@ pub async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> 
     let s = setup(&config, Some(pool)).await?;
     let opts = airlock_server::ServeOptions {
         listen: args.listen.unwrap_or(config.serve.listen),
+        metrics_listen: config.serve.metrics_listen,
+        tls: config.serve.tls.clone(),
+        http: airlock_server::HttpLimits {
+            header_read_timeout: config.serve.header_read_timeout,
+            max_connections: config.serve.max_connections,
+            shutdown_grace: config.serve.shutdown_grace,
+        },
+        throttle: airlock_server::ThrottleConfig {
+            limit: config.serve.auth_failure_limit,
+            window: config.serve.auth_failure_window,
+        },
         interval: config.serve.sync_interval,
         jitter: config.serve.sync_jitter,
         lease_retry: config.serve.lease_retry,

@@ -36,8 +36,31 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServe {
-    /// Address for /healthz, /readyz and /metrics (default 127.0.0.1:9464).
+    /// Address for /scim/v2, and for /healthz, /readyz and /metrics unless `metrics_listen`
+    /// is set (default 127.0.0.1:9464).
     pub listen: Option<String>,
+    /// A separate address for /healthz, /readyz and /metrics (then `listen` serves only
+    /// /scim/v2, the one surface an identity provider needs).
+    pub metrics_listen: Option<String>,
+    /// Seconds a client may take to send a request's head, also how long an idle keep-alive
+    /// connection stays open (default 10, 1 to 300).
+    pub header_read_timeout_secs: Option<u64>,
+    /// PEM certificate chain to serve `listen` over TLS (with `tls_key_file`), relative to
+    /// this file; `metrics_listen` stays plain HTTP.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (keep it mode 0600).
+    pub tls_key_file: Option<PathBuf>,
+    /// Connections served at once per listener; more wait unserved (default 512, 1 to 65536).
+    pub max_connections: Option<usize>,
+    /// Seconds shutdown waits for requests in flight before closing their connections
+    /// (default 10, 1 to 300).
+    pub shutdown_grace_secs: Option<u64>,
+    /// Failed SCIM authentications from one address, within `auth_failure_window_secs`, after
+    /// which it is answered 429 for that window (default 10, 1 to 10000).
+    pub auth_failure_limit: Option<u32>,
+    /// The window failed authentications are counted in, and how long a block lasts
+    /// (default 60, 1 to 86400).
+    pub auth_failure_window_secs: Option<u64>,
     /// Seconds between syncs of one instance (default 300).
     pub sync_interval_secs: Option<u64>,
     /// Up to this many seconds added at random to each interval (default 30).

@@ -34,8 +34,22 @@ pub struct Config {
 /// `airlock serve` settings, validated.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Address for health and metrics.
+    /// Address for SCIM (and health and metrics unless `metrics_listen`).
     pub listen: std::net::SocketAddr,
+    /// A separate address for health and metrics.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// TLS certificate chain and key files for `listen` (absolute paths).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Time a client may take to send a request head; idle keep-alive time.
+    pub header_read_timeout: Duration,
+    /// Connections served at once per listener.
+    pub max_connections: usize,
+    /// Time shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+    /// Failed SCIM authentications from one address that block it.
+    pub auth_failure_limit: u32,
+    /// Window of those failures, and length of the block.
+    pub auth_failure_window: Duration,
     /// Time between syncs of one instance.
     pub sync_interval: Duration,
     /// Random extra time per interval, at most.
@@ -333,8 +347,27 @@ pub(crate) fn validate(
                 "must be between 3 and 300",
             ));
         }
+        let http = serve_http_limits(&r, &mut errors);
+        let tls = match (&r.tls_cert_file, &r.tls_key_file) {
+            (Some(cert), Some(key)) => Some((base_dir.join(cert), base_dir.join(key))),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                errors.push(ConfigError::new(
+                    "serve.tls_cert_file",
+                    "set both serve.tls_cert_file and serve.tls_key_file, or neither",
+                ));
+                None
+            }
+        };
         ServeConfig {
             listen,
+            tls,
+            metrics_listen: http.metrics_listen,
+            header_read_timeout: http.header_read_timeout,
+            max_connections: http.max_connections,
+            shutdown_grace: http.shutdown_grace,
+            auth_failure_limit: http.auth_failure_limit,
+            auth_failure_window: http.auth_failure_window,
             lease_ttl: Duration::from_secs(lease_ttl),
             scim_poll: Duration::from_millis(scim_poll),
             sync_interval: Duration::from_secs(interval),
@@ -783,6 +816,77 @@ fn instance(
     })
 }
 
+/// The `[serve]` keys of the HTTP listeners, validated (only those fields of the result are
+/// meaningful).
+struct ServeHttp {
+    metrics_listen: Option<std::net::SocketAddr>,
+    header_read_timeout: Duration,
+    max_connections: usize,
+    shutdown_grace: Duration,
+    auth_failure_limit: u32,
+    auth_failure_window: Duration,
+}
+
+fn serve_http_limits(r: &crate::raw::RawServe, errors: &mut Vec<ConfigError>) -> ServeHttp {
+    let mut in_range = |key: &'static str, value: u64, lo: u64, hi: u64| {
+        if !(lo..=hi).contains(&value) {
+            errors.push(ConfigError::new(
+                key,
+                format!("must be between {lo} and {hi}"),
+            ));
+        }
+        value
+    };
+    let header_read_timeout = in_range(
+        "serve.header_read_timeout_secs",
+        r.header_read_timeout_secs.unwrap_or(10),
+        1,
+        300,
+    );
+    let max_connections = in_range(
+        "serve.max_connections",
+        r.max_connections.unwrap_or(512) as u64,
+        1,
+        65_536,
+    );
+    let shutdown_grace = in_range(
+        "serve.shutdown_grace_secs",
+        r.shutdown_grace_secs.unwrap_or(10),
+        1,
+        300,
+    );
+    let auth_failure_limit = in_range(
+        "serve.auth_failure_limit",
+        u64::from(r.auth_failure_limit.unwrap_or(10)),
+        1,
+        10_000,
+    );
+    let auth_failure_window = in_range(
+        "serve.auth_failure_window_secs",
+        r.auth_failure_window_secs.unwrap_or(60),
+        1,
+        86_400,
+    );
+    let metrics_listen = r.metrics_listen.as_deref().and_then(|addr| {
+        let parsed = addr.parse::<std::net::SocketAddr>().ok();
+        if parsed.is_none() {
+            errors.push(ConfigError::new(
+                "serve.metrics_listen",
+                "must be an address such as 127.0.0.1:9465",
+            ));
+        }
+        parsed
+    });
+    ServeHttp {
+        metrics_listen,
+        header_read_timeout: Duration::from_secs(header_read_timeout),
+        max_connections: usize::try_from(max_connections).unwrap_or(1),
+        shutdown_grace: Duration::from_secs(shutdown_grace),
+        auth_failure_limit: u32::try_from(auth_failure_limit).unwrap_or(1),
+        auth_failure_window: Duration::from_secs(auth_failure_window),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{load_str, LoadError};
@@ -856,6 +960,59 @@ password = { env = "PROD_PW" }
         assert_eq!(
             errs,
             ["serve.scim_poll_ms: must be between 10 and 60000".to_string()]
+        );
+    }
+
+    #[test]
+    fn the_http_limits_have_defaults_and_every_bad_one_is_reported() {
+        let c = load(GOOD, &[("PROD_PW", "x")]).expect("valid");
+        assert_eq!(
+            c.serve.header_read_timeout,
+            std::time::Duration::from_secs(10)
+        );
+        assert_eq!(c.serve.max_connections, 512);
+        assert_eq!(c.serve.shutdown_grace, std::time::Duration::from_secs(10));
+        assert_eq!(c.serve.auth_failure_limit, 10);
+        assert_eq!(
+            c.serve.auth_failure_window,
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(c.serve.metrics_listen, None);
+        let c = load(
+            &format!("{GOOD}\n[serve]\nmetrics_listen = \"127.0.0.1:9465\"\n"),
+            &[("PROD_PW", "x")],
+        )
+        .expect("valid");
+        assert_eq!(c.serve.metrics_listen, "127.0.0.1:9465".parse().ok());
+        let errs = load(
+            &format!(
+                "{GOOD}\n[serve]\nmetrics_listen = \"nowhere\"\nheader_read_timeout_secs = 0\n\
+                 max_connections = 0\nshutdown_grace_secs = 301\nauth_failure_limit = 0\n\
+                 auth_failure_window_secs = 0\n"
+            ),
+            &[("PROD_PW", "x")],
+        )
+        .expect_err("out of range");
+        assert_eq!(
+            errs,
+            [
+                "serve.auth_failure_limit: must be between 1 and 10000",
+                "serve.auth_failure_window_secs: must be between 1 and 86400",
+                "serve.header_read_timeout_secs: must be between 1 and 300",
+                "serve.max_connections: must be between 1 and 65536",
+                "serve.metrics_listen: must be an address such as 127.0.0.1:9465",
+                "serve.shutdown_grace_secs: must be between 1 and 300",
+            ]
+            .map(String::from)
+        );
+        let errs = load(
+            &format!("{GOOD}\n[serve]\ntls_cert_file = \"cert.pem\"\n"),
+            &[("PROD_PW", "x")],
+        )
+        .expect_err("a certificate without its key");
+        assert_eq!(
+            errs,
+            ["serve.tls_cert_file: set both serve.tls_cert_file and serve.tls_key_file, or neither".to_string()]
         );
     }
 

@@ -2,6 +2,7 @@
 //! (`/readyz`: the store answers now), metrics, and the SCIM endpoint under `/scim/v2` (its
 //! own module). One place turns state into responses; nothing here can change Airflow.
 
+use crate::throttle::AuthThrottle;
 use crate::State;
 use airlock_core::{Clock, SystemClock};
 use airlock_store::Store;
@@ -24,20 +25,34 @@ struct Http {
     store: Store,
 }
 
-pub(crate) fn router(state: Arc<State>, store: Store) -> Router {
-    let http = Http {
-        state: state.clone(),
-        store: store.clone(),
-    };
+/// `/healthz`, `/readyz` and `/metrics`.
+pub(crate) fn ops_router(state: Arc<State>, store: Store) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(http)
-        .merge(
-            crate::scim::scim_router_with(store, Arc::new(SystemClock))
-                .layer(axum::middleware::from_fn_with_state(state, observe_scim)),
-        )
+        .with_state(Http { state, store })
+}
+
+/// The SCIM endpoint, with failed-authentication throttling and request counting.
+pub(crate) fn scim_router(state: Arc<State>, store: Store, throttle: Arc<AuthThrottle>) -> Router {
+    crate::scim_router_throttled(store, Arc::new(SystemClock), throttle)
+        .layer(axum::middleware::from_fn_with_state(state, observe_scim))
+}
+
+/// The methods the SCIM request counter names; any other is counted as `other`, so that
+/// callers (authenticated or not) cannot create series.
+pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Counts SCIM requests, and wakes the sync loops after every successful write (which left
@@ -53,7 +68,7 @@ async fn observe_scim(
     state
         .metrics
         .scim_requests
-        .with_label_values(&[method.as_str(), status.as_str()])
+        .with_label_values(&[method_label(&method), status.as_str()])
         .inc();
     if method != axum::http::Method::GET && status.is_success() {
         state.scim_changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -146,4 +161,19 @@ async fn metrics(Extract(http): Extract<Http>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         http.state.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for m in ["FOO", "get", "PROPFIND", "X-RANDOM-1234"] {
+            let m = Method::from_bytes(m.as_bytes()).expect("valid method");
+            assert_eq!(method_label(&m), "other");
+        }
+    }
 }

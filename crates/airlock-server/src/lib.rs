@@ -2,7 +2,9 @@
 //! same engine as `airlock sync`, holds a lease per instance so that several replicas on one
 //! PostgreSQL store never apply to the same Airflow at once, and serves `/healthz`, `/readyz`,
 //! Prometheus `/metrics` and the SCIM 2.0 endpoint (`/scim/v2`, see [`scim`]) on a local
-//! address.
+//! address (health and metrics optionally on a second one), through [`listener`]'s limits
+//! (header read timeout, connection cap, bounded shutdown); failed SCIM authentication is
+//! throttled per peer address ([`throttle`]).
 //!
 //! With `[audit.checkpoints]`, a task signs a checkpoint of the audit chain every interval in
 //! which it grew (see `checkpoints`).
@@ -17,15 +19,19 @@
 
 mod checkpoints;
 mod http;
+pub mod listener;
 mod metrics;
 mod scheduler;
 pub mod scim;
+pub mod throttle;
 
+pub use listener::HttpLimits;
 pub use metrics::Metrics;
 pub use scim::{scim_router, scim_router_with};
+pub use throttle::{AuthThrottle, ThrottleConfig};
 
 use airlock_config::Config;
-use airlock_core::SystemClock;
+use airlock_core::{Clock, SystemClock};
 use airlock_directory::Source;
 use airlock_engine::lease::{LeaseKeeper, Taken};
 use airlock_store::{Backend, Store};
@@ -40,8 +46,18 @@ pub const SERVE_LEASE: &str = "serve";
 /// How the service runs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Address for health and metrics (127.0.0.1 by default: put a proxy in front to expose).
+    /// Address for SCIM, and for health and metrics unless `metrics_listen` is set
+    /// (127.0.0.1 by default: put a proxy in front to expose).
     pub listen: SocketAddr,
+    /// A separate address for `/healthz`, `/readyz` and `/metrics`; then `listen` serves
+    /// only `/scim/v2`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain and key to serve `listen` over TLS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Timeouts and caps of the listeners.
+    pub http: HttpLimits,
+    /// Failed SCIM authentication throttling.
+    pub throttle: ThrottleConfig,
     /// Time between syncs of one instance.
     pub interval: Duration,
     /// Up to this much is added to each interval at random, so replicas and instances spread.
@@ -68,9 +84,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    /// The HTTP server failed.
-    #[error("http server failed: {0}")]
-    Http(#[source] std::io::Error),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] listener::TlsError),
     /// The configuration lacks something the service needs.
     #[error("{0}")]
     Config(String),
@@ -177,13 +193,16 @@ pub async fn run(
         stopping: Arc::new(AtomicBool::new(false)),
         scim_changes: tokio::sync::watch::channel(0).0,
     });
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: opts.listen,
-            source,
-        })?;
-    tracing::info!(listen = %opts.listen, instances = config.instances.len(), holder = %state.holder, "airlock serve started");
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(listener::tls_acceptor(cert, key)?),
+        None => None,
+    };
+    let listener = bind(opts.listen).await?;
+    let ops_listener = match opts.metrics_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    tracing::info!(listen = %opts.listen, metrics_listen = ?opts.metrics_listen, instances = config.instances.len(), holder = %state.holder, "airlock serve started");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopping = state.stopping.clone();
@@ -216,12 +235,12 @@ pub async fn run(
         .clone()
         .map(|cfg| tokio::spawn(checkpoints::run(store.clone(), cfg, stop_rx.clone())));
 
-    let mut http_stop = stop_rx;
-    let server = axum::serve(listener, http::router(state.clone(), store.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|s| *s).await;
-        });
-    let served = server.await.map_err(ServeError::Http);
+    let servers = serve_http(listener, ops_listener, tls, &state, &store, &opts, stop_rx);
+    for server in servers {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "http listener task failed");
+        }
+    }
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "scheduler task failed");
     }
@@ -233,5 +252,68 @@ pub async fn run(
     keeper.release_all().await;
     store.close().await;
     tracing::info!("airlock serve stopped");
-    served
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Starts the listeners: SCIM (and, without a separate `ops` listener, health and metrics)
+/// on `main`; health and metrics on `ops`. Each stops in bounded time once `stop` is set.
+fn serve_http(
+    main: tokio::net::TcpListener,
+    ops: Option<tokio::net::TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: &Arc<State>,
+    store: &Store,
+    opts: &ServeOptions,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let throttle = Arc::new(AuthThrottle::new(opts.throttle, clock));
+    let scim = http::scim_router(state.clone(), store.clone(), throttle);
+    let health = http::ops_router(state.clone(), store.clone());
+    let mut listeners = Vec::new();
+    match ops {
+        Some(ops) => {
+            listeners.push(("main", main, tls, scim));
+            listeners.push(("ops", ops, None, health));
+        }
+        None => listeners.push(("main", main, tls, health.merge(scim))),
+    }
+    listeners
+        .into_iter()
+        .map(|(name, listener, tls, app)| {
+            let gauge = state.metrics.http_connections.with_label_values(&[name]);
+            let mut stop = stop.clone();
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            tokio::spawn(listener::serve_tls(
+                listener,
+                tls,
+                app,
+                opts.http,
+                Some(gauge),
+                stopped,
+            ))
+        })
+        .collect()
+}
+
+/// The SCIM endpoint ([`scim_router_with`]) behind failed-authentication throttling: what
+/// `airlock serve` serves under `/scim/v2`, without the service's metrics. Its requests need
+/// their peer address ([`listener::serve`] gives it).
+pub fn scim_router_throttled(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    throttle: Arc<AuthThrottle>,
+) -> axum::Router {
+    scim_router_with(store, clock).layer(axum::middleware::from_fn_with_state(
+        throttle,
+        throttle::throttle_auth,
+    ))
 }

@@ -2,8 +2,8 @@
 //! `_seconds` histograms) and carry only bounded labels (instance names, operation kinds).
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric the service exports.
@@ -22,8 +22,10 @@ pub struct Metrics {
     pub lease_held: GaugeVec,
     /// 1 while the store answered the last readiness check.
     pub ready: Gauge,
-    /// SCIM requests by method and status.
+    /// SCIM requests by method (a fixed set, else `other`) and status.
     pub scim_requests: IntCounterVec,
+    /// HTTP connections being served, by listener (`main`, `ops`).
+    pub http_connections: IntGaugeVec,
     /// Time from a SCIM change to the end of the sync that applied it.
     pub scim_change_to_airflow: HistogramVec,
 }
@@ -85,9 +87,20 @@ impl Metrics {
             .expect("invariant: metric registered once");
         let scim_requests = counter(
             "airlock_scim_requests_total",
-            "SCIM requests by method and status.",
+            "SCIM requests by method (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS, else other) and status.",
             &["method", "status"],
         );
+        let http_connections = IntGaugeVec::new(
+            Opts::new(
+                "airlock_http_connections",
+                "HTTP connections being served, by listener (main; ops when serve.metrics_listen is set).",
+            ),
+            &["listener"],
+        )
+        .expect("invariant: valid metric definition");
+        registry
+            .register(Box::new(http_connections.clone()))
+            .expect("invariant: metric registered once");
         let scim_change_to_airflow = HistogramVec::new(
             HistogramOpts::new(
                 "airlock_scim_change_to_airflow_seconds",
@@ -109,6 +122,7 @@ impl Metrics {
             lease_held,
             ready,
             scim_requests,
+            http_connections,
             scim_change_to_airflow,
         }
     }
