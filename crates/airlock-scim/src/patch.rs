@@ -94,8 +94,14 @@ pub struct PatchRequest {
     pub operations: Vec<PatchOperation>,
 }
 
+/// The most operations one PATCH may carry. Identity providers send a handful (a membership
+/// change is one operation whatever the number of members); each operation is applied to the
+/// whole resource, so an unbounded list is quadratic work for one request.
+pub const MAX_OPERATIONS: usize = 1000;
+
 impl PatchRequest {
-    /// Parses a PATCH body. Structural problems are `400 invalidSyntax`.
+    /// Parses a PATCH body. Structural problems are `400 invalidSyntax`; more than
+    /// [`MAX_OPERATIONS`] operations are `400 invalidValue`.
     pub fn from_json(body: &Value) -> Result<Self, ScimError> {
         let body = body
             .as_object()
@@ -119,6 +125,12 @@ impl PatchRequest {
             .ok_or_else(|| {
                 ScimError::invalid_syntax("'Operations' must be an array of one or more operations")
             })?;
+        if operations.len() > MAX_OPERATIONS {
+            return Err(ScimError::invalid_value(format!(
+                "a PATCH request may hold at most {MAX_OPERATIONS} operations, this one has {}",
+                operations.len()
+            )));
+        }
         let operations = operations
             .iter()
             .enumerate()

@@ -446,3 +446,21 @@ fn add_of_null_changes_nothing_and_replace_with_null_clears() {
         .expect("valid");
     assert!(out.get("displayName").is_none());
 }
+
+#[test]
+fn a_patch_with_too_many_operations_is_refused_before_any_is_applied() {
+    let op = json!({"op": "replace", "path": "displayName", "value": "x"});
+    let body = |n: usize| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": vec![op.clone(); n],
+        })
+    };
+    assert!(PatchRequest::from_json(&body(MAX_OPERATIONS)).is_ok());
+    let err = PatchRequest::from_json(&body(MAX_OPERATIONS + 1)).expect_err("refused");
+    assert_eq!(
+        (err.status, err.scim_type),
+        (400, Some(ScimType::InvalidValue))
+    );
+    assert!(err.to_string().contains("at most 1000 operations"), "{err}");
+}
