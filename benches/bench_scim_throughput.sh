@@ -20,15 +20,17 @@ cleanup() { stop_all
 trap cleanup EXIT
 
 cargo build --release -q -p airlock-cli -p airlock-server --bins --example scim_load
-if [[ ! -x "$WORK/venv/bin/scim2-server" ]]; then
-  python3 -m venv "$WORK/venv" && "$WORK/venv/bin/pip" install -q scim2-server
+# The reference server, pinned, in a cached venv (the version the closing notes compare with).
+VENV="${XDG_CACHE_HOME:-$HOME/.cache}/airlock/venvs/scim2-server-0.8.3"
+if [[ ! -x "$VENV/bin/scim2-server" ]]; then
+  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "scim2-server==0.8.3"
 fi
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS airlock_scim_bench WITH (FORCE)" >/dev/null
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE airlock_scim_bench" >/dev/null
 read -r SQLITE_URL SQLITE_TOKEN < <(airlock_server sqlite "sqlite://$WORK/sqlite/airlock.db")
 read -r PG_URL PG_TOKEN < <(airlock_server postgres "postgres://postgres@127.0.0.1:5432/airlock_scim_bench")
 PY_PORT=$(free_port)
-"$WORK/venv/bin/scim2-server" --hostname 127.0.0.1 --port "$PY_PORT" --bearer-token bench-token >"$WORK/scim2-server.log" 2>&1 &
+"$VENV/bin/scim2-server" --hostname 127.0.0.1 --port "$PY_PORT" --bearer-token bench-token >"$WORK/scim2-server.log" 2>&1 &
 echo $! >>"$WORK/pids"; wait_port "$PY_PORT"
 
 echo "SCIM throughput: $USERS users, $REQUESTS requests per kind, $CONC in flight, $(nproc) CPUs"

@@ -5,13 +5,16 @@
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 300); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
+# The airlock binary to run: AIRLOCK_BIN, to compare builds side by side (default: this tree's).
+AIRLOCK_BIN="${AIRLOCK_BIN:-target/release/airlock}"
+
 airlock_server() { # $1 name, $2 store url
   local dir="$WORK/$1"; mkdir -p "$dir"
   printf 'policy = "policy.toml"\n[store]\nurl = "%s"\n[directory]\nkind = "scim"\n[instances.none]\nurl = "http://127.0.0.1:9"\nusername = "x"\npassword = "unused"\nmax_retries = 0\n' "$2" >"$dir/airlock.toml"
   printf '[[grants]]\ngroup = "g"\nroles = ["Viewer"]\n' >"$dir/policy.toml"
-  local token; token=$(target/release/airlock --config "$dir/airlock.toml" scim token create --client bench 2>/dev/null)
+  local token; token=$("$AIRLOCK_BIN" --config "$dir/airlock.toml" scim token create --client bench 2>/dev/null)
   local port; port=$(free_port)
-  target/release/airlock --config "$dir/airlock.toml" serve --listen "127.0.0.1:$port" >"$dir/serve.log" 2>&1 &
+  "$AIRLOCK_BIN" --config "$dir/airlock.toml" serve --listen "127.0.0.1:$port" >"$dir/serve.log" 2>&1 &
   echo $! >>"$WORK/pids"; wait_port "$port"
   echo "http://127.0.0.1:$port/scim/v2 $token"
 }

@@ -176,7 +176,7 @@ pub async fn plan(config: Config, args: PlanArgs) -> anyhow::Result<ExitCode> {
     // Read-only: no lease, so `plan` works while `airlock serve` runs.
     let engine = engine(&config, &s, &args.instance, 1, ACTOR_AIRLOCK, None)?;
     let observed = engine.observe().await?;
-    let mut plan = engine.plan(&observed);
+    let mut plan = airlock_engine::cpu_bound(|| engine.plan(&observed));
     // Sealed so that `apply --plan` can tell an edited file (also for `-o json > FILE`).
     airlock_engine::sync::saved::seal(&mut plan);
     if let Some(path) = &args.out {

@@ -8,12 +8,14 @@
 //! complete); it does not render output, which is the front-ends' job.
 
 pub mod checkpoint;
+mod cpu;
 pub mod doctor;
 mod error;
 pub mod inventory;
 pub mod lease;
 pub mod sync;
 
+pub use cpu::cpu_bound;
 pub use error::EngineError;
 
 use airlock_airflow::{AirflowClient, ApiPreference, Settings};

@@ -998,7 +998,7 @@ impl<'a> Engine<'a> {
                 return Err(e);
             }
         };
-        let fresh = self.plan(&observed);
+        let fresh = crate::cpu_bound(|| self.plan(&observed));
         let plan = match saved {
             None => fresh,
             // The saved plan only proves that nothing changed since it was made: what is

@@ -6,7 +6,9 @@
 //! Creates USERS users (default 1000), then sends REQUESTS filtered GETs
 //! (`userName eq "<random existing user>"`) and REQUESTS PATCHes (replace `displayName` of a
 //! random user) with CONCURRENCY requests in flight, and prints one JSON line with requests per
-//! second and latency percentiles for each. Bounded in count; talks only to BASE_URL.
+//! second and latency percentiles for each, and the time to read every user once, paged by 100
+//! (`startIndex`/`count`, one page after the other, as identity providers reconcile). Bounded in
+//! count; talks only to BASE_URL.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -71,6 +73,39 @@ where
     (requests as f64 / secs, all, errors)
 }
 
+/// Reads every user once, 100 per page, one page after the other: (seconds, users read, pages).
+async fn list_all(http: &reqwest::Client, base: &str, token: &str) -> (f64, usize, usize) {
+    let started = Instant::now();
+    let (mut start, mut read, mut pages) = (1usize, 0usize, 0usize);
+    loop {
+        let resp = http
+            .get(format!("{base}/Users"))
+            .query(&[
+                ("startIndex", start.to_string()),
+                ("count", "100".to_owned()),
+            ])
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("list request");
+        assert!(
+            resp.status().is_success(),
+            "list answered {}",
+            resp.status()
+        );
+        let page: serde_json::Value = resp.json().await.expect("list json");
+        let got = page["Resources"].as_array().map_or(0, Vec::len);
+        let total = page["totalResults"].as_u64().unwrap_or(0) as usize;
+        pages += 1;
+        read += got;
+        start += got;
+        if got == 0 || start > total {
+            break;
+        }
+    }
+    (started.elapsed().as_secs_f64(), read, pages)
+}
+
 #[tokio::main]
 async fn main() {
     let base: String = std::env::args()
@@ -110,6 +145,8 @@ async fn main() {
         ids.push(v["id"].as_str().expect("id").to_string());
     }
     let ids = Arc::new(ids);
+
+    let (list_secs, listed, pages) = list_all(&http, &base, &token).await;
 
     let (h, b, t) = (http.clone(), base.clone(), token.clone());
     let (get_rps, get_lat, get_err) = run_phase(requests, concurrency, move |i| {
@@ -159,6 +196,7 @@ async fn main() {
             "users": users, "requests": requests, "concurrency": concurrency,
             "filtered_get": { "rps": get_rps.round(), "p50_ms": pct(&get_lat, 0.5), "p99_ms": pct(&get_lat, 0.99), "errors": get_err },
             "patch": { "rps": patch_rps.round(), "p50_ms": pct(&patch_lat, 0.5), "p99_ms": pct(&patch_lat, 0.99), "errors": patch_err },
+            "list_all_by_100": { "secs": (list_secs * 1000.0).round() / 1000.0, "users": listed, "pages": pages },
         })
     );
 }

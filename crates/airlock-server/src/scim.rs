@@ -30,8 +30,8 @@ use airlock_core::{Clock, SystemClock};
 use airlock_scim::schema::{AttributeDef, Mutability, Returned, SchemaDef, Uniqueness};
 use airlock_scim::{
     apply_patch, check_group_write, list_response, replace_resource, search_all, validate_resource,
-    GroupAllowance, ListQuery, PatchRequest, Projection, ResourceType, ScimError,
-    LIST_RESPONSE_MESSAGE,
+    GroupAllowance, ListQuery, ListResponse, Page, PatchRequest, Projection, ResourceType,
+    ScimError, LIST_RESPONSE_MESSAGE,
 };
 use airlock_store::{scim_actor, ScimResource, ScimWriteError, ScimWriteKind, Store, StoreError};
 use axum::body::Bytes;
@@ -421,10 +421,14 @@ fn resource_response(
 }
 
 fn scim_json(body: Value) -> Response {
+    scim_body(body.to_string())
+}
+
+fn scim_body(body: String) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, SCIM_CONTENT_TYPE)],
-        body.to_string(),
+        body,
     )
         .into_response()
 }
@@ -492,14 +496,18 @@ async fn search_everything(
     let body = json_body(&headers, body)?;
     let users = state.store.scim_list(ResourceType::User.name()).await?;
     let groups = state.store.scim_list(ResourceType::Group.name()).await?;
-    Ok(scim_json(search_all(
-        &[
-            (ResourceType::User, users.as_slice()),
-            (ResourceType::Group, groups.as_slice()),
-        ],
-        &body,
-        MAX_RESULTS,
-    )?))
+    let response = airlock_engine::cpu_bound(|| {
+        search_all(
+            &[
+                (ResourceType::User, users.as_slice()),
+                (ResourceType::Group, groups.as_slice()),
+            ],
+            &body,
+            MAX_RESULTS,
+        )
+        .map(|body| body.to_string())
+    })?;
+    Ok(scim_body(response))
 }
 
 async fn list_matching(
@@ -507,38 +515,113 @@ async fn list_matching(
     rt: ResourceType,
     query: &ListQuery,
 ) -> Result<Response, Failure> {
-    // `userName eq "..."` (Users) and `displayName eq "..."` (Groups) go through the unique
-    // index; list_response still applies the whole filter, so the result is the same.
-    let resources = match unique_lookup(rt, query.filter.as_ref()) {
-        Some(value) => state.store.scim_find_unique(rt.name(), value).await?,
-        None => state.store.scim_list(rt.name()).await?,
+    let store = &state.store;
+    let resources = match Lookup::of(rt, query) {
+        Lookup::Page => return page(state, rt, query).await,
+        Lookup::Id(id) => (store.scim_get(rt.name(), id).await?)
+            .map(|stored| stored.resource)
+            .into_iter()
+            .collect(),
+        Lookup::Unique(value) => store.scim_find_unique(rt.name(), value).await?,
+        Lookup::ExternalId(value) => store.scim_find_external_id(rt.name(), value).await?,
+        Lookup::Scan => store.scim_list(rt.name()).await?,
     };
-    Ok(scim_json(list_response(
-        rt,
-        &resources,
-        query,
-        MAX_RESULTS,
-    )?))
+    // The whole filter and the sort are applied to what the store found, so an index only
+    // narrows the candidates and never changes the answer. Thousands of resources are CPU
+    // work: off the runtime's worker.
+    let body = airlock_engine::cpu_bound(|| {
+        list_response(rt, &resources, query, MAX_RESULTS).map(|body| body.to_string())
+    })?;
+    Ok(scim_body(body))
 }
 
-/// The value of a filter that is exactly `<unique attribute> eq "<string>"`.
-fn unique_lookup(rt: ResourceType, filter: Option<&airlock_scim::Filter>) -> Option<&str> {
-    let unique = match rt {
-        ResourceType::User => "userName",
-        ResourceType::Group => "displayName",
-    };
-    match filter? {
-        airlock_scim::Filter::Compare {
+/// A list without a filter or `sortBy`: the page comes from the store, in creation order,
+/// so reading every resource page by page reads each one once.
+async fn page(state: &ScimState, rt: ResourceType, query: &ListQuery) -> Result<Response, Failure> {
+    let page = Page::new(query.start_index, query.count, MAX_RESULTS);
+    let stored = (state.store)
+        .scim_page(rt.name(), page.start_index - 1, page.count)
+        .await?;
+    let body = airlock_engine::cpu_bound(|| {
+        ListResponse {
+            total_results: stored.total,
+            start_index: page.start_index,
+            resources: (stored.resources.iter())
+                .map(|r| query.projection.project(rt, r))
+                .collect(),
+        }
+        .to_json()
+        .to_string()
+    });
+    Ok(scim_body(body))
+}
+
+/// How the store answers a list request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup<'q> {
+    /// No filter and no `sortBy`: the page itself, from the store.
+    Page,
+    /// `id eq "..."`: by primary key.
+    Id(&'q str),
+    /// `userName eq "..."` (Users) or `displayName eq "..."` (Groups): the unique index.
+    Unique(&'q str),
+    /// `externalId eq "..."`: its index.
+    ExternalId(&'q str),
+    /// Any other filter: every resource, filtered here.
+    Scan,
+}
+
+impl<'q> Lookup<'q> {
+    /// The narrowest lookup for `query`: its filter, or one term of a top-level `and`, that is
+    /// `<attribute> eq "<string>"` for an indexed attribute.
+    fn of(rt: ResourceType, query: &'q ListQuery) -> Self {
+        let Some(filter) = &query.filter else {
+            return if query.sort_by.is_none() {
+                Lookup::Page
+            } else {
+                Lookup::Scan
+            };
+        };
+        let terms = match filter {
+            airlock_scim::Filter::And(terms) => terms.as_slice(),
+            one => std::slice::from_ref(one),
+        };
+        (terms.iter())
+            .filter_map(|term| Lookup::term(rt, term))
+            .min_by_key(|lookup| match lookup {
+                Lookup::Id(_) => 0,
+                Lookup::Unique(_) => 1,
+                _ => 2,
+            })
+            .unwrap_or(Lookup::Scan)
+    }
+
+    fn term(rt: ResourceType, filter: &'q airlock_scim::Filter) -> Option<Self> {
+        let airlock_scim::Filter::Compare {
             attr,
             op: airlock_scim::CompareOp::Eq,
-            value: airlock_scim::CompValue::String(v),
-        } if attr.schema.is_none()
-            && attr.sub_attr.is_none()
-            && attr.name.eq_ignore_ascii_case(unique) =>
-        {
-            Some(v.as_str())
+            value: airlock_scim::CompValue::String(value),
+        } = filter
+        else {
+            return None;
+        };
+        if attr.schema.is_some() || attr.sub_attr.is_some() {
+            return None;
         }
-        _ => None,
+        let unique = match rt {
+            ResourceType::User => "userName",
+            ResourceType::Group => "displayName",
+        };
+        let name = attr.name.as_str();
+        if name.eq_ignore_ascii_case("id") {
+            Some(Lookup::Id(value))
+        } else if name.eq_ignore_ascii_case(unique) {
+            Some(Lookup::Unique(value))
+        } else if name.eq_ignore_ascii_case("externalId") {
+            Some(Lookup::ExternalId(value))
+        } else {
+            None
+        }
     }
 }
 
@@ -712,16 +795,19 @@ impl Write<'_> {
                 self.kind,
                 self.state.now_ms(),
                 &self.client.name,
+                // A PATCH of a group with thousands of members is CPU work: off the worker.
                 |stored| {
-                    if rt == ResourceType::Group {
-                        check_group_write(allowance, Some(&stored.resource), None)?;
-                    }
-                    let resource = change(stored)?;
-                    check_members(rt, &resource)?;
-                    if rt == ResourceType::Group {
-                        check_group_write(allowance, None, Some(&resource))?;
-                    }
-                    Ok(resource)
+                    airlock_engine::cpu_bound(|| {
+                        if rt == ResourceType::Group {
+                            check_group_write(allowance, Some(&stored.resource), None)?;
+                        }
+                        let resource = change(stored)?;
+                        check_members(rt, &resource)?;
+                        if rt == ResourceType::Group {
+                            check_group_write(allowance, None, Some(&resource))?;
+                        }
+                        Ok(resource)
+                    })
                 },
             )
             .await;

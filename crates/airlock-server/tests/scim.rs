@@ -168,6 +168,71 @@ async fn a_created_user_is_returned_with_location_etag_and_can_be_read_back() ->
     Ok(())
 }
 
+/// The store answers the common lists itself (a page without a filter, `id`, `userName` and
+/// `externalId` lookups, also as one term of an `and`); whatever it does, the answer is the
+/// one filtering, sorting and paging every stored resource gives.
+#[tokio::test]
+async fn lists_the_store_answers_itself_equal_filtering_everything() -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    let mut ids = Vec::new();
+    for i in 0..15 {
+        let (status, _, body) = server
+            .send(
+                Method::POST,
+                "/Users",
+                Some(
+                    json!({"schemas": [USER], "userName": format!("User{i:02}@example.com"),
+                    "externalId": format!("ext-{}", i % 5), "active": i % 3 != 0}),
+                ),
+            )
+            .await?;
+        ensure!(status == StatusCode::CREATED, "{status}: {body}");
+        ids.push(body["id"].as_str().context("id")?.to_owned());
+    }
+    let queries = [
+        String::new(),
+        "startIndex=1&count=4".into(),
+        "startIndex=5&count=4".into(),
+        "startIndex=14&count=4".into(),
+        "startIndex=40&count=4".into(),
+        "startIndex=0&count=0".into(),
+        "count=500".into(),
+        "startIndex=3&attributes=userName".into(),
+        format!("filter=id eq \"{}\"", ids[7]),
+        "filter=id eq \"nope\"".into(),
+        "filter=userName eq \"user03@EXAMPLE.com\"".into(),
+        "filter=externalId eq \"ext-2\"".into(),
+        "filter=externalId eq \"EXT-2\"".into(),
+        "filter=externalId eq \"ext-1\" and active eq true&count=1&startIndex=2".into(),
+        "filter=active eq true and userName eq \"user04@example.com\"".into(),
+        "filter=externalId eq \"ext-1\" and userName eq \"user02@example.com\"".into(),
+        "filter=userName sw \"user1\"&sortBy=userName&sortOrder=descending".into(),
+        "sortBy=userName&sortOrder=descending&count=3".into(),
+    ];
+    let everything = server.store.scim_list("User").await?;
+    for query in &queries {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let parsed = airlock_scim::ListQuery::from_params(
+            airlock_scim::ResourceType::User,
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )?;
+        let expected = airlock_scim::list_response(
+            airlock_scim::ResourceType::User,
+            &everything,
+            &parsed,
+            airlock_server::scim::MAX_RESULTS,
+        )?;
+        let encoded: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&pairs)
+            .finish();
+        let got = server.get(&format!("/Users?{encoded}")).await?;
+        ensure!(got == expected, "{query}: got {got}\nexpected {expected}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_user_name_filter_matches_case_insensitively_and_lists_page() -> anyhow::Result<()> {
     let server = Server::start().await?;

@@ -53,8 +53,8 @@ pub use location::redact_url;
 pub use managed::{ManagedAccount, ManagedOrigin, RunStatus};
 pub use migrations::supported_schema_version;
 pub use scim::{
-    scim_actor, PendingSummary, ScimChange, ScimClient, ScimResource, ScimRotation, ScimToken,
-    ScimTokenOptions, ScimWriteError, ScimWriteKind, SCIM_TOKEN_PREFIX,
+    scim_actor, PendingSummary, ScimChange, ScimClient, ScimPage, ScimResource, ScimRotation,
+    ScimToken, ScimTokenOptions, ScimWriteError, ScimWriteKind, SCIM_TOKEN_PREFIX,
 };
 pub use snapshots::{SnapshotId, SnapshotMeta, SnapshotRun, SnapshotStatus, StoredSnapshot};
 

@@ -14,8 +14,12 @@
 //! rotated token's predecessor may keep working for a grace period, and a token may carry the
 //! patterns of the groups its client may write; issuing, rotating and revoking are audited.
 //!
-//! Not here: validating resources against the SCIM schema, filtering, paging and PATCH (the
-//! `airlock-scim` core does that), and HTTP.
+//! Lists the store answers itself, through indexes: one page of every resource in creation
+//! order ([`Store::scim_page`]), and the lookups by `userName`/`displayName` and by
+//! `externalId` that identity providers send most.
+//!
+//! Not here: validating resources against the SCIM schema, filtering in general, sorting and
+//! PATCH (the `airlock-scim` core does that), and HTTP.
 
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat};
@@ -27,6 +31,9 @@ use sqlx::Row as _;
 use airlock_audit::{operation as op, NewEvent, Outcome, Target};
 
 use crate::{Store, StoreError};
+
+/// How often a token's `last_used_ms` is written, at most (ms).
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
 /// The most member values one audit event lists as added or removed (the counts are exact).
 const MAX_AUDITED_MEMBERS: usize = 100;
@@ -113,6 +120,15 @@ pub struct ScimChange {
     pub client: Option<String>,
 }
 
+/// One page of stored resources ([`Store::scim_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScimPage {
+    /// How many resources of the type there are, across pages.
+    pub total: usize,
+    /// This page's resources, oldest first.
+    pub resources: Vec<Value>,
+}
+
 /// What is pending for one consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingSummary {
@@ -133,7 +149,7 @@ pub struct ScimToken {
     pub client: String,
     /// Issued (or last rotated) at, unix ms.
     pub created_ms: i64,
-    /// Last accepted at, unix ms.
+    /// Last accepted at, unix ms (written at most once a minute, so up to a minute early).
     pub last_used_ms: Option<i64>,
     /// Revoked at, unix ms.
     pub revoked_ms: Option<i64>,
@@ -480,6 +496,67 @@ impl Store {
         .await
         .map_err(|e| self.ctx.query_failed("list SCIM resources", e))?;
         self.resources_from_rows("list SCIM resources", resource_type, &rows)
+    }
+
+    /// One page of every resource of `resource_type`, in the order of [`Store::scim_list`]
+    /// (oldest first): at most `limit` resources from the 0-based `offset`, with the number of
+    /// resources there are. The page is read through an index, so paging through every
+    /// resource reads each one once; `limit` 0 only counts.
+    pub async fn scim_page(
+        &self,
+        resource_type: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<ScimPage, StoreError> {
+        const OP: &str = "page SCIM resources";
+        let fail = |e| self.ctx.query_failed(OP, e);
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM scim_resources WHERE resource_type = $1")
+                .bind(resource_type)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(fail)?;
+        let total = usize::try_from(total).unwrap_or(0);
+        if limit == 0 || offset >= total {
+            return Ok(ScimPage {
+                total,
+                resources: Vec::new(),
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT id, resource_json FROM scim_resources WHERE resource_type = $1 \
+             ORDER BY created_ms, id LIMIT $2 OFFSET $3",
+        )
+        .bind(resource_type)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        Ok(ScimPage {
+            total,
+            resources: self.resources_from_rows(OP, resource_type, &rows)?,
+        })
+    }
+
+    /// The resources of `resource_type` whose `externalId` is exactly `value` (externalId is
+    /// case-exact), through its index: the answer to `externalId eq "..."`.
+    pub async fn scim_find_external_id(
+        &self,
+        resource_type: &str,
+        value: &str,
+    ) -> Result<Vec<Value>, StoreError> {
+        const OP: &str = "find SCIM resource";
+        let rows = sqlx::query(
+            "SELECT id, resource_json FROM scim_resources WHERE resource_type = $1 \
+             AND external_id = $2 ORDER BY created_ms, id",
+        )
+        .bind(resource_type)
+        .bind(value)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.ctx.query_failed(OP, e))?;
+        self.resources_from_rows(OP, resource_type, &rows)
     }
 
     /// The resource whose unique attribute (a User's `userName` or a Group's `displayName`,
@@ -1155,8 +1232,8 @@ impl Store {
         let fail = |e| self.ctx.query_failed("check SCIM token", e);
         let hash = sha256_hex(secret);
         let row = sqlx::query(
-            "SELECT client, groups_json FROM scim_tokens WHERE revoked_ms IS NULL AND ( \
-             (token_sha256 = $1 AND (expires_ms IS NULL OR expires_ms > $2)) \
+            "SELECT client, groups_json, last_used_ms FROM scim_tokens WHERE revoked_ms IS NULL \
+             AND ((token_sha256 = $1 AND (expires_ms IS NULL OR expires_ms > $2)) \
              OR (previous_sha256 = $1 AND previous_expires_ms > $2))",
         )
         .bind(&hash)
@@ -1169,13 +1246,19 @@ impl Store {
         };
         let name: String = row.try_get(0).map_err(fail)?;
         let groups: Option<String> = row.try_get(1).map_err(fail)?;
+        let last_used: Option<i64> = row.try_get(2).map_err(fail)?;
         let groups = self.token_groups(&name, groups.as_deref())?;
-        sqlx::query("UPDATE scim_tokens SET last_used_ms = $1 WHERE client = $2")
-            .bind(now_ms)
-            .bind(&name)
-            .execute(&self.pool)
-            .await
-            .map_err(fail)?;
+        // `last_used_ms` says when a token was last used to the nearest minute: writing it on
+        // every request would make every read a write (and on SQLite, a turn at the one
+        // writer's lock and a flush to disk).
+        if last_used.is_none_or(|at| now_ms.saturating_sub(at) >= LAST_USED_RESOLUTION_MS) {
+            sqlx::query("UPDATE scim_tokens SET last_used_ms = $1 WHERE client = $2")
+                .bind(now_ms)
+                .bind(&name)
+                .execute(&self.pool)
+                .await
+                .map_err(fail)?;
+        }
         Ok(Some(ScimClient { name, groups }))
     }
 

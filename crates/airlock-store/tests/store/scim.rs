@@ -23,7 +23,116 @@ on_both_backends!(
     a_refused_write_leaves_no_pending_change,
     group_names_left_unkeyed_by_the_migration_are_keyed_oldest_first_and_duplicates_kept,
     passwords_an_older_airlock_stored_are_removed_when_the_store_is_opened,
+    pages_read_every_resource_once_in_the_order_of_the_full_list,
+    external_ids_are_found_exactly_through_their_index,
+    a_token_s_last_use_is_written_at_most_once_a_minute,
 );
+
+/// Paging through every user reads each one exactly once, in the order of the full list,
+/// and every page knows the total; past the end and a zero count give no resources.
+async fn pages_read_every_resource_once_in_the_order_of_the_full_list(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let store = db.open().await;
+    // Several per millisecond, so the order's tie-break (the id) is exercised too.
+    for i in 0..23 {
+        let at = 1_000 + i / 3;
+        store
+            .scim_create("User", json!({"userName": format!("u{i:02}")}), at, "idp")
+            .await?;
+    }
+    store
+        .scim_create("Group", json!({"displayName": "g"}), 1_000, "idp")
+        .await?;
+    let all = store.scim_list("User").await?;
+    let mut paged = Vec::new();
+    for offset in (0..30).step_by(5) {
+        let page = store.scim_page("User", offset, 5).await?;
+        ensure!(page.total == 23, "total {}", page.total);
+        ensure!(page.resources.len() == 5.min(23usize.saturating_sub(offset)));
+        paged.extend(page.resources);
+    }
+    ensure!(paged == all, "pages differ from the full list");
+    let counted = store.scim_page("User", 0, 0).await?;
+    ensure!(counted.total == 23 && counted.resources.is_empty());
+    let groups = store.scim_page("Group", 0, 100).await?;
+    ensure!(groups.total == 1 && groups.resources.len() == 1);
+    Ok(())
+}
+
+async fn external_ids_are_found_exactly_through_their_index(db: TestDb) -> anyhow::Result<()> {
+    let store = db.open().await;
+    let ada = store
+        .scim_create(
+            "User",
+            json!({"userName": "ada", "externalId": "00u1AbC"}),
+            1_000,
+            "idp",
+        )
+        .await?;
+    store
+        .scim_create(
+            "User",
+            json!({"userName": "bob", "externalId": "00u1abc"}),
+            1_000,
+            "idp",
+        )
+        .await?;
+    let found = store.scim_find_external_id("User", "00u1AbC").await?;
+    ensure!(found == vec![ada.resource.clone()], "{found:?}");
+    ensure!(store
+        .scim_find_external_id("Group", "00u1AbC")
+        .await?
+        .is_empty());
+    ensure!(store
+        .scim_find_external_id("User", "00U1ABC")
+        .await?
+        .is_empty());
+    // A replace moves the indexed value with the resource.
+    store
+        .scim_replace(
+            "User",
+            &ada.id,
+            json!({"userName": "ada", "externalId": "moved"}),
+            None,
+            2_000,
+            "idp",
+        )
+        .await?;
+    ensure!(store
+        .scim_find_external_id("User", "00u1AbC")
+        .await?
+        .is_empty());
+    ensure!(store.scim_find_external_id("User", "moved").await?.len() == 1);
+    Ok(())
+}
+
+/// Reads must not be writes: a token used all the time records its last use at most once a
+/// minute.
+async fn a_token_s_last_use_is_written_at_most_once_a_minute(db: TestDb) -> anyhow::Result<()> {
+    let store = db.open().await;
+    let (_, secret) = store.create_scim_token("okta", 1_000).await?;
+    let last_used = || async { anyhow::Ok(store.list_scim_tokens().await?[0].last_used_ms) };
+    ensure!(store
+        .authenticate_scim_token(&secret, 10_000)
+        .await?
+        .is_some());
+    ensure!(last_used().await? == Some(10_000));
+    ensure!(store
+        .authenticate_scim_token(&secret, 69_999)
+        .await?
+        .is_some());
+    ensure!(
+        last_used().await? == Some(10_000),
+        "written again within the minute"
+    );
+    ensure!(store
+        .authenticate_scim_token(&secret, 70_000)
+        .await?
+        .is_some());
+    ensure!(last_used().await? == Some(70_000));
+    Ok(())
+}
 
 /// Before airlock dropped SCIM passwords it stored them, in the resource and in the outbox's
 /// copy of the resource as it was. Opening the store removes them, and nothing else.
