@@ -13,6 +13,7 @@
 //! - [`query`]: `attributes`/`excludedAttributes`, sorting, paging, `ListResponse`;
 //! - [`search`]: `SearchRequest` bodies (`POST .../.search`) and the root search across types;
 //! - [`error`]: [`ScimError`] and the RFC 7644 error body;
+//! - [`body`]: a request body's bytes read as JSON, or `400 invalidSyntax`;
 //! - [`allowance`]: which groups a client may create or change (`--groups` on its token).
 //!
 //! Resources are `serde_json::Value`s in the SCIM JSON representation; the schema is typed
@@ -24,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod allowance;
+pub mod body;
 pub mod error;
 pub mod filter;
 mod json;

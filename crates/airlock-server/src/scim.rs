@@ -330,7 +330,8 @@ fn projection(rt: ResourceType, query: Option<&str>) -> Result<Projection, Failu
     )?)
 }
 
-/// Checks the content type and parses the body as JSON.
+/// Checks the content type and parses the body as JSON (the pure part, bytes to a value or
+/// `invalidSyntax`, is `airlock_scim::body::parse_json`, fuzzed there).
 fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, Failure> {
     let media_type = headers
         .get(header::CONTENT_TYPE)
@@ -358,11 +359,7 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
             ))
         }
     })?;
-    serde_json::from_slice(&bytes).map_err(|_| {
-        Failure(ScimError::invalid_syntax(
-            "the request body is not valid JSON",
-        ))
-    })
+    Ok(airlock_scim::body::parse_json(&bytes)?)
 }
 
 /// What `If-Match` asks for.
