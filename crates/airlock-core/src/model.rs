@@ -140,14 +140,22 @@ impl Username {
         if s.trim().is_empty() {
             return Err(NameError::Empty { kind: KIND });
         }
-        if s.chars().count() > 512 {
+        // Most usernames are ASCII: then bytes are characters, and the checks below need not
+        // decode.
+        let ascii = s.is_ascii();
+        if s.len() > 512 && (ascii || s.chars().count() > 512) {
             return Err(NameError::TooLong {
                 kind: KIND,
                 value: s,
                 max: 512,
             });
         }
-        if s.trim() != s || s.chars().any(char::is_control) {
+        let control = if ascii {
+            s.bytes().any(|b| b.is_ascii_control())
+        } else {
+            s.chars().any(char::is_control)
+        };
+        if s.trim() != s || control {
             return Err(NameError::BadCharacter {
                 kind: KIND,
                 value: s,
