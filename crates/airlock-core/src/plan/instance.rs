@@ -6,10 +6,10 @@
 use super::{DesiredAccount, InstancePlan, ManagedRecord, Op, PlanInput, PlannedOp, Warning};
 use crate::model::{Account, Permission, Role, RoleName, Username};
 use crate::policy::BUILTIN_ROLES;
-use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::iter::Peekable;
+use std::sync::Arc;
 
 /// Plans one instance: see [`super::plan_instance`].
 pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
@@ -21,6 +21,7 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
         managed: Vec::with_capacity(input.desired.accounts.len() + input.managed.len()),
         unmanaged: Vec::new(),
         available: Vec::new(),
+        available_sets: Vec::new(),
     };
     let available = plan.roles();
     let conflicts = &input.desired.conflicts;
@@ -55,16 +56,23 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
         unmanaged,
         ..
     } = plan;
-    let mut ops: Vec<PlannedOp> = ops.into_iter().flatten().collect();
+    let mut all: Vec<PlannedOp> = Vec::with_capacity(ops.iter().map(Vec::len).sum());
+    for phase in ops {
+        all.extend(phase);
+    }
     // Same order as sorting by (phase, target, op): within a phase every target has the same
     // prefix (`role ` or `account `), so comparing the names compares the targets. Ops were
-    // collected by phase in username order, so this mostly confirms an order already there.
-    ops.sort_by(|a, b| {
+    // collected by phase in username order, so the order is usually there already (checked
+    // first: sorting would also allocate a scratch buffer).
+    let order = |a: &PlannedOp, b: &PlannedOp| {
         (a.op.phase(), a.op.target_name(), &a.op).cmp(&(b.op.phase(), b.op.target_name(), &b.op))
-    });
+    };
+    if !all.is_sorted_by(|a, b| order(a, b).is_le()) {
+        all.sort_by(order);
+    }
     warnings.sort();
     InstancePlan {
-        ops,
+        ops: all,
         warnings,
         unmanaged,
         // Pushed in username order, each once (the join sees every username once).
@@ -77,14 +85,15 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
 fn by_username(accounts: &[Account]) -> Vec<&Account> {
     let mut sorted: Vec<&Account> = accounts.iter().collect();
     sorted.sort_by(|a, b| a.username.cmp(&b.username));
-    let mut out: Vec<&Account> = Vec::with_capacity(sorted.len());
-    for a in sorted {
-        match out.last_mut() {
-            Some(last) if last.username == a.username => *last = a,
-            _ => out.push(a),
+    // Stable sort: of equal usernames the last listed comes last; keep it in the first's place.
+    sorted.dedup_by(|later, kept| {
+        let same = later.username == kept.username;
+        if same {
+            *kept = *later;
         }
-    }
-    out
+        same
+    });
+    sorted
 }
 
 struct Planner<'i, 'a> {
@@ -99,6 +108,8 @@ struct Planner<'i, 'a> {
     unmanaged: Vec<Username>,
     /// [`Planner::has`]'s answers, by the role name's address.
     available: Vec<(*const u8, bool)>,
+    /// [`Planner::has_all`]'s answers, by the role set's address.
+    available_sets: Vec<(*const BTreeSet<RoleName>, bool)>,
 }
 
 impl<'a> Planner<'_, 'a> {
@@ -116,6 +127,20 @@ impl<'a> Planner<'_, 'a> {
         yes
     }
 
+    /// Whether accounts may hold every role of `roles` here. Desired accounts granted the same
+    /// roles share one set, so the answer is remembered by the set's address.
+    fn has_all(&mut self, available: &BTreeSet<RoleName>, roles: &Arc<BTreeSet<RoleName>>) -> bool {
+        let at = Arc::as_ptr(roles);
+        if let Some((_, yes)) = self.available_sets.iter().find(|(p, _)| *p == at) {
+            return *yes;
+        }
+        let yes = roles.iter().all(|r| self.has(available, r));
+        if self.available_sets.len() < 64 {
+            self.available_sets.push((at, yes));
+        }
+        yes
+    }
+
     /// airlock's record of `username`; usernames must be asked for in increasing order.
     fn record(&mut self, username: &Username) -> Option<&'a ManagedRecord> {
         while self.records.next_if(|(u, _)| *u < username).is_some() {}
@@ -125,7 +150,7 @@ impl<'a> Planner<'_, 'a> {
             .map(|(_, r)| *r)
     }
 
-    fn push(&mut self, op: Op, reason: String) {
+    fn push(&mut self, op: Op, reason: Arc<str>) {
         self.ops[usize::from(op.phase())].push(PlannedOp {
             instance: self.input.instance.clone(),
             op,
@@ -195,25 +220,24 @@ impl<'a> Planner<'_, 'a> {
         want: &DesiredAccount,
         have: Option<&Account>,
     ) {
-        let roles: Cow<'_, BTreeSet<RoleName>> =
-            if want.roles.iter().all(|r| self.has(available, r)) {
-                Cow::Borrowed(&want.roles)
-            } else {
-                let missing: Vec<&str> = (want.roles.iter())
-                    .filter(|r| !available.contains(*r))
-                    .map(RoleName::as_str)
-                    .collect();
-                self.warn(format!(
-                    "{username}: role(s) {} do not exist on this instance, left out",
-                    missing.join(", ")
-                ));
-                Cow::Owned(
-                    (want.roles.iter())
-                        .filter(|r| available.contains(*r))
-                        .cloned()
-                        .collect(),
-                )
-            };
+        let roles: Arc<BTreeSet<RoleName>> = if self.has_all(available, &want.roles) {
+            Arc::clone(&want.roles)
+        } else {
+            let missing: Vec<&str> = (want.roles.iter())
+                .filter(|r| !available.contains(*r))
+                .map(RoleName::as_str)
+                .collect();
+            self.warn(format!(
+                "{username}: role(s) {} do not exist on this instance, left out",
+                missing.join(", ")
+            ));
+            Arc::new(
+                (want.roles.iter())
+                    .filter(|r| available.contains(*r))
+                    .cloned()
+                    .collect(),
+            )
+        };
         self.managed.push(username.clone());
         let Some(have) = have else {
             let op = Op::CreateAccount {
@@ -221,32 +245,30 @@ impl<'a> Planner<'_, 'a> {
                 email: want.email.clone(),
                 first_name: want.first_name.clone(),
                 last_name: want.last_name.clone(),
-                roles: roles.into_owned(),
+                roles,
             };
-            return self.push(op, want.reason.clone());
+            return self.push(op, Arc::clone(&want.reason));
         };
         if have.roles != *roles {
             let returning = self
                 .record(username)
                 .is_some_and(|m| m.suspended_at.is_some());
-            let reason = want.reason.clone();
             let op = Op::SetRoles {
                 username: username.clone(),
                 from: have.roles.clone(),
-                to: roles.into_owned(),
+                to: roles,
             };
-            self.push(
-                op,
-                if returning {
-                    format!("returning: {reason}")
-                } else {
-                    reason
-                },
-            );
+            let reason = if returning {
+                Arc::from(format!("returning: {}", want.reason))
+            } else {
+                Arc::clone(&want.reason)
+            };
+            self.push(op, reason);
         }
-        let email = (!have.email.eq_ignore_ascii_case(&want.email)).then(|| want.email.clone());
-        let first_name = (have.first_name != want.first_name).then(|| want.first_name.clone());
-        let last_name = (have.last_name != want.last_name).then(|| want.last_name.clone());
+        let email = (!have.email.eq_ignore_ascii_case(&want.email)).then(|| want.email.to_string());
+        let first_name =
+            (*have.first_name != *want.first_name).then(|| want.first_name.to_string());
+        let last_name = (*have.last_name != *want.last_name).then(|| want.last_name.to_string());
         if email.is_some() || first_name.is_some() || last_name.is_some() {
             let op = Op::UpdateProfile {
                 username: username.clone(),
@@ -283,7 +305,7 @@ impl<'a> Planner<'_, 'a> {
                     let op = Op::Delete {
                         username: username.clone(),
                     };
-                    return self.push(op, reason);
+                    return self.push(op, reason.into());
                 }
             }
             _ => {
@@ -291,7 +313,7 @@ impl<'a> Planner<'_, 'a> {
                     username: username.clone(),
                     roles: have.roles.clone(),
                 };
-                self.push(op, format!("leaver: {why}"));
+                self.push(op, format!("leaver: {why}").into());
             }
         }
         self.managed.push(username.clone());
