@@ -2,6 +2,12 @@
 //! one merge-join of the desired accounts (sorted by username) with the instance's accounts
 //! (sorted once), so each account is looked at once and nothing is looked up by name; reasons
 //! and role sets are built only for the operations that need them.
+//!
+//! A large instance is joined in consecutive username ranges, one thread each
+//! (`std::thread::scope`, as many as the machine has cores, at most eight), and the parts are
+//! put together in username order: the plan is the same for any number of parts (property
+//! tested against the reference planner with 2, 3 and 5 parts). Threads do no I/O; the planner
+//! stays a pure function.
 
 use super::{DesiredAccount, InstancePlan, ManagedRecord, Op, PlanInput, PlannedOp, Warning};
 use crate::model::{Account, Permission, Role, RoleName, Username};
@@ -9,53 +15,61 @@ use crate::policy::BUILTIN_ROLES;
 use std::cmp::Ordering;
 use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::iter::Peekable;
+use std::num::NonZeroUsize;
+use std::ops::Bound;
 use std::sync::Arc;
 
-/// Plans one instance: see [`super::plan_instance`].
+/// Below this many accounts (desired plus held), an instance is planned on one thread.
+const PARALLEL_MIN: usize = 20_000;
+/// The most threads one instance is planned on.
+const MAX_PARTS: usize = 8;
+
+/// Plans one instance: see [`super::plan_instance`]. A large instance is planned in as many
+/// username ranges as there are cores (at most [`MAX_PARTS`], each of at least half
+/// [`PARALLEL_MIN`] accounts); the plan does not depend on how many.
 pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
-    let mut plan = Planner {
-        input,
-        records: input.managed.iter().peekable(),
-        ops: Default::default(),
-        warnings: Vec::new(),
-        managed: Vec::with_capacity(input.desired.accounts.len() + input.managed.len()),
-        unmanaged: Vec::new(),
-        available: Vec::new(),
-        available_sets: Vec::new(),
+    let size = input.desired.accounts.len() + input.actual.accounts.len();
+    let parts = if size < PARALLEL_MIN {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, NonZeroUsize::get)
+            .min(MAX_PARTS)
+            .min(size / (PARALLEL_MIN / 2))
     };
-    let available = plan.roles();
-    let conflicts = &input.desired.conflicts;
-    let mut wants = input.desired.accounts.iter().peekable();
-    let mut haves = by_username(&input.actual.accounts).into_iter().peekable();
-    loop {
-        let order = match (wants.peek(), haves.peek()) {
-            (None, None) => break,
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (Some((u, _)), Some(have)) => (*u).cmp(&have.username),
-        };
-        let (want, have) = match order {
-            Ordering::Less => (wants.next(), None),
-            Ordering::Greater => (None, haves.next()),
-            Ordering::Equal => (wants.next(), haves.next()),
-        };
-        // Protected accounts, and usernames several people claim, are left as they are.
-        let untouchable = |u: &Username| input.protected.contains(u) || conflicts.contains(u);
-        match (want, have) {
-            (Some((u, _)), _) if untouchable(u) => {}
-            (Some((u, want)), have) => plan.account(&available, u, want, have),
-            (None, Some(have)) if untouchable(&have.username) => {}
-            (None, Some(have)) => plan.leaver(have),
-            (None, None) => unreachable!("invariant: one side advanced"),
+    plan_in_parts(input, parts)
+}
+
+/// Plans one instance in (at most) `parts` username ranges, each joined on its own thread (the
+/// first on this one), and puts the parts together in username order.
+pub(super) fn plan_in_parts(input: &PlanInput<'_>, parts: usize) -> InstancePlan {
+    let mut head = Planner::new(input, input.managed.range::<Username, _>(..), 0);
+    let available = head.roles();
+    let haves = by_username(&input.actual.accounts);
+    let ranges = ranges(&split_keys(input, &haves, parts));
+    let joined: Vec<Planner<'_, '_>> = std::thread::scope(|s| {
+        let (available, haves) = (&available, &haves[..]);
+        let rest: Vec<_> = (ranges[1..].iter())
+            .map(|&range| s.spawn(move || join(input, available, haves, range)))
+            .collect();
+        let first = join(input, available, haves, ranges[0]);
+        std::iter::once(first)
+            .chain(rest.into_iter().map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }))
+            .collect()
+    });
+    let (mut ops, mut warnings) = (head.ops, head.warnings);
+    let (mut managed, mut unmanaged) = (Vec::new(), Vec::new());
+    for part in joined {
+        for (all, mine) in ops.iter_mut().zip(part.ops) {
+            append(all, mine);
         }
+        warnings.extend(part.warnings);
+        append(&mut managed, part.managed);
+        append(&mut unmanaged, part.unmanaged);
     }
-    let Planner {
-        ops,
-        mut warnings,
-        managed,
-        unmanaged,
-        ..
-    } = plan;
     let mut all: Vec<PlannedOp> = Vec::with_capacity(ops.iter().map(Vec::len).sum());
     for phase in ops {
         all.extend(phase);
@@ -75,9 +89,93 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
         ops: all,
         warnings,
         unmanaged,
-        // Pushed in username order, each once (the join sees every username once).
+        // Pushed in username order, each once (the join sees every username once, and the
+        // parts are consecutive ranges).
         managed,
     }
+}
+
+/// Appends `more` to `to`, without copying when `to` is empty.
+fn append<T>(to: &mut Vec<T>, mut more: Vec<T>) {
+    if to.is_empty() {
+        std::mem::swap(to, &mut more);
+    } else {
+        to.append(&mut more);
+    }
+}
+
+/// A username range: from (included) and to (excluded).
+type KeyRange<'k> = (Bound<&'k Username>, Bound<&'k Username>);
+
+/// Up to `parts - 1` increasing usernames that cut the larger side of the join into about
+/// equal parts.
+fn split_keys<'k>(
+    input: &'k PlanInput<'_>,
+    haves: &[&'k Account],
+    parts: usize,
+) -> Vec<&'k Username> {
+    let (wants, held) = (input.desired.accounts.len(), haves.len());
+    let step = |n: usize| (n / parts.max(1)).max(1);
+    let take = parts.saturating_sub(1);
+    if wants >= held {
+        let keys = input.desired.accounts.keys();
+        keys.step_by(step(wants)).skip(1).take(take).collect()
+    } else {
+        let keys = haves.iter().copied().map(|a| &a.username);
+        keys.step_by(step(held)).skip(1).take(take).collect()
+    }
+}
+
+/// The consecutive ranges that `keys` (increasing, distinct) cut all usernames into.
+fn ranges<'k>(keys: &[&'k Username]) -> Vec<KeyRange<'k>> {
+    let from = std::iter::once(Bound::Unbounded).chain(keys.iter().map(|&k| Bound::Included(k)));
+    let to = (keys.iter().map(|&k| Bound::Excluded(k))).chain(std::iter::once(Bound::Unbounded));
+    from.zip(to).collect()
+}
+
+/// One merge-join of the desired accounts in `range` with the instance's accounts there.
+fn join<'i, 'a>(
+    input: &'i PlanInput<'a>,
+    available: &BTreeSet<RoleName>,
+    haves: &[&'a Account],
+    range: KeyRange<'_>,
+) -> Planner<'i, 'a> {
+    let start = match range.0 {
+        Bound::Included(k) => haves.partition_point(|a| a.username < *k),
+        _ => 0,
+    };
+    let end = match range.1 {
+        Bound::Excluded(k) => haves.partition_point(|a| a.username < *k),
+        _ => haves.len(),
+    };
+    let haves = &haves[start..end];
+    let mut plan = Planner::new(input, input.managed.range(range), haves.len());
+    let conflicts = &input.desired.conflicts;
+    let mut wants = input.desired.accounts.range(range).peekable();
+    let mut haves = haves.iter().copied().peekable();
+    loop {
+        let order = match (wants.peek(), haves.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((u, _)), Some(have)) => (*u).cmp(&have.username),
+        };
+        let (want, have) = match order {
+            Ordering::Less => (wants.next(), None),
+            Ordering::Greater => (None, haves.next()),
+            Ordering::Equal => (wants.next(), haves.next()),
+        };
+        // Protected accounts, and usernames several people claim, are left as they are.
+        let untouchable = |u: &Username| input.protected.contains(u) || conflicts.contains(u);
+        match (want, have) {
+            (Some((u, _)), _) if untouchable(u) => {}
+            (Some((u, want)), have) => plan.account(available, u, want, have),
+            (None, Some(have)) if untouchable(&have.username) => {}
+            (None, Some(have)) => plan.leaver(have),
+            (None, None) => unreachable!("invariant: one side advanced"),
+        }
+    }
+    plan
 }
 
 /// The instance's accounts sorted by username; of accounts sharing one (case-insensitively),
@@ -99,7 +197,7 @@ fn by_username(accounts: &[Account]) -> Vec<&Account> {
 struct Planner<'i, 'a> {
     input: &'i PlanInput<'a>,
     /// airlock's records, read in step with the join (accounts come in username order).
-    records: Peekable<btree_map::Iter<'a, Username, ManagedRecord>>,
+    records: Peekable<btree_map::Range<'a, Username, ManagedRecord>>,
     /// By phase ([`Op::phase`]).
     ops: [Vec<PlannedOp>; 6],
     warnings: Vec<Warning>,
@@ -107,16 +205,34 @@ struct Planner<'i, 'a> {
     managed: Vec<Username>,
     unmanaged: Vec<Username>,
     /// [`Planner::has`]'s answers, by the role name's address.
-    available: Vec<(*const u8, bool)>,
+    available: Vec<(usize, bool)>,
     /// [`Planner::has_all`]'s answers, by the role set's address.
-    available_sets: Vec<(*const BTreeSet<RoleName>, bool)>,
+    available_sets: Vec<(usize, bool)>,
 }
 
-impl<'a> Planner<'_, 'a> {
+impl<'i, 'a> Planner<'i, 'a> {
+    /// A planner for the accounts whose records `records` holds, about `accounts` of them.
+    fn new(
+        input: &'i PlanInput<'a>,
+        records: btree_map::Range<'a, Username, ManagedRecord>,
+        accounts: usize,
+    ) -> Self {
+        Self {
+            input,
+            records: records.peekable(),
+            ops: Default::default(),
+            warnings: Vec::new(),
+            managed: Vec::with_capacity(accounts),
+            unmanaged: Vec::new(),
+            available: Vec::new(),
+            available_sets: Vec::new(),
+        }
+    }
+
     /// Whether accounts may hold `role` here. Desired roles are clones of the policy's names,
     /// so there are only a few distinct ones: the answer is remembered by the name's address.
     fn has(&mut self, available: &BTreeSet<RoleName>, role: &RoleName) -> bool {
-        let at = role.as_str().as_ptr();
+        let at = role.as_str().as_ptr() as usize;
         if let Some((_, yes)) = self.available.iter().find(|(p, _)| *p == at) {
             return *yes;
         }
@@ -130,7 +246,7 @@ impl<'a> Planner<'_, 'a> {
     /// Whether accounts may hold every role of `roles` here. Desired accounts granted the same
     /// roles share one set, so the answer is remembered by the set's address.
     fn has_all(&mut self, available: &BTreeSet<RoleName>, roles: &Arc<BTreeSet<RoleName>>) -> bool {
-        let at = Arc::as_ptr(roles);
+        let at = Arc::as_ptr(roles) as usize;
         if let Some((_, yes)) = self.available_sets.iter().find(|(p, _)| *p == at) {
             return *yes;
         }
