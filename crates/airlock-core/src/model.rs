@@ -134,8 +134,9 @@ pub struct Username {
 impl Username {
     /// Validates and wraps a username. FAB stores up to 512 characters; empty and
     /// surrounding-whitespace names are refused because they cannot be typed at a login form.
-    pub fn new(s: impl Into<String>) -> Result<Self, NameError> {
-        let s = s.into();
+    pub fn new(s: impl AsRef<str>) -> Result<Self, NameError> {
+        // Borrowed: the text is copied once, into the shared allocation.
+        let s = s.as_ref();
         const KIND: &str = "username";
         if s.trim().is_empty() {
             return Err(NameError::Empty { kind: KIND });
@@ -146,7 +147,7 @@ impl Username {
         if s.len() > 512 && (ascii || s.chars().count() > 512) {
             return Err(NameError::TooLong {
                 kind: KIND,
-                value: s,
+                value: s.to_string(),
                 max: 512,
             });
         }
@@ -158,7 +159,7 @@ impl Username {
         if s.trim() != s || control {
             return Err(NameError::BadCharacter {
                 kind: KIND,
-                value: s,
+                value: s.to_string(),
                 allowed: "printable characters without leading or trailing whitespace",
             });
         }
@@ -166,7 +167,7 @@ impl Username {
         if s == "." || s == ".." {
             return Err(NameError::Reserved {
                 kind: KIND,
-                value: s,
+                value: s.to_string(),
                 why: "`.` and `..` are path segments in Airflow's API",
             });
         }

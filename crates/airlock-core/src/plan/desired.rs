@@ -65,7 +65,8 @@ struct Shared {
 
 impl<'a> People<'a> {
     fn new(policy: &Policy, directory: &'a DirectorySnapshot) -> Self {
-        let mut by_group: HashMap<&GroupName, (Vec<usize>, Vec<usize>)> = HashMap::new();
+        let mut by_group: HashMap<&GroupName, (Vec<usize>, Vec<usize>), BuildFx> =
+            HashMap::default();
         for (i, g) in policy.grants.iter().enumerate() {
             by_group.entry(&g.group).or_default().0.push(i);
         }
@@ -129,6 +130,29 @@ impl<'a> People<'a> {
         }
     }
 }
+
+/// A fast hash for the group names the policy names, looked up once per membership. Not
+/// resistant to chosen collisions, which needs no resistance here: the table holds only the
+/// policy's groups, so a directory's group names can make a lookup compare with at most those.
+#[derive(Default, Clone, Copy)]
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type BuildFx = std::hash::BuildHasherDefault<Fx>;
 
 /// Which grants and scope groups select an instance: instances with equal classes get the same
 /// people part.
@@ -387,8 +411,9 @@ fn roles_and_reason(
         None => Some(Arc::new(union(people, granted))),
     };
     let joined = |extra: Option<&str>| {
-        let mut reason = String::new();
-        for part in (granted.iter().map(|&g| &*people.reasons[g])).chain(extra) {
+        let parts = || (granted.iter().map(|&g| &*people.reasons[g])).chain(extra);
+        let mut reason = String::with_capacity(parts().map(|p| p.len() + 2).sum());
+        for part in parts() {
             if !reason.is_empty() {
                 reason.push_str("; ");
             }

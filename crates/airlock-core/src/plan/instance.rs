@@ -47,12 +47,13 @@ pub(super) fn plan_in_parts(input: &PlanInput<'_>, parts: usize) -> InstancePlan
     let available = head.roles();
     let haves = by_username(&input.actual.accounts);
     let ranges = ranges(&split_keys(input, &haves, parts));
+    let parts = ranges.len();
     let joined: Vec<Planner<'_, '_>> = std::thread::scope(|s| {
         let (available, haves) = (&available, &haves[..]);
         let rest: Vec<_> = (ranges[1..].iter())
-            .map(|&range| s.spawn(move || join(input, available, haves, range)))
+            .map(|&range| s.spawn(move || join(input, available, haves, (range, parts))))
             .collect();
-        let first = join(input, available, haves, ranges[0]);
+        let first = join(input, available, haves, (ranges[0], parts));
         std::iter::once(first)
             .chain(rest.into_iter().map(|h| {
                 h.join()
@@ -138,7 +139,7 @@ fn join<'i, 'a>(
     input: &'i PlanInput<'a>,
     available: &BTreeSet<RoleName>,
     haves: &[&'a Account],
-    range: KeyRange<'_>,
+    (range, parts): (KeyRange<'_>, usize),
 ) -> Planner<'i, 'a> {
     let start = match range.0 {
         Bound::Included(k) => haves.partition_point(|a| a.username < *k),
@@ -149,7 +150,9 @@ fn join<'i, 'a>(
         _ => haves.len(),
     };
     let haves = &haves[start..end];
-    let mut plan = Planner::new(input, input.managed.range(range), haves.len());
+    // Room for every account here: those held, and this range's share of the desired ones.
+    let wanted = input.desired.accounts.len().div_ceil(parts);
+    let mut plan = Planner::new(input, input.managed.range(range), haves.len() + wanted);
     let conflicts = &input.desired.conflicts;
     let mut wants = input.desired.accounts.range(range).peekable();
     let mut haves = haves.iter().copied().peekable();
