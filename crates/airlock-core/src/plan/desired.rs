@@ -243,7 +243,9 @@ fn people_part(
     cache: &mut [Option<Cached>],
     shared: &mut Shared,
 ) -> Part {
-    let (mut accounts, mut excluded, mut inactive) = (Vec::new(), Vec::new(), Vec::new());
+    // Most people get an account: room for all of them (a run yields at most one).
+    let mut accounts = Vec::with_capacity(people.facts.len());
+    let (mut excluded, mut inactive) = (Vec::new(), Vec::new());
     let mut conflicts = Vec::new();
     let mut messages = Vec::new();
     let mut granted: Vec<usize> = Vec::new();
