@@ -671,7 +671,7 @@ mod tampered {
         p.instances[0].ops.push(planned(Op::SetRoles {
             username: user(&eve),
             from: [role("Op")].into(),
-            to: [role("Admin")].into(),
+            to: std::sync::Arc::new([role("Admin")].into()),
         }));
         let line = refused(&w, "admin-naive.json", p.clone(), false);
         assert!(

@@ -214,9 +214,9 @@ fn actual_state(d: &DesiredInstance) -> (ActualInstance, BTreeMap<Username, Mana
         };
         accounts.push(account(
             fresh_user(u),
-            a.email.clone(),
-            a.first_name.clone(),
-            a.last_name.clone(),
+            a.email.to_string(),
+            a.first_name.to_string(),
+            a.last_name.to_string(),
             roles,
         ));
         managed.insert(fresh_user(u), ManagedRecord::default());

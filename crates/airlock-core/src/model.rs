@@ -134,23 +134,32 @@ pub struct Username {
 impl Username {
     /// Validates and wraps a username. FAB stores up to 512 characters; empty and
     /// surrounding-whitespace names are refused because they cannot be typed at a login form.
-    pub fn new(s: impl Into<String>) -> Result<Self, NameError> {
-        let s = s.into();
+    pub fn new(s: impl AsRef<str>) -> Result<Self, NameError> {
+        // Borrowed: the text is copied once, into the shared allocation.
+        let s = s.as_ref();
         const KIND: &str = "username";
         if s.trim().is_empty() {
             return Err(NameError::Empty { kind: KIND });
         }
-        if s.chars().count() > 512 {
+        // Most usernames are ASCII: then bytes are characters, and the checks below need not
+        // decode.
+        let ascii = s.is_ascii();
+        if s.len() > 512 && (ascii || s.chars().count() > 512) {
             return Err(NameError::TooLong {
                 kind: KIND,
-                value: s,
+                value: s.to_string(),
                 max: 512,
             });
         }
-        if s.trim() != s || s.chars().any(char::is_control) {
+        let control = if ascii {
+            s.bytes().any(|b| b.is_ascii_control())
+        } else {
+            s.chars().any(char::is_control)
+        };
+        if s.trim() != s || control {
             return Err(NameError::BadCharacter {
                 kind: KIND,
-                value: s,
+                value: s.to_string(),
                 allowed: "printable characters without leading or trailing whitespace",
             });
         }
@@ -158,7 +167,7 @@ impl Username {
         if s == "." || s == ".." {
             return Err(NameError::Reserved {
                 kind: KIND,
-                value: s,
+                value: s.to_string(),
                 why: "`.` and `..` are path segments in Airflow's API",
             });
         }

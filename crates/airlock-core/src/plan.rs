@@ -26,16 +26,17 @@ pub struct DesiredAccount {
     /// The directory person behind it (`None` for service accounts).
     pub person: Option<PersonId>,
     /// Email.
-    pub email: String,
+    pub email: Arc<str>,
     /// Given name (never empty: FAB requires one).
-    pub first_name: String,
+    pub first_name: Arc<str>,
     /// Family name (never empty).
-    pub last_name: String,
-    /// Roles.
-    pub roles: BTreeSet<RoleName>,
+    pub last_name: Arc<str>,
+    /// Roles. Shared: accounts granted the same roles hold one set, which the operations that
+    /// create or move them share too.
+    pub roles: Arc<BTreeSet<RoleName>>,
     /// Why: the rules that contributed, joined by `; `, e.g. `group data-eng grants Op; group
-    /// oncall grants Admin` (the reason of every operation on this account).
-    pub reason: String,
+    /// oncall grants Admin` (the reason of every operation on this account, which share it).
+    pub reason: Arc<str>,
 }
 
 /// What one instance should hold.
@@ -93,11 +94,11 @@ pub fn desired(
     desired::desired(policy, directory, instances)
 }
 
-fn non_empty(v: Option<&str>, fallback: &str) -> String {
+fn non_empty(v: Option<&str>, fallback: &str) -> Arc<str> {
     match v.map(str::trim) {
-        Some(s) if !s.is_empty() => s.to_string(),
-        _ if fallback.trim().is_empty() => "-".to_string(),
-        _ => fallback.to_string(),
+        Some(s) if !s.is_empty() => Arc::from(s),
+        _ if fallback.trim().is_empty() => Arc::from("-"),
+        _ => Arc::from(fallback),
     }
 }
 
@@ -144,13 +145,13 @@ pub enum Op {
         /// Username.
         username: Username,
         /// Email.
-        email: String,
+        email: Arc<str>,
         /// Given name.
-        first_name: String,
+        first_name: Arc<str>,
         /// Family name.
-        last_name: String,
-        /// Roles.
-        roles: BTreeSet<RoleName>,
+        last_name: Arc<str>,
+        /// Roles (shared with the desired account, see [`DesiredAccount::roles`]).
+        roles: Arc<BTreeSet<RoleName>>,
     },
     /// Replace an account's roles.
     SetRoles {
@@ -158,8 +159,8 @@ pub enum Op {
         username: Username,
         /// Roles now.
         from: BTreeSet<RoleName>,
-        /// Roles after.
-        to: BTreeSet<RoleName>,
+        /// Roles after (shared with the desired account, see [`DesiredAccount::roles`]).
+        to: Arc<BTreeSet<RoleName>>,
     },
     /// Change profile fields; `None` leaves one alone.
     UpdateProfile {
@@ -248,8 +249,8 @@ pub struct PlannedOp {
     pub instance: InstanceName,
     /// What to do.
     pub op: Op,
-    /// Why: the group and rule, or the leaver.
-    pub reason: String,
+    /// Why: the group and rule, or the leaver (shared with the desired account's reason).
+    pub reason: Arc<str>,
 }
 
 /// The plan for one instance.

@@ -156,10 +156,10 @@ fn apply(
                 roles,
             } => actual.accounts.push(Account {
                 username: username.clone(),
-                email: email.clone(),
-                first_name: first_name.clone(),
-                last_name: last_name.clone(),
-                roles: roles.clone(),
+                email: email.to_string(),
+                first_name: first_name.to_string(),
+                last_name: last_name.to_string(),
+                roles: BTreeSet::clone(roles),
                 active: true,
                 last_login: None,
                 login_count: None,
@@ -173,7 +173,7 @@ fn apply(
                     .iter_mut()
                     .find(|a| &a.username == username)
                     .expect("account");
-                a.roles = to.clone();
+                a.roles = BTreeSet::clone(to);
                 managed.entry(username.clone()).or_default().suspended_at = None;
             }
             Op::UpdateProfile {
@@ -268,8 +268,8 @@ fn a_first_sync_creates_roles_then_accounts_with_reasons() {
             ("create_account", "account svc-ci".to_string()),
         ]
     );
-    assert_eq!(plan.ops[1].reason, "group eng grants Op");
-    assert_eq!(plan.ops[3].reason, "in scope: default roles");
+    assert_eq!(&*plan.ops[1].reason, "group eng grants Op");
+    assert_eq!(&*plan.ops[3].reason, "in scope: default roles");
 }
 
 #[test]
@@ -298,7 +298,7 @@ fn a_leaver_is_suspended_at_once_and_deleted_only_after_the_grace_period() {
         .iter()
         .find(|o| o.op.kind() == "suspend")
         .expect("suspend planned");
-    assert_eq!(suspend.reason, "leaver: suspended in the directory");
+    assert_eq!(&*suspend.reason, "leaver: suspended in the directory");
     apply(&mut actual, &mut managed, &plan, now());
     assert!(
         plan_of(&d, &actual, &managed, &p, now() + chrono::Duration::days(6))
@@ -345,7 +345,7 @@ fn a_suspended_person_in_scope_loses_an_account_airlock_never_managed() {
         .iter()
         .find(|o| o.op.kind() == "suspend")
         .expect("suspended");
-    assert_eq!(suspend.reason, "leaver: suspended in the directory");
+    assert_eq!(&*suspend.reason, "leaver: suspended in the directory");
     assert!(plan.unmanaged.is_empty());
 }
 

@@ -69,6 +69,13 @@ impl UsernameRule {
             UsernameSource::DirectoryUsername => person.username.as_str(),
         };
         let base = base.trim();
+        // Usually the name is the attribute as it is: no copy to build it.
+        let as_is = self.prefix.is_empty()
+            && (!self.lowercase
+                || (base.is_ascii() && !base.bytes().any(|b| b.is_ascii_uppercase())));
+        if as_is {
+            return Username::new(base).map_err(|e| e.to_string());
+        }
         let mut name = String::with_capacity(self.prefix.len() + base.len());
         name.push_str(&self.prefix);
         name.push_str(base);

@@ -770,7 +770,7 @@ impl<'a> Engine<'a> {
         };
         let reason = match &note {
             Some(n) => format!("{}; {n}", p.reason),
-            None => p.reason.clone(),
+            None => p.reason.to_string(),
         };
         let ev = self.op_event(p, run_id, outcome, reason);
         self.store

@@ -41,16 +41,32 @@ struct People<'a> {
     grants: Vec<usize>,
     /// Indices into `policy.scope_groups`.
     scopes: Vec<usize>,
-    /// Per grant: `group G grants R1, R2`.
-    reasons: Vec<String>,
+    /// Per grant: `group G grants R1, R2` (shared by the accounts it alone grants to).
+    reasons: Vec<Arc<str>>,
     /// Per grant: its roles, interned (equal names share one text, so that the planner can
     /// recognise a role by its address).
     roles: Vec<Vec<RoleName>>,
+    /// Per grant: its roles as bits (bit `i`: the `i`-th distinct role name of the grants), or
+    /// `None` when the grants name more than 64 roles; equal unions share one role set.
+    role_bits: Vec<Option<u64>>,
+    /// The default roles, as the accounts that get them share them.
+    default_roles: Arc<BTreeSet<RoleName>>,
+}
+
+/// Role sets and reasons already built, shared by the accounts that have the same.
+#[derive(Default)]
+struct Shared {
+    /// Role sets by their bits ([`People::role_bits`]).
+    role_sets: HashMap<u64, Arc<BTreeSet<RoleName>>>,
+    /// `in scope: default roles`, and the empty reason.
+    default_reason: Option<Arc<str>>,
+    empty_reason: Option<Arc<str>>,
 }
 
 impl<'a> People<'a> {
     fn new(policy: &Policy, directory: &'a DirectorySnapshot) -> Self {
-        let mut by_group: HashMap<&GroupName, (Vec<usize>, Vec<usize>)> = HashMap::new();
+        let mut by_group: HashMap<&GroupName, (Vec<usize>, Vec<usize>), BuildFx> =
+            HashMap::default();
         for (i, g) in policy.grants.iter().enumerate() {
             by_group.entry(&g.group).or_default().0.push(i);
         }
@@ -85,31 +101,58 @@ impl<'a> People<'a> {
             .iter()
             .map(|g| {
                 let names: Vec<&str> = g.roles.iter().map(RoleName::as_str).collect();
-                format!("group {} grants {}", g.group, names.join(", "))
+                Arc::from(format!("group {} grants {}", g.group, names.join(", ")))
             })
             .collect();
-        let mut interned: HashMap<&str, RoleName> = HashMap::new();
-        let roles = (policy.grants.iter())
-            .map(|g| {
-                (g.roles.iter())
-                    .map(|r| {
-                        interned
-                            .entry(r.as_str())
-                            .or_insert_with(|| r.clone())
-                            .clone()
-                    })
-                    .collect()
-            })
-            .collect();
+        // Each distinct role name once, with its bit.
+        let mut interned: HashMap<&str, (RoleName, usize)> = HashMap::new();
+        let (mut roles, mut role_bits) = (Vec::new(), Vec::new());
+        for g in &policy.grants {
+            let mut bits = Some(0u64);
+            let mut names = Vec::with_capacity(g.roles.len());
+            for r in &g.roles {
+                let next = interned.len();
+                let (name, bit) = interned.entry(r.as_str()).or_insert((r.clone(), next));
+                names.push(name.clone());
+                bits = bits.and_then(|b| (*bit < 64).then(|| b | 1 << *bit));
+            }
+            roles.push(names);
+            role_bits.push(bits);
+        }
         Self {
             facts,
             grants,
             scopes,
             reasons,
             roles,
+            role_bits,
+            default_roles: Arc::new(policy.default_roles.clone()),
         }
     }
 }
+
+/// A fast hash for the group names the policy names, looked up once per membership. Not
+/// resistant to chosen collisions, which needs no resistance here: the table holds only the
+/// policy's groups, so a directory's group names can make a lookup compare with at most those.
+#[derive(Default, Clone, Copy)]
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type BuildFx = std::hash::BuildHasherDefault<Fx>;
 
 /// Which grants and scope groups select an instance: instances with equal classes get the same
 /// people part.
@@ -168,11 +211,12 @@ pub(super) fn desired(
     let mut parts: Vec<Option<Part>> = vec![None; classes.len()];
     let mut cache: Vec<Option<Cached>> = Vec::new();
     cache.resize_with(people.facts.len(), || None);
+    let mut shared = Shared::default();
     let mut warnings = BTreeSet::new();
     let mut out = BTreeMap::new();
     for (inst, &c) in instances.iter().zip(&class_of) {
-        let part =
-            parts[c].get_or_insert_with(|| people_part(policy, &people, &classes[c], &mut cache));
+        let part = parts[c]
+            .get_or_insert_with(|| people_part(&people, &classes[c], &mut cache, &mut shared));
         uses[c] -= 1;
         // The class's last instance takes its part instead of copying it.
         let (mut d, messages) = if uses[c] == 0 {
@@ -194,12 +238,14 @@ pub(super) fn desired(
 /// username yields at most one account, one exclusion and one in-scope leaver, exactly as
 /// inserting them one by one in directory order would (first spelling kept, last reason wins).
 fn people_part(
-    policy: &Policy,
     people: &People<'_>,
     class: &Class,
     cache: &mut [Option<Cached>],
+    shared: &mut Shared,
 ) -> Part {
-    let (mut accounts, mut excluded, mut inactive) = (Vec::new(), Vec::new(), Vec::new());
+    // Most people get an account: room for all of them (a run yields at most one).
+    let mut accounts = Vec::with_capacity(people.facts.len());
+    let (mut excluded, mut inactive) = (Vec::new(), Vec::new());
     let mut conflicts = Vec::new();
     let mut messages = Vec::new();
     let mut granted: Vec<usize> = Vec::new();
@@ -239,7 +285,7 @@ fn people_part(
                 (PersonStatus::Active, true) => {
                     claimants.push(j);
                     if claimants.len() == 1 {
-                        let account = account_for(policy, people, f, &granted, mask, &mut cache[j]);
+                        let account = account_for(people, shared, f, &granted, mask, &mut cache[j]);
                         accounts.push((username_of(f).clone(), account));
                     }
                     continue;
@@ -315,8 +361,8 @@ fn username_of<'f>(f: &'f Facts<'_>) -> &'f Username {
 /// The account an active, in-scope person gets where `granted` applies; reused from `cached`
 /// when the same grants applied in an earlier class.
 fn account_for(
-    policy: &Policy,
     people: &People<'_>,
+    shared: &mut Shared,
     f: &Facts<'_>,
     granted: &[usize],
     applied: u64,
@@ -327,27 +373,12 @@ fn account_for(
         return Arc::clone(&c.account);
     }
     let username = username_of(f);
-    let mut roles = BTreeSet::new();
-    let mut reason = String::new();
-    for &g in granted {
-        roles.extend(people.roles[g].iter().cloned());
-        if !reason.is_empty() {
-            reason.push_str("; ");
-        }
-        reason.push_str(&people.reasons[g]);
-    }
-    if roles.is_empty() && !policy.default_roles.is_empty() {
-        roles.extend(policy.default_roles.iter().cloned());
-        if !reason.is_empty() {
-            reason.push_str("; ");
-        }
-        reason.push_str("in scope: default roles");
-    }
+    let (roles, reason) = roles_and_reason(people, shared, granted);
     let local = username.as_str().split('@').next().unwrap_or_default();
     let account = Arc::new(DesiredAccount {
         username: username.clone(),
         person: Some(f.person.id.clone()),
-        email: f.person.email.clone().unwrap_or_default(),
+        email: Arc::from(f.person.email.as_deref().unwrap_or_default()),
         first_name: non_empty(f.person.first_name.as_deref(), local),
         last_name: non_empty(f.person.last_name.as_deref(), "-"),
         roles,
@@ -360,6 +391,74 @@ fn account_for(
         });
     }
     account
+}
+
+/// The roles `granted` gives (the default roles when they give none) and the reason: the
+/// grants' reasons joined by `; `. Equal role sets, and the reason of a single grant, are
+/// shared.
+fn roles_and_reason(
+    people: &People<'_>,
+    shared: &mut Shared,
+    granted: &[usize],
+) -> (Arc<BTreeSet<RoleName>>, Arc<str>) {
+    let bits = (granted.iter()).try_fold(0u64, |acc, &g| people.role_bits[g].map(|b| acc | b));
+    let roles = match bits {
+        Some(0) => None,
+        Some(bits) => Some(Arc::clone(
+            shared
+                .role_sets
+                .entry(bits)
+                .or_insert_with(|| Arc::new(union(people, granted))),
+        )),
+        None => Some(Arc::new(union(people, granted))),
+    };
+    let joined = |extra: Option<&str>| {
+        let parts = || (granted.iter().map(|&g| &*people.reasons[g])).chain(extra);
+        let mut reason = String::with_capacity(parts().map(|p| p.len() + 2).sum());
+        for part in parts() {
+            if !reason.is_empty() {
+                reason.push_str("; ");
+            }
+            reason.push_str(part);
+        }
+        Arc::from(reason)
+    };
+    match roles {
+        Some(roles) if !roles.is_empty() => {
+            let reason = match granted {
+                [g] => Arc::clone(&people.reasons[*g]),
+                _ => joined(None),
+            };
+            (roles, reason)
+        }
+        _ if !people.default_roles.is_empty() => {
+            const DEFAULT: &str = "in scope: default roles";
+            let reason = match granted {
+                [] => Arc::clone(
+                    shared
+                        .default_reason
+                        .get_or_insert_with(|| Arc::from(DEFAULT)),
+                ),
+                _ => joined(Some(DEFAULT)),
+            };
+            (Arc::clone(&people.default_roles), reason)
+        }
+        _ => {
+            let reason = match granted {
+                [] => Arc::clone(shared.empty_reason.get_or_insert_with(|| Arc::from(""))),
+                [g] => Arc::clone(&people.reasons[*g]),
+                _ => joined(None),
+            };
+            (Arc::new(BTreeSet::new()), reason)
+        }
+    }
+}
+
+/// The union of the roles of `granted`.
+fn union(people: &People<'_>, granted: &[usize]) -> BTreeSet<RoleName> {
+    (granted.iter())
+        .flat_map(|&g| people.roles[g].iter().cloned())
+        .collect()
 }
 
 /// What is per instance: service accounts, roles as code, protected and airlock's own account.
@@ -389,11 +488,11 @@ fn finish_instance(
             Arc::new(DesiredAccount {
                 username: sa.username.clone(),
                 person: None,
-                email: sa.email.clone(),
-                first_name: sa.username.as_str().to_string(),
-                last_name: "service account".to_string(),
-                roles: sa.roles.clone(),
-                reason: "service account in policy".to_string(),
+                email: Arc::from(sa.email.as_str()),
+                first_name: Arc::from(sa.username.as_str()),
+                last_name: Arc::from("service account"),
+                roles: Arc::new(sa.roles.clone()),
+                reason: Arc::from("service account in policy"),
             }),
         );
     }

@@ -3,6 +3,8 @@
 //! same plans and the same warnings. Inputs are drawn from small pools so that collisions the
 //! planner must handle (usernames differing only in case, service accounts shadowing people,
 //! protected and airlock's own accounts, missing emails, duplicate accounts) are frequent.
+//! Plans are also made in several username ranges (as large instances are, on several
+//! threads) and must not differ.
 
 use super::*;
 use crate::directory::{GroupName, Person, PersonStatus};
@@ -27,6 +29,8 @@ const NAMES: &[&str] = &[
     "Ada@example.com",
     "bob@example.com",
     "okta_ada@example.com",
+    // Shares its first 16 bytes with the one above: sorting must look past them.
+    "okta_ada@example.org",
     "svc-ci",
     "admin",
     "airlock",
@@ -336,6 +340,11 @@ proptest! {
                 let plan = plan_instance(&input);
                 let plan_ref = reference::plan_instance(&input);
                 prop_assert_eq!(format!("{plan:?}"), format!("{plan_ref:?}"));
+                // Planned in username ranges on several threads, as large instances are.
+                for parts in [2, 3, 5] {
+                    let split = instance::plan_in_parts(&input, parts);
+                    prop_assert_eq!(format!("{split:?}"), format!("{plan_ref:?}"));
+                }
             }
         }
     }

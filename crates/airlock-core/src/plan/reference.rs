@@ -107,11 +107,11 @@ pub(super) fn desired(
                 Arc::new(DesiredAccount {
                     username,
                     person: Some(person.id.clone()),
-                    email: person.email.clone().unwrap_or_default(),
-                    first_name: non_empty(person.first_name.as_deref(), &local),
-                    last_name: non_empty(person.last_name.as_deref(), "-"),
-                    roles,
-                    reason: reasons.join("; "),
+                    email: person.email.clone().unwrap_or_default().into(),
+                    first_name: non_empty(person.first_name.as_deref(), &local).into(),
+                    last_name: non_empty(person.last_name.as_deref(), "-").into(),
+                    roles: Arc::new(roles),
+                    reason: reasons.join("; ").into(),
                 }),
             );
         }
@@ -161,11 +161,11 @@ pub(super) fn desired(
                 Arc::new(DesiredAccount {
                     username: sa.username.clone(),
                     person: None,
-                    email: sa.email.clone(),
-                    first_name: sa.username.as_str().to_string(),
-                    last_name: "service account".to_string(),
-                    roles: sa.roles.clone(),
-                    reason: "service account in policy".to_string(),
+                    email: sa.email.as_str().into(),
+                    first_name: sa.username.as_str().into(),
+                    last_name: "service account".into(),
+                    roles: Arc::new(sa.roles.clone()),
+                    reason: "service account in policy".into(),
                 }),
             );
         }
@@ -308,12 +308,13 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
                     email: want.email.clone(),
                     first_name: want.first_name.clone(),
                     last_name: want.last_name.clone(),
-                    roles,
+                    roles: Arc::new(roles),
                 },
                 reason,
             }),
             Some(have) => {
                 if have.roles != roles {
+                    let roles = Arc::new(roles);
                     let returning = input
                         .managed
                         .get(username)
@@ -326,17 +327,18 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
                             to: roles,
                         },
                         reason: if returning {
-                            format!("returning: {reason}")
+                            format!("returning: {reason}").into()
                         } else {
                             reason.clone()
                         },
                     });
                 }
                 let email =
-                    (!have.email.eq_ignore_ascii_case(&want.email)).then(|| want.email.clone());
+                    (!have.email.eq_ignore_ascii_case(&want.email)).then(|| want.email.to_string());
                 let first_name =
-                    (have.first_name != want.first_name).then(|| want.first_name.clone());
-                let last_name = (have.last_name != want.last_name).then(|| want.last_name.clone());
+                    (*have.first_name != *want.first_name).then(|| want.first_name.to_string());
+                let last_name =
+                    (*have.last_name != *want.last_name).then(|| want.last_name.to_string());
                 if email.is_some() || first_name.is_some() || last_name.is_some() {
                     ops.push(PlannedOp {
                         instance: inst.clone(),
@@ -390,7 +392,8 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
                             reason: format!(
                                 "leaver ({why}), suspended since {}",
                                 at.format("%Y-%m-%d %H:%M UTC")
-                            ),
+                            )
+                            .into(),
                         });
                         managed.remove(*username);
                     }
@@ -402,7 +405,7 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
                     username: (*username).clone(),
                     roles: have.roles.clone(),
                 },
-                reason: format!("leaver: {why}"),
+                reason: format!("leaver: {why}").into(),
             }),
         }
     }

@@ -146,10 +146,10 @@ pub(super) async fn call(
         } => client
             .create_user(&NewUser {
                 username: username.clone(),
-                email: email.clone(),
-                first_name: first_name.clone(),
-                last_name: last_name.clone(),
-                roles: roles.clone(),
+                email: email.to_string(),
+                first_name: first_name.to_string(),
+                last_name: last_name.to_string(),
+                roles: BTreeSet::clone(roles),
                 password: None,
             })
             .await
@@ -274,7 +274,7 @@ pub(super) async fn read_back(
             add.is_subset(&r.permissions) && remove.is_disjoint(&r.permissions)
         }
         Op::CreateAccount { username, .. } => user(username).await?.is_some(),
-        Op::SetRoles { username, to, .. } => user(username).await?.is_some_and(|a| &a.roles == to),
+        Op::SetRoles { username, to, .. } => user(username).await?.is_some_and(|a| a.roles == **to),
         Op::UpdateProfile {
             username,
             email,

@@ -217,10 +217,10 @@ mod tests {
             instance: InstanceName::new(instance).expect("valid"),
             op: Op::CreateAccount {
                 username: Username::new(user).expect("valid"),
-                email: format!("{user}@example.com"),
+                email: format!("{user}@example.com").into(),
                 first_name: user.into(),
                 last_name: "T".into(),
-                roles: [RoleName::new(role).expect("valid")].into(),
+                roles: std::sync::Arc::new([RoleName::new(role).expect("valid")].into()),
             },
             reason: "group eng grants Op".into(),
         }
