@@ -720,7 +720,7 @@ async fn replace(
         kind: ScimWriteKind::Replace,
     };
     let stored = write
-        .apply(&headers, |stored| {
+        .apply(&headers, move |stored| {
             replace_resource(rt, &stored.resource, &body)
         })
         .await?;
@@ -747,7 +747,7 @@ async fn patch(
         kind: ScimWriteKind::Patch,
     };
     let stored = write
-        .apply(&headers, |stored| {
+        .apply(&headers, move |stored| {
             apply_patch(rt, &stored.resource, &request)
         })
         .await?;
@@ -771,9 +771,9 @@ impl Write<'_> {
     async fn apply(
         &self,
         headers: &HeaderMap,
-        change: impl FnOnce(&ScimResource) -> Result<Value, ScimError>,
+        change: impl FnOnce(&ScimResource) -> Result<Value, ScimError> + Send + 'static,
     ) -> Result<ScimResource, Failure> {
-        let (rt, allowance) = (self.rt, self.client.allowance.as_ref());
+        let (rt, allowance) = (self.rt, self.client.allowance.clone());
         let expected = match if_match(headers) {
             IfMatch::Any => None,
             IfMatch::Version(v) => Some(v),
@@ -793,8 +793,9 @@ impl Write<'_> {
                 self.state.now_ms(),
                 &self.client.name,
                 // A PATCH of a group with thousands of members is CPU work: off the worker.
-                |stored| {
+                move |stored| {
                     airlock_engine::cpu_bound(|| {
+                        let allowance = allowance.as_ref();
                         if rt == ResourceType::Group {
                             check_group_write(allowance, Some(&stored.resource), None)?;
                         }
@@ -835,7 +836,7 @@ async fn delete(
             return Err(Failure(precondition_failed()));
         }
     };
-    let allowance = client.allowance.as_ref();
+    let allowance = client.allowance.clone();
     let result: Result<(), ScimWriteError<ScimError>> = state
         .store
         .scim_delete_checked(
@@ -844,9 +845,9 @@ async fn delete(
             expected,
             state.now_ms(),
             &client.name,
-            |stored| {
+            move |stored| {
                 if rt == ResourceType::Group {
-                    check_group_write(allowance, Some(&stored.resource), None)
+                    check_group_write(allowance.as_ref(), Some(&stored.resource), None)
                 } else {
                     Ok(())
                 }

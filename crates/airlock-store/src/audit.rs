@@ -113,6 +113,23 @@ impl Store {
         Ok(sealed)
     }
 
+    /// Takes the audit head's lock in `tx` (PostgreSQL's row lock, SQLite's write lock), as
+    /// every append does first; taking it again in the same transaction is harmless.
+    pub(crate) async fn lock_audit_head(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Any>,
+        op: &'static str,
+    ) -> Result<(), StoreError> {
+        let locked = sqlx::query(LOCK_HEAD_SQL)
+            .execute(&mut **tx)
+            .await
+            .map_err(|err| self.ctx.query_failed(op, err))?;
+        if locked.rows_affected() == 0 {
+            return Err(self.head_missing(op));
+        }
+        Ok(())
+    }
+
     /// [`Store::append_audit`] inside the caller's transaction, so that an event commits
     /// together with what it records (the write-ahead journal closes an intent this way).
     /// Takes the head's lock first, as every append must.
@@ -127,13 +144,7 @@ impl Store {
             return Ok(Vec::new());
         }
         // The lock comes first, before anything is read.
-        let locked = sqlx::query(LOCK_HEAD_SQL)
-            .execute(&mut **tx)
-            .await
-            .map_err(fail)?;
-        if locked.rows_affected() == 0 {
-            return Err(self.head_missing(OP));
-        }
+        self.lock_audit_head(tx, OP).await?;
         let mut head = self
             .read_head(OP, tx)
             .await?

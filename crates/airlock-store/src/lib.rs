@@ -29,6 +29,7 @@
 mod accounts;
 mod audit;
 mod error;
+mod group_commit;
 mod holds;
 mod journal;
 mod lease;
@@ -118,6 +119,8 @@ pub struct Store {
     /// behind the syncs and SCIM requests that use `pool`.
     lease_pool: AnyPool,
     ctx: Arc<open::Context>,
+    /// SCIM writes waiting for their batch ([`group_commit`]).
+    group: Arc<group_commit::GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {

@@ -78,6 +78,54 @@ pub enum ScimWriteError<E> {
     Rejected(E),
 }
 
+impl ScimWriteError<std::convert::Infallible> {
+    /// The store's error of a write no check can refuse.
+    pub(crate) fn into_store(self) -> StoreError {
+        match self {
+            ScimWriteError::Store(err) => err,
+            ScimWriteError::Rejected(never) => match never {},
+        }
+    }
+}
+
+/// What identifies one write to one resource, owned, so that the write can wait in the group
+/// commit's queue.
+struct OwnedWrite {
+    resource_type: String,
+    id: String,
+    expected_version: Option<i64>,
+    now_ms: i64,
+    client: String,
+}
+
+impl OwnedWrite {
+    fn new(
+        resource_type: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        now_ms: i64,
+        client: &str,
+    ) -> Self {
+        OwnedWrite {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            expected_version,
+            now_ms,
+            client: client.to_owned(),
+        }
+    }
+
+    fn parts(&self) -> (&str, &str, Option<i64>, i64, &str) {
+        (
+            &self.resource_type,
+            &self.id,
+            self.expected_version,
+            self.now_ms,
+            &self.client,
+        )
+    }
+}
+
 impl<E> From<StoreError> for ScimWriteError<E> {
     fn from(err: StoreError) -> Self {
         ScimWriteError::Store(err)
@@ -414,6 +462,27 @@ impl Store {
         now_ms: i64,
         client: &str,
     ) -> Result<ScimResource, StoreError> {
+        let (resource_type, client) = (resource_type.to_owned(), client.to_owned());
+        self.in_group_commit(move |store, tx| {
+            Box::pin(async move {
+                (store
+                    .create_in(tx, &resource_type, resource, now_ms, &client)
+                    .await)
+                    .map_err(ScimWriteError::Store)
+            })
+        })
+        .await
+        .map_err(ScimWriteError::into_store)
+    }
+
+    async fn create_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        resource_type: &str,
+        resource: Value,
+        now_ms: i64,
+        client: &str,
+    ) -> Result<ScimResource, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         let resource = stamp(resource_type, &id, 1, now_ms, now_ms, resource);
         let (attribute, key) = unique_key(resource_type, &resource);
@@ -422,7 +491,6 @@ impl Store {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let fail = |e| self.scim_conflict_or("create SCIM resource", resource_type, attribute, e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
         sqlx::query(
             "INSERT INTO scim_resources (resource_type, id, unique_key, external_id, version, \
              created_ms, modified_ms, resource_json) VALUES ($1, $2, $3, $4, 1, $5, $6, $7)",
@@ -434,10 +502,10 @@ impl Store {
         .bind(now_ms)
         .bind(now_ms)
         .bind(resource.to_string())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(fail)?;
-        record_change(&mut tx, client, resource_type, &id, None, now_ms)
+        record_change(tx, client, resource_type, &id, None, now_ms)
             .await
             .map_err(fail)?;
         let event = write_event(
@@ -449,8 +517,7 @@ impl Store {
             None,
             Some(&resource),
         );
-        self.append_audit_in(&mut tx, vec![event]).await?;
-        tx.commit().await.map_err(fail)?;
+        self.append_audit_in(tx, vec![event]).await?;
         Ok(ScimResource {
             id,
             version: 1,
@@ -632,20 +699,35 @@ impl Store {
         kind: ScimWriteKind,
         now_ms: i64,
         client: &str,
+        change: impl FnOnce(&ScimResource) -> Result<Value, E> + Send + 'static,
+    ) -> Result<ScimResource, ScimWriteError<E>>
+    where
+        E: Send + 'static,
+    {
+        let write = OwnedWrite::new(resource_type, id, expected_version, now_ms, client);
+        self.in_group_commit(move |store, tx| {
+            Box::pin(async move { store.update_in(tx, &write, kind, change).await })
+        })
+        .await
+    }
+
+    async fn update_in<E>(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        write: &OwnedWrite,
+        kind: ScimWriteKind,
         change: impl FnOnce(&ScimResource) -> Result<Value, E>,
     ) -> Result<ScimResource, ScimWriteError<E>> {
+        let (resource_type, id, expected_version, now_ms, client) = write.parts();
         let attribute = if resource_type == "Group" {
             "displayName"
         } else {
             "userName"
         };
         let fail = |e| self.scim_conflict_or("update SCIM resource", resource_type, attribute, e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
-        lock_resource(&mut tx, resource_type, id)
-            .await
-            .map_err(fail)?;
+        lock_resource(tx, resource_type, id).await.map_err(fail)?;
         let (stored, created_ms, previous) = self
-            .read_locked(&mut tx, resource_type, id)
+            .read_locked(tx, resource_type, id)
             .await?
             .ok_or_else(|| StoreError::ScimNotFound {
                 resource_type: resource_type.to_owned(),
@@ -682,7 +764,7 @@ impl Store {
         .bind(resource_type)
         .bind(id)
         .bind(found)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(fail)?;
         if updated.rows_affected() != 1 {
@@ -695,7 +777,7 @@ impl Store {
             }
             .into());
         }
-        record_change(&mut tx, client, resource_type, id, Some(&previous), now_ms)
+        record_change(tx, client, resource_type, id, Some(&previous), now_ms)
             .await
             .map_err(fail)?;
         let event = write_event(
@@ -707,8 +789,7 @@ impl Store {
             Some(&stored.resource),
             Some(&resource),
         );
-        self.append_audit_in(&mut tx, vec![event]).await?;
-        tx.commit().await.map_err(fail)?;
+        self.append_audit_in(tx, vec![event]).await?;
         Ok(ScimResource {
             id: id.to_owned(),
             version,
@@ -784,20 +865,34 @@ impl Store {
         expected_version: Option<i64>,
         now_ms: i64,
         client: &str,
+        check: impl FnOnce(&ScimResource) -> Result<(), E> + Send + 'static,
+    ) -> Result<(), ScimWriteError<E>>
+    where
+        E: Send + 'static,
+    {
+        let write = OwnedWrite::new(resource_type, id, expected_version, now_ms, client);
+        self.in_group_commit(move |store, tx| {
+            Box::pin(async move { store.delete_in(tx, &write, check).await })
+        })
+        .await
+    }
+
+    async fn delete_in<E>(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        write: &OwnedWrite,
         check: impl FnOnce(&ScimResource) -> Result<(), E>,
     ) -> Result<(), ScimWriteError<E>> {
+        let (resource_type, id, expected_version, now_ms, client) = write.parts();
         let fail = |e| self.ctx.query_failed("delete SCIM resource", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
-        lock_resource(&mut tx, resource_type, id)
-            .await
-            .map_err(fail)?;
-        let (stored, _, previous) = self
-            .read_locked(&mut tx, resource_type, id)
-            .await?
-            .ok_or_else(|| StoreError::ScimNotFound {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-            })?;
+        lock_resource(tx, resource_type, id).await.map_err(fail)?;
+        let (stored, _, previous) =
+            self.read_locked(tx, resource_type, id)
+                .await?
+                .ok_or_else(|| StoreError::ScimNotFound {
+                    resource_type: resource_type.to_owned(),
+                    id: id.to_owned(),
+                })?;
         let found = stored.version;
         if let Some(expected) = expected_version.filter(|expected| *expected != found) {
             return Err(StoreError::ScimPreconditionFailed {
@@ -812,10 +907,10 @@ impl Store {
         sqlx::query("DELETE FROM scim_resources WHERE resource_type = $1 AND id = $2")
             .bind(resource_type)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(fail)?;
-        record_change(&mut tx, client, resource_type, id, Some(&previous), now_ms)
+        record_change(tx, client, resource_type, id, Some(&previous), now_ms)
             .await
             .map_err(fail)?;
         let event = write_event(
@@ -827,8 +922,7 @@ impl Store {
             Some(&stored.resource),
             None,
         );
-        self.append_audit_in(&mut tx, vec![event]).await?;
-        tx.commit().await.map_err(fail)?;
+        self.append_audit_in(tx, vec![event]).await?;
         Ok(())
     }
 

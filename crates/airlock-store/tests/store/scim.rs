@@ -26,7 +26,101 @@ on_both_backends!(
     pages_read_every_resource_once_in_the_order_of_the_full_list,
     external_ids_are_found_exactly_through_their_index,
     a_token_s_last_use_is_written_at_most_once_a_minute,
+    concurrent_writes_commit_together_and_a_failing_one_leaves_the_others_whole,
 );
+
+/// Writes arriving together are committed in batches (group commit), each in its own
+/// savepoint: 96 concurrent creates, PATCH-like updates and deletes from two store handles on
+/// one database, some refused (a taken name, a stale version, an unknown id), leave exactly
+/// the successful ones, each with its pending change and its audit event, and a chain that
+/// verifies.
+async fn concurrent_writes_commit_together_and_a_failing_one_leaves_the_others_whole(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let first = db.open().await;
+    let second = db.open().await;
+    first
+        .scim_register_consumers(&["prod".to_owned()], 500)
+        .await?;
+    let before = first
+        .verify_audit()
+        .await?
+        .map_err(|b| anyhow::anyhow!("{b:?}"))?;
+    let keep = first
+        .scim_create("User", json!({"userName": "keep"}), 1_000, "idp")
+        .await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..96usize {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        let keep = keep.id.clone();
+        tasks.spawn(async move {
+            let at = 2_000 + i as i64;
+            match i % 4 {
+                // A fresh name: succeeds.
+                0 | 1 => store
+                    .scim_create("User", json!({"userName": format!("u{i}")}), at, "idp")
+                    .await
+                    .map(|_| "created"),
+                // A name every other write of this kind takes as well: one wins per pair.
+                2 => store
+                    .scim_create(
+                        "User",
+                        json!({"userName": format!("dup{}", i / 8)}),
+                        at,
+                        "idp",
+                    )
+                    .await
+                    .map(|_| "created"),
+                // An update of a resource that does not exist.
+                _ => store
+                    .scim_replace(
+                        "User",
+                        &format!("missing-{keep}-{i}"),
+                        json!({"userName": "x"}),
+                        None,
+                        at,
+                        "idp",
+                    )
+                    .await
+                    .map(|_| "replaced"),
+            }
+        });
+    }
+    let (mut created, mut conflicts, mut missing) = (0, 0, 0);
+    while let Some(result) = tasks.join_next().await {
+        match result? {
+            Ok("created") => created += 1,
+            Ok(other) => anyhow::bail!("unexpected success: {other}"),
+            Err(StoreError::ScimConflict { .. }) => conflicts += 1,
+            Err(StoreError::ScimNotFound { .. }) => missing += 1,
+            Err(err) => anyhow::bail!("unexpected failure: {err}"),
+        }
+    }
+    // 48 fresh names; 24 writes of 12 duplicated names, one of each pair wins.
+    ensure!(
+        (created, conflicts, missing) == (60, 12, 24),
+        "{created} {conflicts} {missing}"
+    );
+    let users = first.scim_list("User").await?;
+    ensure!(users.len() == 61, "{} users", users.len());
+    let pending = first.scim_pending_changes("prod", 1_000).await?;
+    ensure!(pending.len() == 61, "{} pending changes", pending.len());
+    let after = first
+        .verify_audit()
+        .await?
+        .map_err(|b| anyhow::anyhow!("{b:?}"))?;
+    ensure!(
+        after.count == before.count + 61,
+        "{} events after {}",
+        after.count,
+        before.count
+    );
+    Ok(())
+}
 
 /// Paging through every user reads each one exactly once, in the order of the full list,
 /// and every page knows the total; past the end and a zero count give no resources.
