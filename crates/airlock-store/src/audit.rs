@@ -138,13 +138,26 @@ impl Store {
         tx: &mut sqlx::Transaction<'_, Any>,
         events: Vec<NewEvent>,
     ) -> Result<Vec<AuditEvent>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The lock comes first, before anything is read.
+        self.lock_audit_head(tx, "append to the audit log").await?;
+        self.append_audit_under_lock(tx, events).await
+    }
+
+    /// [`Store::append_audit_in`] in a transaction that already holds the head's lock (a
+    /// group commit's batch takes it first, see `group_commit`).
+    pub(crate) async fn append_audit_under_lock(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Any>,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
         const OP: &str = "append to the audit log";
         let fail = |err| self.ctx.query_failed(OP, err);
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        // The lock comes first, before anything is read.
-        self.lock_audit_head(tx, OP).await?;
         let mut head = self
             .read_head(OP, tx)
             .await?

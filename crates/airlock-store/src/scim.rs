@@ -2,8 +2,10 @@
 //!
 //! Resources (`User`, `Group`) are kept whole as SCIM JSON. The store assigns each one its `id`
 //! (uuid v4) and its `meta` (`resourceType`, `created`, `lastModified`, `version` as `W/"<n>"`,
-//! `location` relative to the server root); every write is one transaction, which also appends
-//! the write's audit event (actor `scim:CLIENT`) to the chain. Uniqueness of a User's
+//! `location` relative to the server root); every write commits together with the write's
+//! audit event (actor `scim:CLIENT`), and writes that arrive together share one transaction,
+//! a savepoint each (group commit, [`crate::group_commit`]); a write is acknowledged only
+//! once committed. Uniqueness of a User's
 //! `userName` and a Group's `displayName` (both case-insensitive) is enforced by a unique
 //! index, so two concurrent creates cannot both win. Writes to one resource take its row lock
 //! first and are applied one after the other ([`Store::scim_update`]), so writes without
@@ -30,7 +32,7 @@ use sqlx::Row as _;
 
 use airlock_audit::{operation as op, NewEvent, Outcome, Target};
 
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 
 /// How often a token's `last_used_ms` is written, at most (ms).
 const LAST_USED_RESOLUTION_MS: i64 = 60_000;
@@ -517,7 +519,8 @@ impl Store {
             None,
             Some(&resource),
         );
-        self.append_audit_in(tx, vec![event]).await?;
+        // The batch holds the head's lock (group_commit).
+        self.append_audit_under_lock(tx, vec![event]).await?;
         Ok(ScimResource {
             id,
             version: 1,
@@ -680,7 +683,7 @@ impl Store {
     }
 
     /// Writes the resource `id` as `change` makes it from the stored one, bumping its version,
-    /// in one transaction that first takes the resource's write lock: concurrent writes to one
+    /// in a savepoint of a group commit that first takes the resource's write lock: concurrent writes to one
     /// resource are applied one after the other, each to the result of the one before, so
     /// none is lost and none fails because another came first. `change` runs under the lock
     /// (keep it quick and pure); its error is [`ScimWriteError::Rejected`] and writes nothing.
@@ -725,7 +728,6 @@ impl Store {
             "userName"
         };
         let fail = |e| self.scim_conflict_or("update SCIM resource", resource_type, attribute, e);
-        lock_resource(tx, resource_type, id).await.map_err(fail)?;
         let (stored, created_ms, previous) = self
             .read_locked(tx, resource_type, id)
             .await?
@@ -789,7 +791,8 @@ impl Store {
             Some(&stored.resource),
             Some(&resource),
         );
-        self.append_audit_in(tx, vec![event]).await?;
+        // The batch holds the head's lock (group_commit).
+        self.append_audit_under_lock(tx, vec![event]).await?;
         Ok(ScimResource {
             id: id.to_owned(),
             version,
@@ -806,15 +809,25 @@ impl Store {
         id: &str,
     ) -> Result<Option<(ScimResource, i64, String)>, StoreError> {
         let fail = |e| self.ctx.query_failed("read SCIM resource", e);
-        let row = sqlx::query(
-            "SELECT version, created_ms, resource_json FROM scim_resources \
-             WHERE resource_type = $1 AND id = $2",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(fail)?;
+        // The row's lock, taken by the read itself. The batch already holds the audit head's
+        // lock, which every SCIM write takes first; on SQLite that is the database's one write
+        // lock, and on PostgreSQL the row lock also keeps out writers that are not batched.
+        let sql = match self.ctx.backend {
+            Backend::Postgres => {
+                "SELECT version, created_ms, resource_json FROM scim_resources \
+                 WHERE resource_type = $1 AND id = $2 FOR UPDATE"
+            }
+            Backend::Sqlite => {
+                "SELECT version, created_ms, resource_json FROM scim_resources \
+                 WHERE resource_type = $1 AND id = $2"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(resource_type)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(fail)?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -885,7 +898,6 @@ impl Store {
     ) -> Result<(), ScimWriteError<E>> {
         let (resource_type, id, expected_version, now_ms, client) = write.parts();
         let fail = |e| self.ctx.query_failed("delete SCIM resource", e);
-        lock_resource(tx, resource_type, id).await.map_err(fail)?;
         let (stored, _, previous) =
             self.read_locked(tx, resource_type, id)
                 .await?
@@ -922,7 +934,8 @@ impl Store {
             Some(&stored.resource),
             None,
         );
-        self.append_audit_in(tx, vec![event]).await?;
+        // The batch holds the head's lock (group_commit).
+        self.append_audit_under_lock(tx, vec![event]).await?;
         Ok(())
     }
 
@@ -1449,23 +1462,6 @@ fn token_event(operation: &str, client: &str, actor: &str, now_ms: i64) -> NewEv
         client: client.to_owned(),
     });
     event
-}
-
-/// Takes the write lock on one resource first thing in a transaction: a deferred SQLite
-/// transaction that reads and then writes fails at once (SQLITE_BUSY) when another connection
-/// committed in between, where a leading write waits for the lock instead (a row lock on
-/// PostgreSQL).
-async fn lock_resource(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    resource_type: &str,
-    id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE scim_resources SET version = version WHERE resource_type = $1 AND id = $2")
-        .bind(resource_type)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
 }
 
 /// Records a change for each registered consumer, inside the write's transaction: the
