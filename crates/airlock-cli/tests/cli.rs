@@ -115,6 +115,29 @@ fn config_check_lists_every_error_with_its_key_and_hides_secrets() {
     assert_no_secret(&out.get_output().stderr, "Literal-Secret-9");
 }
 
+/// A secret "file" that is a device or a directory is refused at once, naming the field,
+/// instead of being read forever (`/dev/zero`) or failing obscurely.
+#[test]
+fn config_check_refuses_a_secret_file_that_is_not_a_regular_file() {
+    let s = Setup::new(
+        "[instances.prod]\nurl = \"http://127.0.0.1:9\"\nusername = \"admin\"\npassword = { file = \"/dev/zero\" }\n\
+         [instances.dev]\nurl = \"http://127.0.0.1:9\"\nusername = \"admin\"\npassword = { file = \"/\" }\n",
+    );
+    s.airlock()
+        .args(["config", "check"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains(
+                "instances.prod.password: cannot read secret file /dev/zero: not a regular file",
+            )
+            .and(predicate::str::contains(
+                "instances.dev.password: cannot read secret file /: not a regular file",
+            )),
+        );
+}
+
 #[test]
 fn config_check_names_an_unknown_key() {
     let s = Setup::new(&format!(

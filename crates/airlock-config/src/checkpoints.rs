@@ -158,7 +158,7 @@ fn read_signer(path: &Path) -> Result<NoteSigner, String> {
             ));
         }
     }
-    let text = std::fs::read_to_string(path)
+    let text = crate::files::read_to_string(path)
         .map_err(|e| format!("cannot read signing key file {shown}: {e}"))?;
     NoteSigner::parse(&text).map_err(|e| {
         format!("signing key file {shown} holds no usable key ({e}); write one with `airlock audit keygen`")

@@ -10,6 +10,7 @@
 
 mod checkpoints;
 mod env;
+mod files;
 pub mod pg_url;
 mod policy;
 mod raw;
@@ -94,7 +95,7 @@ fn render_invalid(path: &Path, errors: &[ConfigError]) -> String {
 
 /// Reads, overrides from the process environment, and validates the config at `path`.
 pub fn load(path: &Path) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let text = files::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;

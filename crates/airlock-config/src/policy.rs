@@ -216,7 +216,7 @@ pub(crate) fn load(
     instances: &[InstanceConfig],
     errors: &mut Vec<ConfigError>,
 ) -> Option<Policy> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::files::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
             errors.push(ConfigError::new(

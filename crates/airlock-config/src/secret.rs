@@ -79,7 +79,7 @@ impl SecretSource {
                 } else {
                     base_dir.join(path)
                 };
-                std::fs::read_to_string(&path)
+                crate::files::read_to_string(&path)
                     .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?
                     .trim_end_matches(['\n', '\r'])
                     .to_string()

@@ -504,7 +504,7 @@ fn directory(
                 .ok();
             let ca_pem = l.ca_file.and_then(|p| {
                 let p = if p.is_absolute() { p } else { base_dir.join(p) };
-                std::fs::read(&p)
+                crate::files::read(&p)
                     .map_err(|e| {
                         errors.push(ConfigError::new(
                             key("ca_file"),
@@ -631,7 +631,7 @@ fn store_url(url: &str, base_dir: &Path) -> Result<String, String> {
 /// Checks that the file a PostgreSQL URL names in `param` can be read and holds PEM, so a
 /// typo is reported by `config check` rather than at the first connection.
 fn readable_pem(param: &str, path: &Path) -> Result<(), String> {
-    let text = std::fs::read(path)
+    let text = crate::files::read(path)
         .map_err(|e| format!("{param} {} cannot be read: {e}", path.display()))?;
     if !text.windows(11).any(|w| w == b"-----BEGIN ") {
         return Err(format!("{param} {} holds no PEM data", path.display()));
@@ -752,7 +752,7 @@ fn instance(
     }
     let ca_pem = raw.ca_file.and_then(|p| {
         let p = if p.is_absolute() { p } else { base_dir.join(p) };
-        match std::fs::read(&p) {
+        match crate::files::read(&p) {
             Ok(bytes)
                 if String::from_utf8_lossy(&bytes).contains("-----BEGIN CERTIFICATE-----") =>
             {
