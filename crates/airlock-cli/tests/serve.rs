@@ -512,15 +512,18 @@ async fn a_scim_write_received_by_the_other_replica_is_applied_by_the_lease_hold
         took.as_secs_f64()
     );
     assert_eq!(lease_held(&other).await, Some(false));
-    let (_, metrics) = get(&format!("{}/metrics", holder.base))
-        .await
-        .expect("metrics");
-    assert!(
-        metrics.contains(
-            "airlock_sync_runs_total{instance=\"af3\",result=\"succeeded\",trigger=\"scim\"}"
-        ),
-        "{metrics}"
-    );
+    // The role reaches Airflow before the run that wrote it ends and is counted: wait for it.
+    let counted = "airlock_sync_runs_total{instance=\"af3\",result=\"succeeded\",trigger=\"scim\"}";
+    wait_for(
+        "the holder to count a succeeded SCIM-triggered run",
+        Duration::from_secs(30),
+        || async {
+            get(&format!("{}/metrics", holder.base))
+                .await
+                .is_some_and(|(_, metrics)| metrics.contains(counted))
+        },
+    )
+    .await;
 }
 
 /// Creates a SCIM User whose userName and primary email are `username`; returns its id.
