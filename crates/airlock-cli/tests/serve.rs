@@ -267,6 +267,28 @@ async fn a_scim_push_reaches_airflow_without_waiting_for_the_schedule() {
         "SCIM create -> account with roles in Airflow: {:.2} s",
         took.as_secs_f64()
     );
+    // The roles reach Airflow before the run that wrote them has acknowledged its changes,
+    // and a run reads the directory as it is then: a write that landed during the run (the
+    // group) is applied by it yet still pending, and the next pass applies it again. Wait for
+    // all three writes to be acknowledged, so that pass cannot undo the drift made below.
+    wait_for(
+        "the three SCIM writes to be acknowledged",
+        Duration::from_secs(60),
+        || async {
+            get(&format!("{}/metrics", replica.base))
+                .await
+                .is_some_and(|(_, m)| {
+                    m.lines().any(|l| {
+                        l.strip_prefix(
+                            "airlock_scim_change_to_airflow_seconds_count{instance=\"af3\"} ",
+                        )
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .is_some_and(|n| n >= 3)
+                    })
+                })
+        },
+    )
+    .await;
 
     // Someone changes the bystander's roles in Airflow by hand: drift that only a full sync
     // (an hour away) repairs, because the next SCIM write does not touch the bystander.

@@ -26,8 +26,10 @@ use crate::{Backend, Store, StoreError};
 const LOCK_HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
 const READ_HEAD_SQL: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
 const MOVE_HEAD_SQL: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
-const INSERT_EVENT_SQL: &str = "INSERT INTO audit_events \
-     (seq, id, at_ms, event_json, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)";
+const INSERT_EVENTS_SQL: &str =
+    "INSERT INTO audit_events (seq, id, at_ms, event_json, prev_hash, hash) VALUES ";
+/// Rows per multi-row INSERT: well under both databases' limits on bound parameters.
+const ROWS_PER_INSERT: usize = 500;
 const EVENTS_FROM_SQL: &str = "SELECT seq, id, at_ms, event_json, prev_hash, hash \
      FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2";
 /// PostgreSQL: one snapshot for the head and every page of events (SQLite's read transaction
@@ -166,18 +168,24 @@ impl Store {
         let mut sealed = Vec::with_capacity(events.len());
         for new in events {
             let event = airlock_audit::seal_after(&head, new);
-            sqlx::query(INSERT_EVENT_SQL)
-                .bind(seq_column(event.seq))
-                .bind(&event.id)
-                .bind(event.at.timestamp_millis())
-                .bind(airlock_audit::to_jsonl_line(&event))
-                .bind(&event.prev_hash)
-                .bind(&event.hash)
-                .execute(&mut **tx)
-                .await
-                .map_err(fail)?;
             head = event.head();
             sealed.push(event);
+        }
+        // Many rows per statement: one round trip (and on SQLite one hand-off to its worker)
+        // for a whole group commit's events.
+        for chunk in sealed.chunks(ROWS_PER_INSERT) {
+            let sql = crate::values_sql(INSERT_EVENTS_SQL, 6, chunk.len());
+            let mut query = sqlx::query(&sql);
+            for event in chunk {
+                query = query
+                    .bind(seq_column(event.seq))
+                    .bind(event.id.clone())
+                    .bind(event.at.timestamp_millis())
+                    .bind(airlock_audit::to_jsonl_line(event))
+                    .bind(event.prev_hash.clone())
+                    .bind(event.hash.clone());
+            }
+            query.execute(&mut **tx).await.map_err(fail)?;
         }
 
         sqlx::query(MOVE_HEAD_SQL)

@@ -1,14 +1,20 @@
 //! Group commit of SCIM writes: writes that arrive while another batch is committing are
-//! applied together, in one transaction with one flush to disk, each inside its own
-//! savepoint.
+//! applied together, in one transaction with one flush to disk.
 //!
 //! Every SCIM write appends to the audit chain, so writes take turns at the chain's head lock
 //! however many run at once; with one transaction each, the service commits (and flushes) once
 //! per write. Here a write becomes a job in a queue. The first writer to find the turn free
 //! runs every queued job (at most [`MAX_BATCH`] per transaction, until the queue is empty) and
 //! commits; the others wait for their job's result, which is sent only after the commit that
-//! made it durable. A job that fails rolls back to its savepoint and leaves the others
-//! untouched; a failed commit fails every job of the batch.
+//! made it durable. A failed commit fails every job of the batch.
+//!
+//! - What a job writes: the resource's row, with at most one statement, its last (on
+//!   PostgreSQL, one that may fail as expected, on a unique key, runs in a savepoint of its
+//!   own: [`Batch::execute_guarded`]). The pending changes and audit events a write makes are
+//!   not written by the job: it hands them to the [`Batch`], which drops those of a job that
+//!   failed and writes the others at the end, in a few multi-row statements, the consumers
+//!   and the audit head read once. So a failed job leaves nothing behind, and a batch of n
+//!   writes costs about 2n + 8 statements instead of 10n.
 //!
 //! - Lock order: a batch takes the audit head's lock before anything else, so batches of
 //!   different replicas (or of two stores on one database) never wait for each other's row
@@ -19,15 +25,82 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use airlock_audit::NewEvent;
 use futures::future::BoxFuture;
+use sqlx::any::{AnyArguments, AnyQueryResult};
+use sqlx::query::Query;
 use sqlx::{Acquire as _, Any, Transaction};
 use tokio::sync::oneshot;
 
 use crate::scim::ScimWriteError;
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 
 /// The most writes one transaction applies.
 pub(crate) const MAX_BATCH: usize = 128;
+
+/// Change rows per multi-row INSERT: well under both databases' limits on bound parameters.
+const CHANGES_PER_INSERT: usize = 500;
+
+/// A write to a SCIM resource, of which every registered consumer gets a pending change.
+pub(crate) struct Written {
+    pub(crate) resource_type: String,
+    pub(crate) id: String,
+    /// The resource's stored text before the write (none for a creation).
+    pub(crate) previous: Option<String>,
+    pub(crate) changed_ms: i64,
+    pub(crate) client: String,
+}
+
+/// The transaction of one batch, and what its jobs hand it to write at the end.
+pub(crate) struct Batch<'c> {
+    pub(crate) tx: Transaction<'c, Any>,
+    backend: Backend,
+    written: Vec<Written>,
+    events: Vec<NewEvent>,
+}
+
+impl Batch<'_> {
+    /// Records a write (its pending changes) and its audit event, to be stored at the end of
+    /// the batch unless the job fails.
+    pub(crate) fn record(&mut self, written: Written, event: NewEvent) {
+        self.written.push(written);
+        self.events.push(event);
+    }
+
+    /// Runs a statement that may fail as expected (a taken unique key) without spoiling the
+    /// batch: SQLite undoes only the failed statement, PostgreSQL needs a savepoint.
+    pub(crate) async fn execute_guarded<'q>(
+        &mut self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Result<AnyQueryResult, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => query.execute(&mut *self.tx).await,
+            Backend::Postgres => {
+                let mut savepoint = self.tx.begin().await?;
+                match query.execute(&mut *savepoint).await {
+                    Ok(done) => {
+                        savepoint.commit().await?;
+                        Ok(done)
+                    }
+                    Err(err) => {
+                        // Should the rollback fail, the commit fails too, and so the batch.
+                        let _ = savepoint.rollback().await;
+                        Err(err)
+                    }
+                }
+            }
+        }
+    }
+
+    fn mark(&self) -> (usize, usize) {
+        (self.written.len(), self.events.len())
+    }
+
+    fn rewind(&mut self, (written, events): (usize, usize)) {
+        self.written.truncate(written);
+        self.events.truncate(events);
+    }
+}
 
 /// Tells a job's caller how its write ended, once the batch's commit is known.
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -39,8 +112,8 @@ struct Done {
     finish: Finish,
 }
 
-/// One write, run by whichever caller's turn it is, inside a savepoint of the batch.
-type Job = Box<dyn for<'t, 'c> FnOnce(&'t mut Transaction<'c, Any>) -> BoxFuture<'t, Done> + Send>;
+/// One write, run by whichever caller's turn it is, in the batch's transaction.
+type Job = Box<dyn for<'t, 'c> FnOnce(&'t mut Batch<'c>) -> BoxFuture<'t, Done> + Send>;
 
 /// The queue and the turn of one store handle.
 #[derive(Default)]
@@ -66,22 +139,22 @@ impl GroupCommit {
 
 impl Store {
     /// Runs `work` as one write of a group commit (see the module's documentation) and
-    /// returns its result once it is committed. `work` gets a savepoint of the batch's
-    /// transaction; on error everything it wrote is rolled back.
+    /// returns its result once it is committed. `work` gets the batch; on error what it
+    /// recorded is dropped, and it must have written nothing (see the module's documentation).
     pub(crate) async fn in_group_commit<T, E, W>(&self, work: W) -> Result<T, ScimWriteError<E>>
     where
         T: Send + 'static,
         E: Send + 'static,
         W: for<'t, 'c> FnOnce(
                 Store,
-                &'t mut Transaction<'c, Any>,
+                &'t mut Batch<'c>,
             ) -> BoxFuture<'t, Result<T, ScimWriteError<E>>>
             + Send
             + 'static,
     {
         let (sender, receiver) = oneshot::channel();
         let store = self.clone();
-        let job: Job = Box::new(move |tx| {
+        let job: Job = Box::new(move |batch| {
             Box::pin(async move {
                 if sender.is_closed() {
                     // Its caller has gone: as if its transaction had been rolled back.
@@ -90,7 +163,7 @@ impl Store {
                         finish: Box::new(|_| ()),
                     };
                 }
-                match work(store, tx).await {
+                match work(store, batch).await {
                     Ok(value) => Done {
                         wrote: true,
                         finish: Box::new(move |committed| {
@@ -154,19 +227,72 @@ impl Store {
     ) -> Result<(), StoreError> {
         const OP: &str = "commit SCIM writes";
         let fail = |err| self.ctx.query_failed(OP, err);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
-        self.lock_audit_head(&mut tx, OP).await?;
+        let tx = self.pool.begin().await.map_err(fail)?;
+        let mut batch = Batch {
+            tx,
+            backend: self.ctx.backend,
+            written: Vec::with_capacity(jobs.len()),
+            events: Vec::with_capacity(jobs.len()),
+        };
+        self.lock_audit_head(&mut batch.tx, OP).await?;
         for job in jobs {
-            let mut savepoint = tx.begin().await.map_err(fail)?;
-            let done = job(&mut savepoint).await;
-            if done.wrote {
-                savepoint.commit().await.map_err(fail)?;
-            } else {
-                savepoint.rollback().await.map_err(fail)?;
+            let mark = batch.mark();
+            let done = job(&mut batch).await;
+            if !done.wrote {
+                batch.rewind(mark);
             }
             finishes.push(done.finish);
         }
-        tx.commit().await.map_err(fail)
+        self.record_changes(&mut batch.tx, &batch.written).await?;
+        let events = std::mem::take(&mut batch.events);
+        self.append_audit_under_lock(&mut batch.tx, events).await?;
+        batch.tx.commit().await.map_err(fail)
+    }
+
+    /// A pending change of every write for each registered consumer. The consumers are read
+    /// here, in the write's transaction, so a write reaches every instance any replica
+    /// serves, whatever the config of the replica that received it.
+    async fn record_changes(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        written: &[Written],
+    ) -> Result<(), StoreError> {
+        const OP: &str = "record SCIM changes";
+        let fail = |err| self.ctx.query_failed(OP, err);
+        if written.is_empty() {
+            return Ok(());
+        }
+        let consumers: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM scim_consumers ORDER BY name")
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(fail)?;
+        let rows: Vec<(&Written, &String)> = written
+            .iter()
+            .flat_map(|w| consumers.iter().map(move |c| (w, c)))
+            .collect();
+        for chunk in rows.chunks(CHANGES_PER_INSERT) {
+            let sql = crate::values_sql(
+                "INSERT INTO scim_changes (id, consumer, resource_type, resource_id, \
+                 previous_json, changed_ms, client) VALUES ",
+                7,
+                chunk.len(),
+            );
+            let mut query = sqlx::query(&sql);
+            for (w, consumer) in chunk {
+                query = query
+                    // uuid v7: the changes of one batch sort in the order they were made.
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind((*consumer).clone())
+                    .bind(w.resource_type.clone())
+                    .bind(w.id.clone())
+                    .bind(w.previous.clone())
+                    .bind(w.changed_ms)
+                    .bind(w.client.clone());
+            }
+            query.execute(&mut **tx).await.map_err(fail)?;
+        }
+        Ok(())
     }
 
     /// The error every other caller of a failed batch gets (the first gets the original).

@@ -171,3 +171,22 @@ impl Store {
         self.lease_pool.close().await;
     }
 }
+
+/// `prefix` (an `INSERT ... VALUES `) followed by `rows` groups of `columns` numbered
+/// placeholders: `($1, $2), ($3, $4)`.
+pub(crate) fn values_sql(prefix: &str, columns: usize, rows: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(prefix.len() + rows * columns * 6);
+    sql.push_str(prefix);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${}", row * columns + column + 1);
+        }
+        sql.push(')');
+    }
+    sql
+}

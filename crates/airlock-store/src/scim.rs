@@ -32,6 +32,7 @@ use sqlx::Row as _;
 
 use airlock_audit::{operation as op, NewEvent, Outcome, Target};
 
+use crate::group_commit::{Batch, Written};
 use crate::{Backend, Store, StoreError};
 
 /// How often a token's `last_used_ms` is written, at most (ms).
@@ -405,6 +406,16 @@ fn write_event(
     event
 }
 
+/// A resource read under its write lock.
+struct Locked {
+    stored: ScimResource,
+    created_ms: i64,
+    /// The stored text, the copy a pending change keeps.
+    text: String,
+    /// The stored unique key.
+    key: Option<String>,
+}
+
 impl Store {
     fn scim_conflict_or(
         &self,
@@ -465,10 +476,10 @@ impl Store {
         client: &str,
     ) -> Result<ScimResource, StoreError> {
         let (resource_type, client) = (resource_type.to_owned(), client.to_owned());
-        self.in_group_commit(move |store, tx| {
+        self.in_group_commit(move |store, batch| {
             Box::pin(async move {
                 (store
-                    .create_in(tx, &resource_type, resource, now_ms, &client)
+                    .create_in(batch, &resource_type, resource, now_ms, &client)
                     .await)
                     .map_err(ScimWriteError::Store)
             })
@@ -479,7 +490,7 @@ impl Store {
 
     async fn create_in(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        batch: &mut Batch<'_>,
         resource_type: &str,
         resource: Value,
         now_ms: i64,
@@ -493,23 +504,18 @@ impl Store {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let fail = |e| self.scim_conflict_or("create SCIM resource", resource_type, attribute, e);
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO scim_resources (resource_type, id, unique_key, external_id, version, \
              created_ms, modified_ms, resource_json) VALUES ($1, $2, $3, $4, 1, $5, $6, $7)",
         )
         .bind(resource_type)
-        .bind(&id)
+        .bind(id.clone())
         .bind(key)
         .bind(external_id)
         .bind(now_ms)
         .bind(now_ms)
-        .bind(resource.to_string())
-        .execute(&mut **tx)
-        .await
-        .map_err(fail)?;
-        record_change(tx, client, resource_type, &id, None, now_ms)
-            .await
-            .map_err(fail)?;
+        .bind(resource.to_string());
+        batch.execute_guarded(insert).await.map_err(fail)?;
         let event = write_event(
             ScimWriteKind::Create,
             resource_type,
@@ -519,8 +525,16 @@ impl Store {
             None,
             Some(&resource),
         );
-        // The batch holds the head's lock (group_commit).
-        self.append_audit_under_lock(tx, vec![event]).await?;
+        batch.record(
+            Written {
+                resource_type: resource_type.to_owned(),
+                id: id.clone(),
+                previous: None,
+                changed_ms: now_ms,
+                client: client.to_owned(),
+            },
+            event,
+        );
         Ok(ScimResource {
             id,
             version: 1,
@@ -708,15 +722,15 @@ impl Store {
         E: Send + 'static,
     {
         let write = OwnedWrite::new(resource_type, id, expected_version, now_ms, client);
-        self.in_group_commit(move |store, tx| {
-            Box::pin(async move { store.update_in(tx, &write, kind, change).await })
+        self.in_group_commit(move |store, batch| {
+            Box::pin(async move { store.update_in(batch, &write, kind, change).await })
         })
         .await
     }
 
     async fn update_in<E>(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        batch: &mut Batch<'_>,
         write: &OwnedWrite,
         kind: ScimWriteKind,
         change: impl FnOnce(&ScimResource) -> Result<Value, E>,
@@ -728,8 +742,13 @@ impl Store {
             "userName"
         };
         let fail = |e| self.scim_conflict_or("update SCIM resource", resource_type, attribute, e);
-        let (stored, created_ms, previous) = self
-            .read_locked(tx, resource_type, id)
+        let Locked {
+            stored,
+            created_ms,
+            text: previous,
+            key: old_key,
+        } = self
+            .read_locked(&mut batch.tx, resource_type, id)
             .await?
             .ok_or_else(|| StoreError::ScimNotFound {
                 resource_type: resource_type.to_owned(),
@@ -753,7 +772,9 @@ impl Store {
             .get("externalId")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let updated = sqlx::query(
+        // Only a new unique key can be taken already.
+        let guarded = key != old_key;
+        let update = sqlx::query(
             "UPDATE scim_resources SET unique_key = $1, external_id = $2, version = $3, \
              modified_ms = $4, resource_json = $5 \
              WHERE resource_type = $6 AND id = $7 AND version = $8",
@@ -763,11 +784,14 @@ impl Store {
         .bind(version)
         .bind(now_ms)
         .bind(resource.to_string())
-        .bind(resource_type)
-        .bind(id)
-        .bind(found)
-        .execute(&mut **tx)
-        .await
+        .bind(resource_type.to_owned())
+        .bind(id.to_owned())
+        .bind(found);
+        let updated = if guarded {
+            batch.execute_guarded(update).await
+        } else {
+            update.execute(&mut *batch.tx).await
+        }
         .map_err(fail)?;
         if updated.rows_affected() != 1 {
             // Cannot happen under the lock; refuse rather than write over a change.
@@ -779,9 +803,6 @@ impl Store {
             }
             .into());
         }
-        record_change(tx, client, resource_type, id, Some(&previous), now_ms)
-            .await
-            .map_err(fail)?;
         let event = write_event(
             kind,
             resource_type,
@@ -791,8 +812,16 @@ impl Store {
             Some(&stored.resource),
             Some(&resource),
         );
-        // The batch holds the head's lock (group_commit).
-        self.append_audit_under_lock(tx, vec![event]).await?;
+        batch.record(
+            Written {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+                previous: Some(previous),
+                changed_ms: now_ms,
+                client: client.to_owned(),
+            },
+            event,
+        );
         Ok(ScimResource {
             id: id.to_owned(),
             version,
@@ -800,25 +829,24 @@ impl Store {
         })
     }
 
-    /// The resource `id` inside a transaction that holds its lock: the resource, its
-    /// `created_ms` and its stored text.
+    /// The resource `id` inside a transaction that holds its lock.
     async fn read_locked(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         resource_type: &str,
         id: &str,
-    ) -> Result<Option<(ScimResource, i64, String)>, StoreError> {
+    ) -> Result<Option<Locked>, StoreError> {
         let fail = |e| self.ctx.query_failed("read SCIM resource", e);
         // The row's lock, taken by the read itself. The batch already holds the audit head's
         // lock, which every SCIM write takes first; on SQLite that is the database's one write
         // lock, and on PostgreSQL the row lock also keeps out writers that are not batched.
         let sql = match self.ctx.backend {
             Backend::Postgres => {
-                "SELECT version, created_ms, resource_json FROM scim_resources \
+                "SELECT version, created_ms, resource_json, unique_key FROM scim_resources \
                  WHERE resource_type = $1 AND id = $2 FOR UPDATE"
             }
             Backend::Sqlite => {
-                "SELECT version, created_ms, resource_json FROM scim_resources \
+                "SELECT version, created_ms, resource_json, unique_key FROM scim_resources \
                  WHERE resource_type = $1 AND id = $2"
             }
         };
@@ -834,16 +862,18 @@ impl Store {
         let version: i64 = row.try_get(0).map_err(fail)?;
         let created_ms: i64 = row.try_get(1).map_err(fail)?;
         let text: String = row.try_get(2).map_err(fail)?;
+        let key: Option<String> = row.try_get(3).map_err(fail)?;
         let resource = self.parse_resource(resource_type, id, &text)?;
-        Ok(Some((
-            ScimResource {
+        Ok(Some(Locked {
+            stored: ScimResource {
                 id: id.to_owned(),
                 version,
                 resource,
             },
             created_ms,
             text,
-        )))
+            key,
+        }))
     }
 
     /// Deletes the resource `id`; an unknown id is [`StoreError::ScimNotFound`]. With
@@ -884,27 +914,31 @@ impl Store {
         E: Send + 'static,
     {
         let write = OwnedWrite::new(resource_type, id, expected_version, now_ms, client);
-        self.in_group_commit(move |store, tx| {
-            Box::pin(async move { store.delete_in(tx, &write, check).await })
+        self.in_group_commit(move |store, batch| {
+            Box::pin(async move { store.delete_in(batch, &write, check).await })
         })
         .await
     }
 
     async fn delete_in<E>(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        batch: &mut Batch<'_>,
         write: &OwnedWrite,
         check: impl FnOnce(&ScimResource) -> Result<(), E>,
     ) -> Result<(), ScimWriteError<E>> {
         let (resource_type, id, expected_version, now_ms, client) = write.parts();
         let fail = |e| self.ctx.query_failed("delete SCIM resource", e);
-        let (stored, _, previous) =
-            self.read_locked(tx, resource_type, id)
-                .await?
-                .ok_or_else(|| StoreError::ScimNotFound {
-                    resource_type: resource_type.to_owned(),
-                    id: id.to_owned(),
-                })?;
+        let Locked {
+            stored,
+            text: previous,
+            ..
+        } = self
+            .read_locked(&mut batch.tx, resource_type, id)
+            .await?
+            .ok_or_else(|| StoreError::ScimNotFound {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+            })?;
         let found = stored.version;
         if let Some(expected) = expected_version.filter(|expected| *expected != found) {
             return Err(StoreError::ScimPreconditionFailed {
@@ -919,10 +953,7 @@ impl Store {
         sqlx::query("DELETE FROM scim_resources WHERE resource_type = $1 AND id = $2")
             .bind(resource_type)
             .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(fail)?;
-        record_change(tx, client, resource_type, id, Some(&previous), now_ms)
+            .execute(&mut *batch.tx)
             .await
             .map_err(fail)?;
         let event = write_event(
@@ -934,8 +965,16 @@ impl Store {
             Some(&stored.resource),
             None,
         );
-        // The batch holds the head's lock (group_commit).
-        self.append_audit_under_lock(tx, vec![event]).await?;
+        batch.record(
+            Written {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+                previous: Some(previous),
+                changed_ms: now_ms,
+                client: client.to_owned(),
+            },
+            event,
+        );
         Ok(())
     }
 
@@ -1462,39 +1501,6 @@ fn token_event(operation: &str, client: &str, actor: &str, now_ms: i64) -> NewEv
         client: client.to_owned(),
     });
     event
-}
-
-/// Records a change for each registered consumer, inside the write's transaction: the
-/// consumers are read here, so a write reaches every instance any replica serves, whatever the
-/// config of the replica that received it.
-async fn record_change(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    client: &str,
-    resource_type: &str,
-    id: &str,
-    previous: Option<&str>,
-    now_ms: i64,
-) -> Result<(), sqlx::Error> {
-    let consumers: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM scim_consumers ORDER BY name")
-            .fetch_all(&mut **tx)
-            .await?;
-    for consumer in consumers {
-        sqlx::query(
-            "INSERT INTO scim_changes (id, consumer, resource_type, resource_id, previous_json, \
-             changed_ms, client) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(consumer)
-        .bind(resource_type)
-        .bind(id)
-        .bind(previous)
-        .bind(now_ms)
-        .bind(client)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

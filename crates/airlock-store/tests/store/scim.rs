@@ -27,10 +27,10 @@ on_both_backends!(
     external_ids_are_found_exactly_through_their_index,
     a_token_s_last_use_is_written_at_most_once_a_minute,
     concurrent_writes_commit_together_and_a_failing_one_leaves_the_others_whole,
+    renames_onto_a_taken_name_fail_alone_among_concurrent_updates,
 );
 
-/// Writes arriving together are committed in batches (group commit), each in its own
-/// savepoint: 96 concurrent creates, PATCH-like updates and deletes from two store handles on
+/// Writes arriving together are committed in batches (group commit): 96 concurrent creates, PATCH-like updates and deletes from two store handles on
 /// one database, some refused (a taken name, a stale version, an unknown id), leave exactly
 /// the successful ones, each with its pending change and its audit event, and a chain that
 /// verifies.
@@ -116,6 +116,102 @@ async fn concurrent_writes_commit_together_and_a_failing_one_leaves_the_others_w
     ensure!(
         after.count == before.count + 61,
         "{} events after {}",
+        after.count,
+        before.count
+    );
+    Ok(())
+}
+
+/// Concurrent updates share batches; those that rename a user onto a taken name fail with a
+/// conflict (on PostgreSQL a failed statement would spoil the whole transaction without its
+/// savepoint), the others commit, and only the successful ones leave a pending change (with
+/// the resource as it was) and an audit event.
+async fn renames_onto_a_taken_name_fail_alone_among_concurrent_updates(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let store = db.open().await;
+    store
+        .scim_register_consumers(&["prod".to_owned(), "stage".to_owned()], 500)
+        .await?;
+    store
+        .scim_create("User", json!({"userName": "taken"}), 1_000, "idp")
+        .await?;
+    let mut ids = Vec::new();
+    for i in 0..32 {
+        let user = store
+            .scim_create("User", json!({"userName": format!("u{i}")}), 1_000, "idp")
+            .await?;
+        ids.push(user.id);
+    }
+    let acked: Vec<String> = store
+        .scim_pending_changes("prod", 1_000)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    store.scim_ack_changes("prod", &acked).await?;
+    let before = store
+        .verify_audit()
+        .await?
+        .map_err(|b| anyhow::anyhow!("{b:?}"))?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, id) in ids.iter().cloned().enumerate() {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let name = if i % 2 == 0 {
+                "TAKEN".to_owned()
+            } else {
+                format!("u{i}")
+            };
+            store
+                .scim_replace(
+                    "User",
+                    &id,
+                    json!({"userName": name, "active": false}),
+                    None,
+                    2_000,
+                    "idp",
+                )
+                .await
+        });
+    }
+    let (mut replaced, mut conflicts) = (0, 0);
+    while let Some(result) = tasks.join_next().await {
+        match result? {
+            Ok(_) => replaced += 1,
+            Err(StoreError::ScimConflict { .. }) => conflicts += 1,
+            Err(err) => anyhow::bail!("unexpected failure: {err}"),
+        }
+    }
+    ensure!((replaced, conflicts) == (16, 16), "{replaced} {conflicts}");
+    for (i, id) in ids.iter().enumerate() {
+        let user = store.scim_get("User", id).await?.context("user")?;
+        let (version, active) = (i64::from(i % 2 == 1) + 1, i % 2 == 0);
+        ensure!(
+            user.version == version && user.resource["active"].as_bool().unwrap_or(true) == active,
+            "user {i}: {:?}",
+            user.resource
+        );
+    }
+    for consumer in ["prod", "stage"] {
+        let pending = store.scim_pending_changes(consumer, 1_000).await?;
+        let updates: Vec<_> = pending.iter().filter(|c| c.previous.is_some()).collect();
+        ensure!(updates.len() == 16, "{consumer}: {} updates", updates.len());
+        for change in updates {
+            let previous = change.previous.as_ref().context("previous")?;
+            ensure!(
+                previous["meta"]["version"] == json!("W/\"1\"") && previous.get("active").is_none(),
+                "{consumer}: previous {previous}"
+            );
+        }
+    }
+    let after = store
+        .verify_audit()
+        .await?
+        .map_err(|b| anyhow::anyhow!("{b:?}"))?;
+    ensure!(
+        after.count == before.count + 16,
+        "{} after {}",
         after.count,
         before.count
     );
