@@ -7,6 +7,10 @@
 //! another thread for as long as the work runs, and runs it inline anywhere else (a
 //! current-thread runtime, as in most tests, or no runtime). Unlike `spawn_blocking`, the work
 //! may borrow, so callers need not copy their inputs.
+//!
+//! Moving the worker costs a thread hand-off (tens of microseconds, and wake-ups on both
+//! sides): more than patching or printing one small resource takes. [`cpu_bound_when`] runs
+//! work the caller knows to be small inline.
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
@@ -17,6 +21,16 @@ pub fn cpu_bound<R>(work: impl FnOnce() -> R) -> R {
             tokio::task::block_in_place(work)
         }
         _ => work(),
+    }
+}
+
+/// [`cpu_bound`] when `heavy`, else `work` inline: for work whose size the caller knows (one
+/// user, a group of a few members) and that would cost less than moving the worker.
+pub fn cpu_bound_when<R>(heavy: bool, work: impl FnOnce() -> R) -> R {
+    if heavy {
+        cpu_bound(work)
+    } else {
+        work()
     }
 }
 

@@ -15,7 +15,7 @@ pub mod inventory;
 pub mod lease;
 pub mod sync;
 
-pub use cpu::cpu_bound;
+pub use cpu::{cpu_bound, cpu_bound_when};
 pub use error::EngineError;
 
 use airlock_airflow::{AirflowClient, ApiPreference, Settings};

@@ -52,6 +52,9 @@ pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The most resources one list response holds.
 pub const MAX_RESULTS: usize = 200;
+/// Up to this many resources (or group members) are filtered, printed or patched on the
+/// request's worker: less work than handing the worker off (`airlock_engine::cpu_bound`).
+const SMALL_WORK: usize = 64;
 
 const SERVICE_PROVIDER_CONFIG_SCHEMA: &str =
     "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
@@ -526,7 +529,8 @@ async fn list_matching(
     // The whole filter and the sort are applied to what the store found, so an index only
     // narrows the candidates and never changes the answer. Thousands of resources are CPU
     // work: off the runtime's worker.
-    let body = airlock_engine::cpu_bound(|| {
+    let heavy = resources.len() > SMALL_WORK;
+    let body = airlock_engine::cpu_bound_when(heavy, || {
         list_response(rt, &resources, query, MAX_RESULTS).map(|body| body.to_string())
     })?;
     Ok(scim_body(body))
@@ -792,9 +796,14 @@ impl Write<'_> {
                 self.kind,
                 self.state.now_ms(),
                 &self.client.name,
-                // A PATCH of a group with thousands of members is CPU work: off the worker.
+                // A PATCH of a group with thousands of members is CPU work: off the worker
+                // (a user, or a small group, costs less than moving the worker would).
                 move |stored| {
-                    airlock_engine::cpu_bound(|| {
+                    let heavy = rt == ResourceType::Group
+                        && (stored.resource.get("members"))
+                            .and_then(Value::as_array)
+                            .is_some_and(|m| m.len() > SMALL_WORK);
+                    airlock_engine::cpu_bound_when(heavy, || {
                         let allowance = allowance.as_ref();
                         if rt == ResourceType::Group {
                             check_group_write(allowance, Some(&stored.resource), None)?;

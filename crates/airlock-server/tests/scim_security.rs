@@ -192,6 +192,7 @@ on_both_backends!(
     every_scim_write_is_audited_with_its_client_and_the_chain_verifies,
     a_restricted_client_cannot_create_take_over_or_delete_a_foreign_group,
     an_expired_token_is_refused_and_a_rotated_one_works_only_during_its_grace,
+    a_token_revoked_by_another_process_is_refused_within_a_second,
 );
 
 async fn passwords_are_never_stored_in_resources_outbox_or_audit_nor_returned(
@@ -744,6 +745,48 @@ async fn a_restricted_client_cannot_create_take_over_or_delete_a_foreign_group(
         .collect();
     ensure!(refused.len() == 8, "{trail:?}");
     ensure!(server.store.verify_audit().await?.is_ok());
+    Ok(())
+}
+
+/// A replica remembers an accepted token for at most `TOKEN_CACHE_MS` (a second): one
+/// revoked elsewhere (the CLI, another replica: another store handle) is refused once that
+/// has passed, and one that expires meanwhile is refused at its expiry, not a second later.
+async fn a_token_revoked_by_another_process_is_refused_within_a_second(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let server = Server::start(backend).await?;
+    let elsewhere = Store::open(&server.url, OpenOptions::default()).await?;
+    let get = |token: String| {
+        let server = &server;
+        async move {
+            let (status, _) = server
+                .send_as(&token, Method::GET, "/Users", None, None)
+                .await?;
+            anyhow::Ok(status)
+        }
+    };
+    let ttl = Duration::milliseconds(airlock_store::TOKEN_CACHE_MS);
+    ensure!(get(server.token.clone()).await? == StatusCode::OK);
+    elsewhere
+        .revoke_scim_token_by("idp", "operator:test", server.now_ms())
+        .await?;
+    server.clock.advance(ttl);
+    ensure!(
+        get(server.token.clone()).await? == StatusCode::UNAUTHORIZED,
+        "a token revoked elsewhere still works a second later"
+    );
+
+    // Expiry is never stretched by what was remembered.
+    let options = ScimTokenOptions {
+        lifetime_ms: Some(ttl.num_milliseconds() / 2),
+        groups: None,
+    };
+    let (_, short) = elsewhere
+        .issue_scim_token("short", &options, "operator:test", server.now_ms())
+        .await?;
+    ensure!(get(short.clone()).await? == StatusCode::OK);
+    server.clock.advance(ttl / 2);
+    ensure!(get(short).await? == StatusCode::UNAUTHORIZED);
     Ok(())
 }
 

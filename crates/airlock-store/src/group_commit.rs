@@ -14,7 +14,8 @@
 //!   not written by the job: it hands them to the [`Batch`], which drops those of a job that
 //!   failed and writes the others at the end, in a few multi-row statements, the consumers
 //!   and the audit head read once. So a failed job leaves nothing behind, and a batch of n
-//!   writes costs about 2n + 8 statements instead of 10n.
+//!   writes costs about n + 9 statements instead of 10n: the rows the jobs will update or
+//!   delete are read (and locked) together too, before the first job runs.
 //!
 //! - Lock order: a batch takes the audit head's lock before anything else, so batches of
 //!   different replicas (or of two stores on one database) never wait for each other's row
@@ -23,13 +24,14 @@
 //!   away, or the 10 s request limit) neither aborts the writes of others nor leaves the turn
 //!   taken. A queued job whose caller has gone is skipped, never applied later.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use airlock_audit::NewEvent;
 use futures::future::BoxFuture;
 use sqlx::any::{AnyArguments, AnyQueryResult};
 use sqlx::query::Query;
-use sqlx::{Acquire as _, Any, Transaction};
+use sqlx::{Acquire as _, Any, Row as _, Transaction};
 use tokio::sync::oneshot;
 
 use crate::scim::ScimWriteError;
@@ -37,6 +39,9 @@ use crate::{Backend, Store, StoreError};
 
 /// The most writes one transaction applies.
 pub(crate) const MAX_BATCH: usize = 128;
+
+/// Ids per prefetching SELECT.
+const PREFETCH_CHUNK: usize = 500;
 
 /// Change rows per multi-row INSERT: well under both databases' limits on bound parameters.
 const CHANGES_PER_INSERT: usize = 500;
@@ -51,15 +56,42 @@ pub(crate) struct Written {
     pub(crate) client: String,
 }
 
+/// A stored resource's row, read under its lock.
+pub(crate) struct LockedRow {
+    pub(crate) version: i64,
+    pub(crate) created_ms: i64,
+    /// `resource_json`, as stored.
+    pub(crate) text: String,
+    pub(crate) unique_key: Option<String>,
+}
+
+/// A resource a job reads and writes: its type and id.
+pub(crate) type ResourceKey = (String, String);
+
 /// The transaction of one batch, and what its jobs hand it to write at the end.
 pub(crate) struct Batch<'c> {
     pub(crate) tx: Transaction<'c, Any>,
     backend: Backend,
+    /// The rows the batch's jobs named, read (and locked) together before the first job
+    /// runs: `None` for one that does not exist. A job takes its row out, so a second job on
+    /// the same resource reads it again, as the first left it.
+    prefetched: HashMap<ResourceKey, Option<LockedRow>>,
     written: Vec<Written>,
     events: Vec<NewEvent>,
 }
 
 impl Batch<'_> {
+    /// The row of `key` as the batch read it before its first job, once: `None` when it was
+    /// not read then, or another job has taken it since (read it from the database).
+    pub(crate) fn take_prefetched(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Option<Option<LockedRow>> {
+        self.prefetched
+            .remove(&(resource_type.to_owned(), id.to_owned()))
+    }
+
     /// Records a write (its pending changes) and its audit event, to be stored at the end of
     /// the batch unless the job fails.
     pub(crate) fn record(&mut self, written: Written, event: NewEvent) {
@@ -113,7 +145,13 @@ struct Done {
 }
 
 /// One write, run by whichever caller's turn it is, in the batch's transaction.
-type Job = Box<dyn for<'t, 'c> FnOnce(&'t mut Batch<'c>) -> BoxFuture<'t, Done> + Send>;
+struct Job {
+    /// The existing resource it reads and writes, if any: read for the whole batch at once.
+    reads: Option<ResourceKey>,
+    run: Run,
+}
+
+type Run = Box<dyn for<'t, 'c> FnOnce(&'t mut Batch<'c>) -> BoxFuture<'t, Done> + Send>;
 
 /// The queue and the turn of one store handle.
 #[derive(Default)]
@@ -141,7 +179,12 @@ impl Store {
     /// Runs `work` as one write of a group commit (see the module's documentation) and
     /// returns its result once it is committed. `work` gets the batch; on error what it
     /// recorded is dropped, and it must have written nothing (see the module's documentation).
-    pub(crate) async fn in_group_commit<T, E, W>(&self, work: W) -> Result<T, ScimWriteError<E>>
+    /// `reads` names the existing resource `work` reads under its lock, if any.
+    pub(crate) async fn in_group_commit<T, E, W>(
+        &self,
+        reads: Option<ResourceKey>,
+        work: W,
+    ) -> Result<T, ScimWriteError<E>>
     where
         T: Send + 'static,
         E: Send + 'static,
@@ -154,7 +197,7 @@ impl Store {
     {
         let (sender, receiver) = oneshot::channel();
         let store = self.clone();
-        let job: Job = Box::new(move |batch| {
+        let run: Run = Box::new(move |batch| {
             Box::pin(async move {
                 if sender.is_closed() {
                     // Its caller has gone: as if its transaction had been rolled back.
@@ -179,7 +222,7 @@ impl Store {
                 }
             })
         });
-        self.group.push(job);
+        self.group.push(Job { reads, run });
         self.take_turn().await;
         receiver
             .await
@@ -231,13 +274,16 @@ impl Store {
         let mut batch = Batch {
             tx,
             backend: self.ctx.backend,
+            prefetched: HashMap::new(),
             written: Vec::with_capacity(jobs.len()),
             events: Vec::with_capacity(jobs.len()),
         };
         self.lock_audit_head(&mut batch.tx, OP).await?;
+        let reads: Vec<&ResourceKey> = jobs.iter().filter_map(|job| job.reads.as_ref()).collect();
+        self.prefetch(&mut batch, &reads).await?;
         for job in jobs {
             let mark = batch.mark();
-            let done = job(&mut batch).await;
+            let done = (job.run)(&mut batch).await;
             if !done.wrote {
                 batch.rewind(mark);
             }
@@ -247,6 +293,65 @@ impl Store {
         let events = std::mem::take(&mut batch.events);
         self.append_audit_under_lock(&mut batch.tx, events).await?;
         batch.tx.commit().await.map_err(fail)
+    }
+
+    /// Reads (and on PostgreSQL locks) every row the jobs named, in one statement per
+    /// resource type.
+    async fn prefetch(
+        &self,
+        batch: &mut Batch<'_>,
+        reads: &[&ResourceKey],
+    ) -> Result<(), StoreError> {
+        let fail = |err| self.ctx.query_failed("read SCIM resources", err);
+        for resource_type in ["User", "Group"] {
+            let mut ids: Vec<&str> = (reads.iter())
+                .filter(|(rt, _)| rt == resource_type)
+                .map(|(_, id)| id.as_str())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for chunk in ids.chunks(PREFETCH_CHUNK) {
+                let mut sql = String::from(
+                    "SELECT id, version, created_ms, resource_json, unique_key \
+                     FROM scim_resources WHERE resource_type = $1 AND id IN (",
+                );
+                for n in 0..chunk.len() {
+                    if n > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("${}", n + 2));
+                }
+                sql.push(')');
+                if batch.backend == Backend::Postgres {
+                    // The batch holds the audit head's lock, which every SCIM write takes
+                    // first: locking many rows at once cannot deadlock with another batch.
+                    sql.push_str(" FOR UPDATE");
+                }
+                let mut query = sqlx::query(&sql).bind(resource_type);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                let rows = query.fetch_all(&mut *batch.tx).await.map_err(fail)?;
+                for id in chunk {
+                    batch
+                        .prefetched
+                        .insert((resource_type.to_owned(), (*id).to_owned()), None);
+                }
+                for row in rows {
+                    let id: String = row.try_get(0).map_err(fail)?;
+                    let locked = LockedRow {
+                        version: row.try_get(1).map_err(fail)?,
+                        created_ms: row.try_get(2).map_err(fail)?,
+                        text: row.try_get(3).map_err(fail)?,
+                        unique_key: row.try_get(4).map_err(fail)?,
+                    };
+                    batch
+                        .prefetched
+                        .insert((resource_type.to_owned(), id), Some(locked));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A pending change of every write for each registered consumer. The consumers are read

@@ -39,6 +39,7 @@ mod migrations;
 mod open;
 mod scim;
 mod snapshots;
+mod token_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +59,7 @@ pub use scim::{
     ScimToken, ScimTokenOptions, ScimWriteError, ScimWriteKind, SCIM_TOKEN_PREFIX,
 };
 pub use snapshots::{SnapshotId, SnapshotMeta, SnapshotRun, SnapshotStatus, StoredSnapshot};
+pub use token_cache::TOKEN_CACHE_MS;
 
 /// How long an SQLite writer waits for another process's write lock by default.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,6 +123,8 @@ pub struct Store {
     ctx: Arc<open::Context>,
     /// SCIM writes waiting for their batch ([`group_commit`]).
     group: Arc<group_commit::GroupCommit>,
+    /// SCIM tokens accepted in the last second ([`token_cache`]).
+    tokens: Arc<token_cache::TokenCache>,
 }
 
 impl std::fmt::Debug for Store {

@@ -143,6 +143,7 @@ pub(crate) async fn open(url: &str, opts: OpenOptions) -> Result<Store, StoreErr
         lease_pool,
         ctx: Arc::new(ctx),
         group: Arc::default(),
+        tokens: Arc::default(),
     };
     // Migration 8 left Group keys to be folded here (see its comment).
     for (id, name) in store.rekey_scim_groups().await? {

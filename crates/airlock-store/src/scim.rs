@@ -32,7 +32,7 @@ use sqlx::Row as _;
 
 use airlock_audit::{operation as op, NewEvent, Outcome, Target};
 
-use crate::group_commit::{Batch, Written};
+use crate::group_commit::{Batch, LockedRow, Written};
 use crate::{Backend, Store, StoreError};
 
 /// How often a token's `last_used_ms` is written, at most (ms).
@@ -476,7 +476,7 @@ impl Store {
         client: &str,
     ) -> Result<ScimResource, StoreError> {
         let (resource_type, client) = (resource_type.to_owned(), client.to_owned());
-        self.in_group_commit(move |store, batch| {
+        self.in_group_commit(None, move |store, batch| {
             Box::pin(async move {
                 (store
                     .create_in(batch, &resource_type, resource, now_ms, &client)
@@ -722,7 +722,8 @@ impl Store {
         E: Send + 'static,
     {
         let write = OwnedWrite::new(resource_type, id, expected_version, now_ms, client);
-        self.in_group_commit(move |store, batch| {
+        let reads = Some((resource_type.to_owned(), id.to_owned()));
+        self.in_group_commit(reads, move |store, batch| {
             Box::pin(async move { store.update_in(batch, &write, kind, change).await })
         })
         .await
@@ -748,7 +749,7 @@ impl Store {
             text: previous,
             key: old_key,
         } = self
-            .read_locked(&mut batch.tx, resource_type, id)
+            .read_locked(batch, resource_type, id)
             .await?
             .ok_or_else(|| StoreError::ScimNotFound {
                 resource_type: resource_type.to_owned(),
@@ -829,13 +830,47 @@ impl Store {
         })
     }
 
-    /// The resource `id` inside a transaction that holds its lock.
+    /// The resource `id` inside a batch that holds its lock: as the batch read it before its
+    /// first job, or (when another job of the batch has taken that copy) from the database.
     async fn read_locked(
+        &self,
+        batch: &mut Batch<'_>,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Locked>, StoreError> {
+        let row = match batch.take_prefetched(resource_type, id) {
+            Some(row) => row,
+            None => self.read_row(&mut batch.tx, resource_type, id).await?,
+        };
+        let Some(LockedRow {
+            version,
+            created_ms,
+            text,
+            unique_key,
+        }) = row
+        else {
+            return Ok(None);
+        };
+        let resource = self.parse_resource(resource_type, id, &text)?;
+        Ok(Some(Locked {
+            stored: ScimResource {
+                id: id.to_owned(),
+                version,
+                resource,
+            },
+            created_ms,
+            text,
+            key: unique_key,
+        }))
+    }
+
+    /// The row of `id`, taking its lock.
+    async fn read_row(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         resource_type: &str,
         id: &str,
-    ) -> Result<Option<Locked>, StoreError> {
+    ) -> Result<Option<LockedRow>, StoreError> {
         let fail = |e| self.ctx.query_failed("read SCIM resource", e);
         // The row's lock, taken by the read itself. The batch already holds the audit head's
         // lock, which every SCIM write takes first; on SQLite that is the database's one write
@@ -856,24 +891,15 @@ impl Store {
             .fetch_optional(&mut **tx)
             .await
             .map_err(fail)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let version: i64 = row.try_get(0).map_err(fail)?;
-        let created_ms: i64 = row.try_get(1).map_err(fail)?;
-        let text: String = row.try_get(2).map_err(fail)?;
-        let key: Option<String> = row.try_get(3).map_err(fail)?;
-        let resource = self.parse_resource(resource_type, id, &text)?;
-        Ok(Some(Locked {
-            stored: ScimResource {
-                id: id.to_owned(),
-                version,
-                resource,
-            },
-            created_ms,
-            text,
-            key,
-        }))
+        row.map(|row| {
+            Ok(LockedRow {
+                version: row.try_get(0).map_err(fail)?,
+                created_ms: row.try_get(1).map_err(fail)?,
+                text: row.try_get(2).map_err(fail)?,
+                unique_key: row.try_get(3).map_err(fail)?,
+            })
+        })
+        .transpose()
     }
 
     /// Deletes the resource `id`; an unknown id is [`StoreError::ScimNotFound`]. With
@@ -914,7 +940,8 @@ impl Store {
         E: Send + 'static,
     {
         let write = OwnedWrite::new(resource_type, id, expected_version, now_ms, client);
-        self.in_group_commit(move |store, batch| {
+        let reads = Some((resource_type.to_owned(), id.to_owned()));
+        self.in_group_commit(reads, move |store, batch| {
             Box::pin(async move { store.delete_in(batch, &write, check).await })
         })
         .await
@@ -933,7 +960,7 @@ impl Store {
             text: previous,
             ..
         } = self
-            .read_locked(&mut batch.tx, resource_type, id)
+            .read_locked(batch, resource_type, id)
             .await?
             .ok_or_else(|| StoreError::ScimNotFound {
                 resource_type: resource_type.to_owned(),
@@ -1195,6 +1222,7 @@ impl Store {
         }));
         self.append_audit_in(&mut tx, vec![event]).await?;
         tx.commit().await.map_err(fail)?;
+        self.tokens.forget_all();
         Ok((id, secret))
     }
 
@@ -1271,6 +1299,7 @@ impl Store {
         }));
         self.append_audit_in(&mut tx, vec![event]).await?;
         tx.commit().await.map_err(fail)?;
+        self.tokens.forget_all();
         Ok(ScimRotation {
             secret,
             expires_ms,
@@ -1311,7 +1340,9 @@ impl Store {
         }
         let event = token_event(op::SCIM_TOKEN_REVOKE, client, actor, now_ms);
         self.append_audit_in(&mut tx, vec![event]).await?;
-        tx.commit().await.map_err(fail)
+        tx.commit().await.map_err(fail)?;
+        self.tokens.forget_all();
+        Ok(())
     }
 
     /// Every token, active or revoked, by client; never a secret.
@@ -1377,8 +1408,13 @@ impl Store {
     ) -> Result<Option<ScimClient>, StoreError> {
         let fail = |e| self.ctx.query_failed("check SCIM token", e);
         let hash = sha256_hex(secret);
+        if let Some(client) = self.tokens.get(&hash, now_ms) {
+            return Ok(Some(client));
+        }
         let row = sqlx::query(
-            "SELECT client, groups_json, last_used_ms FROM scim_tokens WHERE revoked_ms IS NULL \
+            "SELECT client, groups_json, last_used_ms, \
+             CASE WHEN token_sha256 = $1 THEN expires_ms ELSE previous_expires_ms END \
+             FROM scim_tokens WHERE revoked_ms IS NULL \
              AND ((token_sha256 = $1 AND (expires_ms IS NULL OR expires_ms > $2)) \
              OR (previous_sha256 = $1 AND previous_expires_ms > $2))",
         )
@@ -1393,6 +1429,7 @@ impl Store {
         let name: String = row.try_get(0).map_err(fail)?;
         let groups: Option<String> = row.try_get(1).map_err(fail)?;
         let last_used: Option<i64> = row.try_get(2).map_err(fail)?;
+        let expires_ms: Option<i64> = row.try_get(3).map_err(fail)?;
         let groups = self.token_groups(&name, groups.as_deref())?;
         // `last_used_ms` says when a token was last used to the nearest minute: writing it on
         // every request would make every read a write (and on SQLite, a turn at the one
@@ -1405,7 +1442,18 @@ impl Store {
                 .await
                 .map_err(fail)?;
         }
-        Ok(Some(ScimClient { name, groups }))
+        let client = ScimClient { name, groups };
+        // Remembered until it expires, and never past the time its last use is due to be
+        // written again.
+        let last_written = match last_used {
+            Some(at) if now_ms.saturating_sub(at) < LAST_USED_RESOLUTION_MS => at,
+            _ => now_ms,
+        };
+        let until = last_written
+            .saturating_add(LAST_USED_RESOLUTION_MS)
+            .min(expires_ms.unwrap_or(i64::MAX));
+        self.tokens.put(hash, client.clone(), now_ms, Some(until));
+        Ok(Some(client))
     }
 
     /// Removes `password` (top-level, any spelling) from every stored User and every outbox
