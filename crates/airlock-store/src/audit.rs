@@ -24,6 +24,9 @@ use crate::{Backend, Store, StoreError};
 
 /// Takes the append lock: PostgreSQL's row lock, SQLite's write lock.
 const LOCK_HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
+/// Takes the append lock and reads the head in one statement.
+const LOCK_AND_READ_HEAD_SQL: &str =
+    "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash";
 const READ_HEAD_SQL: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
 const MOVE_HEAD_SQL: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
 const INSERT_EVENTS_SQL: &str =
@@ -132,6 +135,26 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::lock_audit_head`], returning the head as it is under the lock.
+    pub(crate) async fn lock_and_read_audit_head(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Any>,
+        op: &'static str,
+    ) -> Result<Head, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(LOCK_AND_READ_HEAD_SQL)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|err| self.ctx.query_failed(op, err))?;
+        let (seq, hash) = row.ok_or_else(|| self.head_missing(op))?;
+        let seq = u64::try_from(seq).map_err(|_| StoreError::UnexpectedValue {
+            op,
+            location: self.ctx.location.clone(),
+            column: "audit_head.seq",
+            value: seq.to_string(),
+        })?;
+        Ok(Head { seq, hash })
+    }
+
     /// [`Store::append_audit`] inside the caller's transaction, so that an event commits
     /// together with what it records (the write-ahead journal closes an intent this way).
     /// Takes the head's lock first, as every append must.
@@ -156,15 +179,29 @@ impl Store {
         events: Vec<NewEvent>,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         const OP: &str = "append to the audit log";
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let head = self
+            .read_head(OP, tx)
+            .await?
+            .ok_or_else(|| self.head_missing(OP))?;
+        self.append_audit_after(tx, head, events).await
+    }
+
+    /// [`Store::append_audit_under_lock`] where the caller read the head under the lock, and
+    /// nothing has been appended since.
+    pub(crate) async fn append_audit_after(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Any>,
+        mut head: Head,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        const OP: &str = "append to the audit log";
         let fail = |err| self.ctx.query_failed(OP, err);
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut head = self
-            .read_head(OP, tx)
-            .await?
-            .ok_or_else(|| self.head_missing(OP))?;
-
         let mut sealed = Vec::with_capacity(events.len());
         for new in events {
             let event = airlock_audit::seal_after(&head, new);

@@ -43,6 +43,9 @@ pub(crate) const MAX_BATCH: usize = 128;
 /// Ids per prefetching SELECT.
 const PREFETCH_CHUNK: usize = 500;
 
+/// Rows per multi-row UPDATE.
+const UPDATES_PER_STATEMENT: usize = 500;
+
 /// Change rows per multi-row INSERT: well under both databases' limits on bound parameters.
 const CHANGES_PER_INSERT: usize = 500;
 
@@ -57,6 +60,7 @@ pub(crate) struct Written {
 }
 
 /// A stored resource's row, read under its lock.
+#[derive(Clone)]
 pub(crate) struct LockedRow {
     pub(crate) version: i64,
     pub(crate) created_ms: i64,
@@ -68,28 +72,88 @@ pub(crate) struct LockedRow {
 /// A resource a job reads and writes: its type and id.
 pub(crate) type ResourceKey = (String, String);
 
+/// What an update writes into a resource's row.
+pub(crate) struct RowWrite {
+    pub(crate) unique_key: Option<String>,
+    pub(crate) external_id: Option<String>,
+    pub(crate) version: i64,
+    pub(crate) modified_ms: i64,
+    /// `resource_json`.
+    pub(crate) text: String,
+}
+
+/// An update written at the end of the batch, with the version the database holds now.
+struct Deferred {
+    stored_version: i64,
+    write: RowWrite,
+}
+
 /// The transaction of one batch, and what its jobs hand it to write at the end.
 pub(crate) struct Batch<'c> {
     pub(crate) tx: Transaction<'c, Any>,
     backend: Backend,
-    /// The rows the batch's jobs named, read (and locked) together before the first job
-    /// runs: `None` for one that does not exist. A job takes its row out, so a second job on
-    /// the same resource reads it again, as the first left it.
-    prefetched: HashMap<ResourceKey, Option<LockedRow>>,
+    /// The batch's view of the rows its jobs named: read (and locked) together before the
+    /// first job runs, then as each write left them (`None`: there is none, or it was
+    /// deleted). A row not here is read from the database.
+    rows: HashMap<ResourceKey, Option<LockedRow>>,
+    /// Updates of rows whose unique key stays: written together at the end.
+    deferred: HashMap<ResourceKey, Deferred>,
     written: Vec<Written>,
     events: Vec<NewEvent>,
 }
 
 impl Batch<'_> {
-    /// The row of `key` as the batch read it before its first job, once: `None` when it was
-    /// not read then, or another job has taken it since (read it from the database).
-    pub(crate) fn take_prefetched(
+    /// The row of a resource as the batch sees it; `None` when the batch has not read it
+    /// (read it from the database).
+    pub(crate) fn row(&self, resource_type: &str, id: &str) -> Option<Option<LockedRow>> {
+        self.rows
+            .get(&(resource_type.to_owned(), id.to_owned()))
+            .cloned()
+    }
+
+    /// The version the database holds for a row the batch sees at `seen` (they differ while
+    /// an update of it waits for the end of the batch).
+    pub(crate) fn stored_version(&self, resource_type: &str, id: &str, seen: i64) -> i64 {
+        (self
+            .deferred
+            .get(&(resource_type.to_owned(), id.to_owned())))
+        .map_or(seen, |d| d.stored_version)
+    }
+
+    /// Updates a row (seen at version `seen`) at the end of the batch; later jobs of the
+    /// batch see the update at once. Infallible: a job calls it last, when it has succeeded.
+    pub(crate) fn defer_update(
         &mut self,
         resource_type: &str,
         id: &str,
-    ) -> Option<Option<LockedRow>> {
-        self.prefetched
-            .remove(&(resource_type.to_owned(), id.to_owned()))
+        seen: i64,
+        created_ms: i64,
+        write: RowWrite,
+    ) {
+        let key = (resource_type.to_owned(), id.to_owned());
+        let row = LockedRow {
+            version: write.version,
+            created_ms,
+            text: write.text.clone(),
+            unique_key: write.unique_key.clone(),
+        };
+        self.rows.insert(key.clone(), Some(row));
+        let stored_version = self.stored_version(resource_type, id, seen);
+        self.deferred.insert(
+            key,
+            Deferred {
+                stored_version,
+                write,
+            },
+        );
+    }
+
+    /// A row was just written (or deleted: `None`) by a statement of its own, which
+    /// supersedes any update of it waiting for the end of the batch.
+    pub(crate) fn wrote_now(&mut self, resource_type: &str, id: &str, row: Option<LockedRow>) {
+        let key = (resource_type.to_owned(), id.to_owned());
+        self.deferred.remove(&key);
+        self.rows.insert(key, row);
     }
 
     /// Records a write (its pending changes) and its audit event, to be stored at the end of
@@ -274,11 +338,12 @@ impl Store {
         let mut batch = Batch {
             tx,
             backend: self.ctx.backend,
-            prefetched: HashMap::new(),
+            rows: HashMap::new(),
+            deferred: HashMap::new(),
             written: Vec::with_capacity(jobs.len()),
             events: Vec::with_capacity(jobs.len()),
         };
-        self.lock_audit_head(&mut batch.tx, OP).await?;
+        let head = self.lock_and_read_audit_head(&mut batch.tx, OP).await?;
         let reads: Vec<&ResourceKey> = jobs.iter().filter_map(|job| job.reads.as_ref()).collect();
         self.prefetch(&mut batch, &reads).await?;
         for job in jobs {
@@ -289,9 +354,11 @@ impl Store {
             }
             finishes.push(done.finish);
         }
+        self.write_deferred(&mut batch).await?;
         self.record_changes(&mut batch.tx, &batch.written).await?;
         let events = std::mem::take(&mut batch.events);
-        self.append_audit_under_lock(&mut batch.tx, events).await?;
+        // Jobs hand their events to the batch, so the head is still the one read first.
+        self.append_audit_after(&mut batch.tx, head, events).await?;
         batch.tx.commit().await.map_err(fail)
     }
 
@@ -334,7 +401,7 @@ impl Store {
                 let rows = query.fetch_all(&mut *batch.tx).await.map_err(fail)?;
                 for id in chunk {
                     batch
-                        .prefetched
+                        .rows
                         .insert((resource_type.to_owned(), (*id).to_owned()), None);
                 }
                 for row in rows {
@@ -346,10 +413,54 @@ impl Store {
                         unique_key: row.try_get(4).map_err(fail)?,
                     };
                     batch
-                        .prefetched
+                        .rows
                         .insert((resource_type.to_owned(), id), Some(locked));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The updates the jobs deferred, in multi-row statements; each must find its row at the
+    /// version the batch read, or the batch fails (it holds the rows' locks: cannot happen).
+    async fn write_deferred(&self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        const OP: &str = "update SCIM resources";
+        let fail = |err| self.ctx.query_failed(OP, err);
+        let deferred: Vec<(ResourceKey, Deferred)> = batch.deferred.drain().collect();
+        let mut updated = 0;
+        for chunk in deferred.chunks(UPDATES_PER_STATEMENT) {
+            let sql = crate::values_sql(
+                "UPDATE scim_resources AS r SET unique_key = v.column3, \
+                 external_id = v.column4, version = v.column5, modified_ms = v.column6, \
+                 resource_json = v.column7 FROM (VALUES ",
+                8,
+                chunk.len(),
+            ) + ") AS v WHERE r.resource_type = v.column1 AND r.id = v.column2 \
+                   AND r.version = v.column8";
+            let mut query = sqlx::query(&sql);
+            for ((resource_type, id), d) in chunk {
+                query = query
+                    .bind(resource_type.clone())
+                    .bind(id.clone())
+                    .bind(d.write.unique_key.clone())
+                    .bind(d.write.external_id.clone())
+                    .bind(d.write.version)
+                    .bind(d.write.modified_ms)
+                    .bind(d.write.text.clone())
+                    .bind(d.stored_version);
+            }
+            let done = query.execute(&mut *batch.tx).await.map_err(fail)?;
+            updated += done.rows_affected();
+        }
+        if updated != deferred.len() as u64 {
+            return Err(self.ctx.query_failed(
+                OP,
+                sqlx::Error::Protocol(format!(
+                    "{} of {} resources changed under the batch's lock",
+                    deferred.len() as u64 - updated.min(deferred.len() as u64),
+                    deferred.len()
+                )),
+            ));
         }
         Ok(())
     }
@@ -367,28 +478,22 @@ impl Store {
         if written.is_empty() {
             return Ok(());
         }
-        let consumers: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM scim_consumers ORDER BY name")
-                .fetch_all(&mut **tx)
-                .await
-                .map_err(fail)?;
-        let rows: Vec<(&Written, &String)> = written
-            .iter()
-            .flat_map(|w| consumers.iter().map(move |c| (w, c)))
-            .collect();
-        for chunk in rows.chunks(CHANGES_PER_INSERT) {
+        // One statement: the writes joined with the consumers. A change's id is its write's
+        // uuid v7 and the consumer's name, so a consumer's changes sort in the order they
+        // were written.
+        for chunk in written.chunks(CHANGES_PER_INSERT) {
             let sql = crate::values_sql(
                 "INSERT INTO scim_changes (id, consumer, resource_type, resource_id, \
-                 previous_json, changed_ms, client) VALUES ",
-                7,
+                 previous_json, changed_ms, client) \
+                 SELECT v.column1 || ':' || c.name, c.name, v.column2, v.column3, v.column4, \
+                 v.column5, v.column6 FROM scim_consumers AS c CROSS JOIN (VALUES ",
+                6,
                 chunk.len(),
-            );
+            ) + ") AS v";
             let mut query = sqlx::query(&sql);
-            for (w, consumer) in chunk {
+            for w in chunk {
                 query = query
-                    // uuid v7: the changes of one batch sort in the order they were made.
                     .bind(uuid::Uuid::now_v7().to_string())
-                    .bind((*consumer).clone())
                     .bind(w.resource_type.clone())
                     .bind(w.id.clone())
                     .bind(w.previous.clone())

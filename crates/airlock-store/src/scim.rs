@@ -32,7 +32,7 @@ use sqlx::Row as _;
 
 use airlock_audit::{operation as op, NewEvent, Outcome, Target};
 
-use crate::group_commit::{Batch, LockedRow, Written};
+use crate::group_commit::{Batch, LockedRow, RowWrite, Written};
 use crate::{Backend, Store, StoreError};
 
 /// How often a token's `last_used_ms` is written, at most (ms).
@@ -737,12 +737,6 @@ impl Store {
         change: impl FnOnce(&ScimResource) -> Result<Value, E>,
     ) -> Result<ScimResource, ScimWriteError<E>> {
         let (resource_type, id, expected_version, now_ms, client) = write.parts();
-        let attribute = if resource_type == "Group" {
-            "displayName"
-        } else {
-            "userName"
-        };
-        let fail = |e| self.scim_conflict_or("update SCIM resource", resource_type, attribute, e);
         let Locked {
             stored,
             created_ms,
@@ -773,37 +767,22 @@ impl Store {
             .get("externalId")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        // Only a new unique key can be taken already.
-        let guarded = key != old_key;
-        let update = sqlx::query(
-            "UPDATE scim_resources SET unique_key = $1, external_id = $2, version = $3, \
-             modified_ms = $4, resource_json = $5 \
-             WHERE resource_type = $6 AND id = $7 AND version = $8",
-        )
-        .bind(key)
-        .bind(external_id)
-        .bind(version)
-        .bind(now_ms)
-        .bind(resource.to_string())
-        .bind(resource_type.to_owned())
-        .bind(id.to_owned())
-        .bind(found);
-        let updated = if guarded {
-            batch.execute_guarded(update).await
+        let write = RowWrite {
+            unique_key: key,
+            external_id,
+            version,
+            modified_ms: now_ms,
+            text: resource.to_string(),
+        };
+        // Only a new unique key can be taken already: such an update runs now, where its
+        // conflict is this job's alone; any other waits for the end of the batch.
+        let deferred = if write.unique_key == old_key {
+            Some(write)
         } else {
-            update.execute(&mut *batch.tx).await
-        }
-        .map_err(fail)?;
-        if updated.rows_affected() != 1 {
-            // Cannot happen under the lock; refuse rather than write over a change.
-            return Err(StoreError::ScimPreconditionFailed {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-                expected: found,
-                found: found + 1,
-            }
-            .into());
-        }
+            self.update_now(batch, resource_type, id, found, created_ms, write)
+                .await?;
+            None
+        };
         let event = write_event(
             kind,
             resource_type,
@@ -813,6 +792,9 @@ impl Store {
             Some(&stored.resource),
             Some(&resource),
         );
+        if let Some(write) = deferred {
+            batch.defer_update(resource_type, id, found, created_ms, write);
+        }
         batch.record(
             Written {
                 resource_type: resource_type.to_owned(),
@@ -830,15 +812,67 @@ impl Store {
         })
     }
 
-    /// The resource `id` inside a batch that holds its lock: as the batch read it before its
-    /// first job, or (when another job of the batch has taken that copy) from the database.
+    /// Writes `write` over the row of `id` (seen by the batch at version `seen`) at once, in a
+    /// savepoint where its failure must not spoil the batch.
+    async fn update_now<E>(
+        &self,
+        batch: &mut Batch<'_>,
+        resource_type: &str,
+        id: &str,
+        seen: i64,
+        created_ms: i64,
+        write: RowWrite,
+    ) -> Result<(), ScimWriteError<E>> {
+        let attribute = if resource_type == "Group" {
+            "displayName"
+        } else {
+            "userName"
+        };
+        let fail = |e| self.scim_conflict_or("update SCIM resource", resource_type, attribute, e);
+        let stored_version = batch.stored_version(resource_type, id, seen);
+        let update = sqlx::query(
+            "UPDATE scim_resources SET unique_key = $1, external_id = $2, version = $3, \
+             modified_ms = $4, resource_json = $5 \
+             WHERE resource_type = $6 AND id = $7 AND version = $8",
+        )
+        .bind(write.unique_key.clone())
+        .bind(write.external_id.clone())
+        .bind(write.version)
+        .bind(write.modified_ms)
+        .bind(write.text.clone())
+        .bind(resource_type.to_owned())
+        .bind(id.to_owned())
+        .bind(stored_version);
+        let updated = batch.execute_guarded(update).await.map_err(fail)?;
+        if updated.rows_affected() != 1 {
+            // Cannot happen under the lock; refuse rather than write over a change.
+            return Err(StoreError::ScimPreconditionFailed {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+                expected: seen,
+                found: seen + 1,
+            }
+            .into());
+        }
+        let row = LockedRow {
+            version: write.version,
+            created_ms,
+            text: write.text,
+            unique_key: write.unique_key,
+        };
+        batch.wrote_now(resource_type, id, Some(row));
+        Ok(())
+    }
+
+    /// The resource `id` inside a batch that holds its lock, as the batch sees it (read
+    /// before its first job, and as its writes left it) or from the database.
     async fn read_locked(
         &self,
         batch: &mut Batch<'_>,
         resource_type: &str,
         id: &str,
     ) -> Result<Option<Locked>, StoreError> {
-        let row = match batch.take_prefetched(resource_type, id) {
+        let row = match batch.row(resource_type, id) {
             Some(row) => row,
             None => self.read_row(&mut batch.tx, resource_type, id).await?,
         };
@@ -983,6 +1017,7 @@ impl Store {
             .execute(&mut *batch.tx)
             .await
             .map_err(fail)?;
+        batch.wrote_now(resource_type, id, None);
         let event = write_event(
             ScimWriteKind::Delete,
             resource_type,

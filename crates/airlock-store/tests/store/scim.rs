@@ -1,7 +1,7 @@
 //! SCIM resources and tokens in the store, on both backends: ids and meta are assigned,
 //! uniqueness and versions are enforced by the database, and tokens are kept only as hashes.
 
-use airlock_store::{StoreError, SCIM_TOKEN_PREFIX};
+use airlock_store::{ScimWriteKind, StoreError, SCIM_TOKEN_PREFIX};
 use anyhow::{ensure, Context as _};
 use serde_json::json;
 use sqlx::Row as _;
@@ -28,6 +28,7 @@ on_both_backends!(
     a_token_s_last_use_is_written_at_most_once_a_minute,
     concurrent_writes_commit_together_and_a_failing_one_leaves_the_others_whole,
     renames_onto_a_taken_name_fail_alone_among_concurrent_updates,
+    concurrent_writes_to_one_resource_all_apply_in_turn,
 );
 
 /// Writes arriving together are committed in batches (group commit): 96 concurrent creates, PATCH-like updates and deletes from two store handles on
@@ -211,6 +212,124 @@ async fn renames_onto_a_taken_name_fail_alone_among_concurrent_updates(
         .map_err(|b| anyhow::anyhow!("{b:?}"))?;
     ensure!(
         after.count == before.count + 16,
+        "{} after {}",
+        after.count,
+        before.count
+    );
+    Ok(())
+}
+
+/// Many writes to one resource at once share batches: each applies to what the one before
+/// left (in the batch's view, before anything but the renames reaches the table), none is
+/// lost, renames run between deferred updates, and a delete at the end leaves nothing to
+/// update. Every write leaves its change, with the version it replaced, and its event.
+async fn concurrent_writes_to_one_resource_all_apply_in_turn(db: TestDb) -> anyhow::Result<()> {
+    let store = db.open().await;
+    store
+        .scim_register_consumers(&["prod".to_owned()], 500)
+        .await?;
+    let user = store
+        .scim_create("User", json!({"userName": "ada", "count": 0}), 1_000, "idp")
+        .await?;
+    let other = store
+        .scim_create("User", json!({"userName": "bob", "count": 0}), 1_000, "idp")
+        .await?;
+    let before = store
+        .verify_audit()
+        .await?
+        .map_err(|b| anyhow::anyhow!("{b:?}"))?;
+    const WRITES: usize = 48;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..WRITES {
+        let store = store.clone();
+        let id = if i % 3 == 2 { &other.id } else { &user.id }.clone();
+        tasks.spawn(async move {
+            store
+                .scim_update(
+                    "User",
+                    &id,
+                    None,
+                    ScimWriteKind::Patch,
+                    2_000,
+                    "idp",
+                    move |stored| {
+                        let mut resource = stored.resource.clone();
+                        let count = resource["count"].as_i64().unwrap_or(-1000);
+                        resource["count"] = json!(count + 1);
+                        if i % 8 == 0 {
+                            // A rename: its own statement, between deferred updates.
+                            let name = resource["userName"].as_str().unwrap_or("").to_owned();
+                            resource["userName"] = json!(format!("{name}-{i}"));
+                        }
+                        Ok::<_, std::convert::Infallible>(resource)
+                    },
+                )
+                .await
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result?.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    }
+    let (ada_writes, bob_writes) = (WRITES - WRITES / 3, WRITES / 3);
+    for (id, writes) in [(&user.id, ada_writes), (&other.id, bob_writes)] {
+        let stored = store.scim_get("User", id).await?.context("stored")?;
+        ensure!(
+            stored.resource["count"] == json!(writes) && stored.version == 1 + writes as i64,
+            "{writes} writes: version {} {}",
+            stored.version,
+            stored.resource
+        );
+        // The stored row is what a fresh read returns, index columns included.
+        let name = stored.resource["userName"].as_str().context("name")?;
+        let found = store.scim_find_unique("User", &name.to_uppercase()).await?;
+        ensure!(found.len() == 1 && found[0] == stored.resource, "{found:?}");
+    }
+    let pending = store.scim_pending_changes("prod", 1_000).await?;
+    let mut replaced: Vec<i64> = pending
+        .iter()
+        .filter(|c| c.resource_id == user.id && c.previous.is_some())
+        .map(|c| {
+            c.previous
+                .as_ref()
+                .map_or(-1, |p| p["count"].as_i64().unwrap_or(-1))
+        })
+        .collect();
+    replaced.sort_unstable();
+    ensure!(
+        replaced == (0..ada_writes as i64).collect::<Vec<_>>(),
+        "{replaced:?}"
+    );
+    // A delete after updates in the same batch leaves nothing behind.
+    let (a, b) = tokio::join!(
+        store.scim_update(
+            "User",
+            &other.id,
+            None,
+            ScimWriteKind::Patch,
+            3_000,
+            "idp",
+            |s| { Ok::<_, std::convert::Infallible>(s.resource.clone()) }
+        ),
+        store.scim_delete("User", &other.id, None, 3_000, "idp"),
+    );
+    ensure!(b.is_ok(), "{b:?}");
+    ensure!(
+        a.is_ok()
+            || matches!(
+                a,
+                Err(airlock_store::ScimWriteError::Store(
+                    StoreError::ScimNotFound { .. }
+                ))
+            ),
+        "{a:?}"
+    );
+    ensure!(store.scim_get("User", &other.id).await?.is_none());
+    let after = store
+        .verify_audit()
+        .await?
+        .map_err(|b| anyhow::anyhow!("{b:?}"))?;
+    ensure!(
+        after.count >= before.count + WRITES as u64 + 1,
         "{} after {}",
         after.count,
         before.count
