@@ -145,10 +145,71 @@ pub fn check_group_write(
     }
 }
 
+/// Whether a restricted client may change or delete the User `user_id`, given every stored
+/// Group: only while none of the groups the user is a member of is outside its allowance.
+/// Otherwise a low-trust identity provider could rename a member of an Admin group to a person
+/// of its own (who would get the Admin account), or deactivate an administrator. An
+/// unrestricted client (`None`) may write any User.
+pub fn check_user_write(
+    allowance: Option<&GroupAllowance>,
+    user_id: &str,
+    groups: &[Value],
+) -> Result<(), ScimError> {
+    let Some(allowance) = allowance else {
+        return Ok(());
+    };
+    let foreign = groups.iter().any(|group| {
+        let member = (group.get("members").and_then(Value::as_array)).is_some_and(|members| {
+            members
+                .iter()
+                .any(|m| m.get("value").and_then(Value::as_str) == Some(user_id))
+        });
+        let allowed = (group.get("displayName").and_then(Value::as_str))
+            .is_some_and(|name| allowance.allows(name));
+        member && !allowed
+    });
+    if foreign {
+        Err(ScimError::new(
+            403,
+            None,
+            "this SCIM client may not change or delete this user: the user is a member of a \
+             group outside the client's group allowance",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_member_of_a_foreign_group_is_not_a_restricted_client_s_to_write() {
+        let a = allowance("eng-*");
+        let groups = [
+            json!({"displayName": "Admins", "members": [{"value": "ada"}]}),
+            json!({"displayName": "eng-tools", "members": [{"value": "bob"}, {"value": "ada"}]}),
+            json!({"displayName": "no-members"}),
+        ];
+        assert_eq!(
+            check_user_write(Some(&a), "ada", &groups).map_err(|e| e.status),
+            Err(403)
+        );
+        assert!(check_user_write(Some(&a), "bob", &groups).is_ok());
+        assert!(
+            check_user_write(Some(&a), "carol", &groups).is_ok(),
+            "in no group"
+        );
+        assert!(
+            check_user_write(None, "ada", &groups).is_ok(),
+            "unrestricted"
+        );
+        // A member id that only resembles the user's is not the user.
+        let near = [json!({"displayName": "Admins", "members": [{"value": "ada2"}]})];
+        assert!(check_user_write(Some(&a), "ada", &near).is_ok());
+    }
 
     fn allowance(list: &str) -> GroupAllowance {
         GroupAllowance::parse(list).expect("valid allowance")

@@ -36,7 +36,7 @@ pub mod resource;
 pub mod schema;
 pub mod search;
 
-pub use allowance::{check_group_write, AllowanceError, GroupAllowance};
+pub use allowance::{check_group_write, check_user_write, AllowanceError, GroupAllowance};
 pub use error::{ScimError, ScimType};
 pub use filter::{CompValue, CompareOp, CompiledFilter, Filter, MAX_FILTER_DEPTH, MAX_FILTER_LEN};
 pub use patch::{apply_patch, apply_patch_in_place, PatchOpKind, PatchOperation, PatchRequest};

@@ -29,9 +29,9 @@ use airlock_audit::{NewEvent, Outcome, Target};
 use airlock_core::{Clock, SystemClock};
 use airlock_scim::schema::{AttributeDef, Mutability, Returned, SchemaDef, Uniqueness};
 use airlock_scim::{
-    apply_patch, check_group_write, list_response, replace_resource, search_all, validate_resource,
-    GroupAllowance, ListQuery, ListResponse, Page, PatchRequest, Projection, ResourceType,
-    ScimError, LIST_RESPONSE_MESSAGE,
+    apply_patch, check_group_write, check_user_write, list_response, replace_resource, search_all,
+    validate_resource, GroupAllowance, ListQuery, ListResponse, Page, PatchRequest, Projection,
+    ResourceType, ScimError, LIST_RESPONSE_MESSAGE,
 };
 use airlock_store::{scim_actor, ScimResource, ScimWriteError, ScimWriteKind, Store, StoreError};
 use axum::body::Bytes;
@@ -786,6 +786,9 @@ impl Write<'_> {
                 return Err(Failure(precondition_failed()));
             }
         };
+        if rt == ResourceType::User {
+            user_write_allowed(self.state, self.client, self.kind, self.id).await?;
+        }
         let result: Result<ScimResource, ScimWriteError<ScimError>> = self
             .state
             .store
@@ -829,6 +832,28 @@ impl Write<'_> {
     }
 }
 
+/// A restricted client's write of the User `id` is refused (403, audited) while the user is a
+/// member of a group outside its allowance ([`check_user_write`]). The groups are read before
+/// the write: a membership added by another client in between is not seen by this check.
+async fn user_write_allowed(
+    state: &ScimState,
+    client: &Client,
+    kind: ScimWriteKind,
+    id: &str,
+) -> Result<(), Failure> {
+    let Some(allowance) = client.allowance.as_ref() else {
+        return Ok(());
+    };
+    let groups = state.store.scim_list(ResourceType::Group.name()).await?;
+    let checked = airlock_engine::cpu_bound_when(groups.len() > SMALL_WORK, || {
+        check_user_write(Some(allowance), id, &groups)
+    });
+    match checked {
+        Ok(()) => Ok(()),
+        Err(err) => Err(refused(state, client, kind, ResourceType::User, Some(id), err).await),
+    }
+}
+
 async fn delete(
     State(state): State<Shared>,
     Extension(client): Extension<Client>,
@@ -845,6 +870,9 @@ async fn delete(
             return Err(Failure(precondition_failed()));
         }
     };
+    if rt == ResourceType::User {
+        user_write_allowed(&state, &client, ScimWriteKind::Delete, &id).await?;
+    }
     let allowance = client.allowance.clone();
     let result: Result<(), ScimWriteError<ScimError>> = state
         .store

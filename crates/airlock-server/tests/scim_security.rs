@@ -193,6 +193,7 @@ on_both_backends!(
     a_restricted_client_cannot_create_take_over_or_delete_a_foreign_group,
     an_expired_token_is_refused_and_a_rotated_one_works_only_during_its_grace,
     a_token_revoked_by_another_process_is_refused_within_a_second,
+    a_restricted_client_cannot_change_or_delete_a_member_of_a_foreign_group,
 );
 
 async fn passwords_are_never_stored_in_resources_outbox_or_audit_nor_returned(
@@ -725,7 +726,7 @@ async fn a_restricted_client_cannot_create_take_over_or_delete_a_foreign_group(
     let eng_stored = server.store.scim_get("Group", &eng).await?.context("eng")?;
     ensure!(eng_stored.resource["displayName"] == "ENG-tools");
 
-    // The allowance limits groups only: Users are still the client's to write.
+    // A user in no foreign group is still the client's to create and write.
     let (status, text) = server
         .send_as(
             &low,
@@ -787,6 +788,125 @@ async fn a_token_revoked_by_another_process_is_refused_within_a_second(
     ensure!(get(short.clone()).await? == StatusCode::OK);
     server.clock.advance(ttl / 2);
     ensure!(get(short).await? == StatusCode::UNAUTHORIZED);
+    Ok(())
+}
+
+/// The attack: a low-trust identity provider renames a member of the trusted IdP's Admins
+/// group to a person of its own (who would then hold the Admin account), or deactivates or
+/// deletes an administrator. Each is a 403, audited under its name, and the user is
+/// unchanged; the users it provisions itself, in its own groups, stay its to write.
+async fn a_restricted_client_cannot_change_or_delete_a_member_of_a_foreign_group(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let server = Server::start(backend).await?;
+    let options = ScimTokenOptions {
+        lifetime_ms: None,
+        groups: Some(vec!["eng-*".to_owned()]),
+    };
+    let (_, low) = server
+        .store
+        .issue_scim_token("low-trust", &options, "operator:test", 2)
+        .await?;
+    let ada = server
+        .create("/Users", json!({"schemas": [USER], "userName": "ada"}))
+        .await?;
+    server
+        .create(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "Admins", "members": [{"value": ada}]}),
+        )
+        .await?;
+    let path = format!("/Users/{ada}");
+    let attempts = [
+        (
+            Method::PATCH,
+            Some(patch(
+                json!([{"op": "replace", "path": "userName", "value": "mallory"}]),
+            )),
+        ),
+        (
+            Method::PATCH,
+            Some(patch(
+                json!([{"op": "replace", "value": {"active": false}}]),
+            )),
+        ),
+        (
+            Method::PUT,
+            Some(json!({"schemas": [USER], "userName": "mallory"})),
+        ),
+        (Method::DELETE, None),
+    ];
+    for (method, body) in attempts {
+        let (status, text) = server
+            .send_as(&low, method.clone(), &path, body, None)
+            .await?;
+        ensure!(
+            status == StatusCode::FORBIDDEN,
+            "{method}: {status}: {text}"
+        );
+        ensure!(is_error(&parse(&text)?, "403", None), "{text}");
+    }
+    let stored = server.store.scim_get("User", &ada).await?.context("ada")?;
+    ensure!(
+        stored.version == 1 && stored.resource["userName"] == "ada",
+        "{}",
+        stored.resource
+    );
+
+    // Its own user, in its own group: still its to change.
+    let (status, text) = server
+        .send_as(
+            &low,
+            Method::POST,
+            "/Users",
+            Some(json!({"schemas": [USER], "userName": "hire"})),
+            None,
+        )
+        .await?;
+    ensure!(status == StatusCode::CREATED, "{status}: {text}");
+    let hire = parse(&text)?["id"].as_str().context("id")?.to_owned();
+    let (status, text) = server
+        .send_as(
+            &low,
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": [GROUP], "displayName": "eng-tools", "members": [{"value": hire}]})),
+            None,
+        )
+        .await?;
+    ensure!(status == StatusCode::CREATED, "{status}: {text}");
+    let (status, text) = server
+        .send_as(
+            &low,
+            Method::PATCH,
+            &format!("/Users/{hire}"),
+            Some(patch(
+                json!([{"op": "replace", "value": {"active": false}}]),
+            )),
+            None,
+        )
+        .await?;
+    ensure!(status == StatusCode::OK, "{status}: {text}");
+    // The trusted client is not restricted.
+    let (status, text) = server
+        .send_as(
+            &server.token,
+            Method::PATCH,
+            &path,
+            Some(patch(
+                json!([{"op": "replace", "value": {"active": false}}]),
+            )),
+            None,
+        )
+        .await?;
+    ensure!(status == StatusCode::OK, "{status}: {text}");
+
+    let trail = audit_trail(&server.store).await?;
+    let refused = trail
+        .iter()
+        .filter(|(_, actor, outcome)| actor == "scim:low-trust" && outcome == "refused")
+        .count();
+    ensure!(refused == 4, "{trail:?}");
     Ok(())
 }
 
