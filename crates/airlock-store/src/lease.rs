@@ -247,10 +247,13 @@ impl Store {
             .map_err(fail)
     }
 
-    /// Answers one trivial query: whether the store is reachable now.
+    /// Answers one trivial query: whether the store is reachable now. It goes through the
+    /// small lease pool, as renewals do: when syncs and SCIM requests hold every connection of
+    /// the main pool, the store is busy, not unreachable, and a readiness probe waiting behind
+    /// them would take a loaded replica out of service.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(&self.lease_pool)
             .await
             .map_err(|e| self.ctx.query_failed("ping", e))?;
         Ok(())
