@@ -121,22 +121,34 @@ pub(crate) async fn open(url: &str, opts: OpenOptions) -> Result<Store, StoreErr
 
     let backend = ctx.backend;
     let busy_timeout = opts.busy_timeout;
-    let pool_of = |size: u32| {
+    let pool_of = |size: u32, test_before_acquire: bool| {
         AnyPoolOptions::new()
             .max_connections(size)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(test_before_acquire)
             .after_connect(move |conn, _meta| configure_connection(conn, backend, busy_timeout))
             // Lazy: the first connection just proved the database is reachable and current.
             .connect_lazy_with(connect_opts.clone())
     };
-    let pool = pool_of(opts.max_connections.unwrap_or(match backend {
-        Backend::Sqlite => SQLITE_MAX_CONNECTIONS,
-        Backend::Postgres => POSTGRES_MAX_CONNECTIONS,
-    }));
-    let lease_pool = pool_of(match backend {
-        Backend::Sqlite => 1,
-        Backend::Postgres => LEASE_CONNECTIONS,
-    });
+    // The main pool hands out connections without a ping first: the ping is a round trip (on
+    // SQLite a hand-off to the connection's thread) for every query and every batch. After a
+    // PostgreSQL restart a dead connection fails the one query that finds it, and is dropped;
+    // its caller answers 503 or retries, as for any store error. Leases keep the ping: a
+    // renewal must not fail on a stale connection.
+    let pool = pool_of(
+        opts.max_connections.unwrap_or(match backend {
+            Backend::Sqlite => SQLITE_MAX_CONNECTIONS,
+            Backend::Postgres => POSTGRES_MAX_CONNECTIONS,
+        }),
+        false,
+    );
+    let lease_pool = pool_of(
+        match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => LEASE_CONNECTIONS,
+        },
+        true,
+    );
 
     let store = Store {
         pool,
