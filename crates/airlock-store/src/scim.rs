@@ -157,7 +157,8 @@ pub struct ScimResource {
 /// A SCIM write waiting to be applied by one consumer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScimChange {
-    /// The change's id (uuid v7: sorts by when it was written).
+    /// The change's id: its write's uuid v7, `:`, the consumer's name (a consumer's changes
+    /// sort by when they were written).
     pub id: String,
     /// `User` or `Group`.
     pub resource_type: String,
