@@ -145,7 +145,12 @@ impl Store {
             .fetch_optional(&mut **tx)
             .await
             .map_err(|err| self.ctx.query_failed(op, err))?;
-        let (seq, hash) = row.ok_or_else(|| self.head_missing(op))?;
+        let row = row.ok_or_else(|| self.head_missing(op))?;
+        self.head_of(op, row)
+    }
+
+    /// The head of a stored `(seq, hash)` row.
+    fn head_of(&self, op: &'static str, (seq, hash): (i64, String)) -> Result<Head, StoreError> {
         let seq = u64::try_from(seq).map_err(|_| StoreError::UnexpectedValue {
             op,
             location: self.ctx.location.clone(),
@@ -345,16 +350,7 @@ impl Store {
             .fetch_optional(&mut *conn)
             .await
             .map_err(|err| self.ctx.query_failed(op, err))?;
-        row.map(|(seq, hash)| {
-            let seq = u64::try_from(seq).map_err(|_| StoreError::UnexpectedValue {
-                op,
-                location: self.ctx.location.clone(),
-                column: "audit_head.seq",
-                value: seq.to_string(),
-            })?;
-            Ok(Head { seq, hash })
-        })
-        .transpose()
+        row.map(|row| self.head_of(op, row)).transpose()
     }
 
     fn readable(&self, row: &StoredRow) -> Result<AuditEvent, StoreError> {

@@ -59,6 +59,24 @@ pub(crate) struct Written {
     pub(crate) client: String,
 }
 
+impl Written {
+    pub(crate) fn new(
+        resource_type: &str,
+        id: &str,
+        previous: Option<String>,
+        changed_ms: i64,
+        client: &str,
+    ) -> Self {
+        Self {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            previous,
+            changed_ms,
+            client: client.to_owned(),
+        }
+    }
+}
+
 /// A stored resource's row, read under its lock.
 #[derive(Clone)]
 pub(crate) struct LockedRow {

@@ -527,13 +527,7 @@ impl Store {
             Some(&resource),
         );
         batch.record(
-            Written {
-                resource_type: resource_type.to_owned(),
-                id: id.clone(),
-                previous: None,
-                changed_ms: now_ms,
-                client: client.to_owned(),
-            },
+            Written::new(resource_type, &id, None, now_ms, client),
             event,
         );
         Ok(ScimResource {
@@ -796,16 +790,8 @@ impl Store {
         if let Some(write) = deferred {
             batch.defer_update(resource_type, id, found, created_ms, write);
         }
-        batch.record(
-            Written {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-                previous: Some(previous),
-                changed_ms: now_ms,
-                client: client.to_owned(),
-            },
-            event,
-        );
+        let written = Written::new(resource_type, id, Some(previous), now_ms, client);
+        batch.record(written, event);
         Ok(ScimResource {
             id: id.to_owned(),
             version,
@@ -1028,16 +1014,8 @@ impl Store {
             Some(&stored.resource),
             None,
         );
-        batch.record(
-            Written {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-                previous: Some(previous),
-                changed_ms: now_ms,
-                client: client.to_owned(),
-            },
-            event,
-        );
+        let written = Written::new(resource_type, id, Some(previous), now_ms, client);
+        batch.record(written, event);
         Ok(())
     }
 
