@@ -160,6 +160,42 @@ impl Store {
         Ok(Head { seq, hash })
     }
 
+    /// Adds to `statements` what stores `events` sealed after `head` (read under the lock, and
+    /// nothing appended since) and moves the head: for a caller that sends them together with
+    /// its own statements, in one round trip (a group commit's batch).
+    pub(crate) fn append_statements(
+        statements: &mut crate::Statements,
+        mut head: Head,
+        events: Vec<NewEvent>,
+    ) {
+        use crate::Param::{Int, Text};
+        if events.is_empty() {
+            return;
+        }
+        let mut rows = Vec::with_capacity(events.len());
+        for new in events {
+            let event = airlock_audit::seal_after(&head, new);
+            head = event.head();
+            rows.push(vec![
+                Int(seq_column(event.seq)),
+                Text(Some(event.id.clone())),
+                Int(event.at.timestamp_millis()),
+                Text(Some(airlock_audit::to_jsonl_line(&event))),
+                Text(Some(event.prev_hash.clone())),
+                Text(Some(event.hash)),
+            ]);
+        }
+        let values = statements.rows(rows);
+        statements.push(format!("{INSERT_EVENTS_SQL}{values}"));
+        let (seq, hash) = (
+            statements.param(Int(seq_column(head.seq))),
+            statements.param(Text(Some(head.hash))),
+        );
+        statements.push(format!(
+            "UPDATE audit_head SET seq = {seq}, hash = {hash} WHERE id = 1"
+        ));
+    }
+
     /// [`Store::append_audit`] inside the caller's transaction, so that an event commits
     /// together with what it records (the write-ahead journal closes an intent this way).
     /// Takes the head's lock first, as every append must.

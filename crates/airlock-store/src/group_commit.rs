@@ -43,11 +43,9 @@ pub(crate) const MAX_BATCH: usize = 128;
 /// Ids per prefetching SELECT.
 const PREFETCH_CHUNK: usize = 500;
 
-/// Rows per multi-row UPDATE.
-const UPDATES_PER_STATEMENT: usize = 500;
-
-/// Change rows per multi-row INSERT: well under both databases' limits on bound parameters.
-const CHANGES_PER_INSERT: usize = 500;
+/// A batch's final statement binds 22 parameters per write at most (an update, a change, an
+/// event) and two for the head: well under SQLite's limit of 32766 (PostgreSQL's is 65535).
+const _: () = assert!(MAX_BATCH * 22 + 2 < 32_766);
 
 /// A write to a SCIM resource, of which every registered consumer gets a pending change.
 pub(crate) struct Written {
@@ -372,11 +370,7 @@ impl Store {
             }
             finishes.push(done.finish);
         }
-        self.write_deferred(&mut batch).await?;
-        self.record_changes(&mut batch.tx, &batch.written).await?;
-        let events = std::mem::take(&mut batch.events);
-        // Jobs hand their events to the batch, so the head is still the one read first.
-        self.append_audit_after(&mut batch.tx, head, events).await?;
+        self.flush(&mut batch, head).await?;
         batch.tx.commit().await.map_err(fail)
     }
 
@@ -439,86 +433,85 @@ impl Store {
         Ok(())
     }
 
-    /// The updates the jobs deferred, in multi-row statements; each must find its row at the
-    /// version the batch read, or the batch fails (it holds the rows' locks: cannot happen).
-    async fn write_deferred(&self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
-        const OP: &str = "update SCIM resources";
+    /// Writes what the jobs handed over, in one round trip: the deferred updates (each must
+    /// find its row at the version the batch read, or the batch fails: it holds the rows'
+    /// locks, so this cannot happen), a pending change of every write for each registered
+    /// consumer, and the audit events after `head` (jobs hand their events to the batch, so
+    /// the head is still the one read first).
+    async fn flush(
+        &self,
+        batch: &mut Batch<'_>,
+        head: airlock_audit::Head,
+    ) -> Result<(), StoreError> {
+        use crate::Param::{Int, Text};
+        const OP: &str = "commit SCIM writes";
         let fail = |err| self.ctx.query_failed(OP, err);
+        let mut statements = crate::Statements::default();
         let deferred: Vec<(ResourceKey, Deferred)> = batch.deferred.drain().collect();
-        let mut updated = 0;
-        for chunk in deferred.chunks(UPDATES_PER_STATEMENT) {
-            let sql = crate::values_sql(
+        if !deferred.is_empty() {
+            let rows = deferred.iter().map(|((resource_type, id), d)| {
+                vec![
+                    Text(Some(resource_type.clone())),
+                    Text(Some(id.clone())),
+                    Text(d.write.unique_key.clone()),
+                    Text(d.write.external_id.clone()),
+                    Int(d.write.version),
+                    Int(d.write.modified_ms),
+                    Text(Some(d.write.text.clone())),
+                    Int(d.stored_version),
+                ]
+            });
+            let values = statements.rows(rows);
+            statements.push_returning(format!(
                 "UPDATE scim_resources AS r SET unique_key = v.column3, \
                  external_id = v.column4, version = v.column5, modified_ms = v.column6, \
-                 resource_json = v.column7 FROM (VALUES ",
-                8,
-                chunk.len(),
-            ) + ") AS v WHERE r.resource_type = v.column1 AND r.id = v.column2 \
-                   AND r.version = v.column8";
-            let mut query = sqlx::query(&sql);
-            for ((resource_type, id), d) in chunk {
-                query = query
-                    .bind(resource_type.clone())
-                    .bind(id.clone())
-                    .bind(d.write.unique_key.clone())
-                    .bind(d.write.external_id.clone())
-                    .bind(d.write.version)
-                    .bind(d.write.modified_ms)
-                    .bind(d.write.text.clone())
-                    .bind(d.stored_version);
-            }
-            let done = query.execute(&mut *batch.tx).await.map_err(fail)?;
-            updated += done.rows_affected();
+                 resource_json = v.column7 FROM (VALUES {values}) AS v \
+                 WHERE r.resource_type = v.column1 AND r.id = v.column2 \
+                 AND r.version = v.column8 RETURNING 1"
+            ));
         }
-        if updated != deferred.len() as u64 {
+        if !batch.written.is_empty() {
+            // The writes joined with the consumers, read here in the write's transaction, so
+            // a write reaches every instance any replica serves. A change's id is its write's
+            // uuid v7 and the consumer's name: a consumer's changes sort as they were written.
+            let rows = batch.written.iter().map(|w| {
+                vec![
+                    Text(Some(uuid::Uuid::now_v7().to_string())),
+                    Text(Some(w.resource_type.clone())),
+                    Text(Some(w.id.clone())),
+                    Text(w.previous.clone()),
+                    Int(w.changed_ms),
+                    Text(Some(w.client.clone())),
+                ]
+            });
+            let values = statements.rows(rows);
+            statements.push(format!(
+                "INSERT INTO scim_changes (id, consumer, resource_type, resource_id, \
+                 previous_json, changed_ms, client) \
+                 SELECT v.column1 || ':' || c.name, c.name, v.column2, v.column3, v.column4, \
+                 v.column5, v.column6 FROM scim_consumers AS c CROSS JOIN (VALUES {values}) AS v"
+            ));
+        }
+        Store::append_statements(&mut statements, head, std::mem::take(&mut batch.events));
+        if statements.is_empty() {
+            return Ok(());
+        }
+        let sql = statements.sql(batch.backend);
+        let updated = statements
+            .query(&sql)
+            .fetch_all(&mut *batch.tx)
+            .await
+            .map_err(fail)?
+            .len();
+        if updated != deferred.len() {
             return Err(self.ctx.query_failed(
                 OP,
                 sqlx::Error::Protocol(format!(
                     "{} of {} resources changed under the batch's lock",
-                    deferred.len() as u64 - updated.min(deferred.len() as u64),
+                    deferred.len().saturating_sub(updated),
                     deferred.len()
                 )),
             ));
-        }
-        Ok(())
-    }
-
-    /// A pending change of every write for each registered consumer. The consumers are read
-    /// here, in the write's transaction, so a write reaches every instance any replica
-    /// serves, whatever the config of the replica that received it.
-    async fn record_changes(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        written: &[Written],
-    ) -> Result<(), StoreError> {
-        const OP: &str = "record SCIM changes";
-        let fail = |err| self.ctx.query_failed(OP, err);
-        if written.is_empty() {
-            return Ok(());
-        }
-        // One statement: the writes joined with the consumers. A change's id is its write's
-        // uuid v7 and the consumer's name, so a consumer's changes sort in the order they
-        // were written.
-        for chunk in written.chunks(CHANGES_PER_INSERT) {
-            let sql = crate::values_sql(
-                "INSERT INTO scim_changes (id, consumer, resource_type, resource_id, \
-                 previous_json, changed_ms, client) \
-                 SELECT v.column1 || ':' || c.name, c.name, v.column2, v.column3, v.column4, \
-                 v.column5, v.column6 FROM scim_consumers AS c CROSS JOIN (VALUES ",
-                6,
-                chunk.len(),
-            ) + ") AS v";
-            let mut query = sqlx::query(&sql);
-            for w in chunk {
-                query = query
-                    .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(w.resource_type.clone())
-                    .bind(w.id.clone())
-                    .bind(w.previous.clone())
-                    .bind(w.changed_ms)
-                    .bind(w.client.clone());
-            }
-            query.execute(&mut **tx).await.map_err(fail)?;
         }
         Ok(())
     }

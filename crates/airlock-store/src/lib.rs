@@ -194,3 +194,98 @@ pub(crate) fn values_sql(prefix: &str, columns: usize, rows: usize) -> String {
     }
     sql
 }
+
+/// A value bound to a [`Statements`] placeholder.
+pub(crate) enum Param {
+    Text(Option<String>),
+    Int(i64),
+}
+
+/// Several statements built to be sent in one round trip, with placeholders numbered across
+/// all of them: SQLite runs them as one multi-statement query, PostgreSQL as data-modifying
+/// `WITH` parts of one statement ([`Statements::sql`]).
+#[derive(Default)]
+pub(crate) struct Statements {
+    parts: Vec<String>,
+    params: Vec<Param>,
+    /// The part whose rows are the result (it ends in `RETURNING`).
+    returning: Option<usize>,
+}
+
+impl Statements {
+    /// The placeholder of a new parameter.
+    pub(crate) fn param(&mut self, value: Param) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+
+    /// `(p, p, ...), (p, p, ...)`: one group of placeholders per row.
+    pub(crate) fn rows(&mut self, rows: impl IntoIterator<Item = Vec<Param>>) -> String {
+        let mut sql = String::new();
+        for (n, row) in rows.into_iter().enumerate() {
+            sql.push_str(if n == 0 { "(" } else { ", (" });
+            for (m, value) in row.into_iter().enumerate() {
+                if m > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&self.param(value));
+            }
+            sql.push(')');
+        }
+        sql
+    }
+
+    /// Adds a statement that returns no rows.
+    pub(crate) fn push(&mut self, sql: String) {
+        self.parts.push(sql);
+    }
+
+    /// Adds the one statement whose rows (`RETURNING ...`) are the result.
+    pub(crate) fn push_returning(&mut self, sql: String) {
+        debug_assert!(self.returning.is_none(), "one statement returns rows");
+        self.returning = Some(self.parts.len());
+        self.parts.push(sql);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The text to send: on SQLite the statements one after the other; on PostgreSQL each a
+    /// `WITH` part (all run, to completion, whatever the main query reads) and the returning
+    /// one's rows as the result.
+    pub(crate) fn sql(&self, backend: Backend) -> String {
+        match backend {
+            Backend::Sqlite => self.parts.join(";\n"),
+            Backend::Postgres => {
+                let mut sql = String::from("WITH ");
+                for (n, part) in self.parts.iter().enumerate() {
+                    if n > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("s{n} AS ({part})"));
+                }
+                match self.returning {
+                    Some(n) => sql.push_str(&format!(" SELECT 1 FROM s{n}")),
+                    None => sql.push_str(" SELECT 1 WHERE false"),
+                }
+                sql
+            }
+        }
+    }
+
+    /// The query, its parameters bound.
+    pub(crate) fn query(
+        self,
+        sql: &str,
+    ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        let mut query = sqlx::query(sql);
+        for value in self.params {
+            query = match value {
+                Param::Text(text) => query.bind(text),
+                Param::Int(n) => query.bind(n),
+            };
+        }
+        query
+    }
+}
