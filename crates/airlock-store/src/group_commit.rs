@@ -8,14 +8,17 @@
 //! commits; the others wait for their job's result, which is sent only after the commit that
 //! made it durable. A failed commit fails every job of the batch.
 //!
-//! - What a job writes: the resource's row, with at most one statement, its last (on
-//!   PostgreSQL, one that may fail as expected, on a unique key, runs in a savepoint of its
-//!   own: [`Batch::execute_guarded`]). The pending changes and audit events a write makes are
-//!   not written by the job: it hands them to the [`Batch`], which drops those of a job that
-//!   failed and writes the others at the end, in a few multi-row statements, the consumers
-//!   and the audit head read once. So a failed job leaves nothing behind, and a batch of n
-//!   writes costs about n + 9 statements instead of 10n: the rows the jobs will update or
-//!   delete are read (and locked) together too, before the first job runs.
+//! - What a job writes: nothing it cannot undo before its last step. An update that keeps
+//!   the resource's unique key, its pending changes and its audit event are handed to the
+//!   [`Batch`]; a create, a rename or a delete writes the row itself, with one statement, its
+//!   last (on PostgreSQL, one that may fail as expected, on a unique key, runs in a savepoint
+//!   of its own: [`Batch::execute_guarded`]). The batch drops what a failed job handed over,
+//!   and writes the rest at the end in one round trip ([`crate::Statements`]): the updates in
+//!   one multi-row `UPDATE`, the changes in one `INSERT ... SELECT` over the consumers, the
+//!   events in one `INSERT`, and the head. The rows the jobs name are read (and locked)
+//!   together before the first job, and the head with its lock. So a batch of PATCHes costs
+//!   five round trips (begin, head, rows, flush, commit) whatever its size; it cost ten per
+//!   write.
 //!
 //! - Lock order: a batch takes the audit head's lock before anything else, so batches of
 //!   different replicas (or of two stores on one database) never wait for each other's row
