@@ -267,3 +267,38 @@ impl Store {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{OpenOptions, Store};
+    use std::time::Duration;
+
+    /// Syncs and SCIM requests holding every connection of the main pool make the store busy,
+    /// not unreachable: the readiness ping still answers, through the lease pool.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_ping_answers_while_every_main_pool_connection_is_taken() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("airlock.db").display());
+        let opts = OpenOptions {
+            max_connections: Some(2),
+            ..OpenOptions::create()
+        };
+        let store = Store::open(&url, opts).await.expect("store");
+        let held = [
+            store.pool.acquire().await.expect("first"),
+            store.pool.acquire().await.expect("second"),
+        ];
+        // The main pool is exhausted: one more query there would wait.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), store.pool.acquire())
+                .await
+                .is_err(),
+            "the main pool had a connection left"
+        );
+        tokio::time::timeout(Duration::from_secs(10), store.ping())
+            .await
+            .expect("the ping waited behind the main pool")
+            .expect("the ping failed");
+        drop(held);
+    }
+}
