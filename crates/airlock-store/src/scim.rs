@@ -731,29 +731,14 @@ impl Store {
         kind: ScimWriteKind,
         change: impl FnOnce(&ScimResource) -> Result<Value, E>,
     ) -> Result<ScimResource, ScimWriteError<E>> {
-        let (resource_type, id, expected_version, now_ms, client) = write.parts();
+        let (resource_type, id, _, now_ms, client) = write.parts();
         let Locked {
             stored,
             created_ms,
             text: previous,
             key: old_key,
-        } = self
-            .read_locked(batch, resource_type, id)
-            .await?
-            .ok_or_else(|| StoreError::ScimNotFound {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-            })?;
+        } = self.read_for_write(batch, write).await?;
         let found = stored.version;
-        if let Some(expected) = expected_version.filter(|expected| *expected != found) {
-            return Err(StoreError::ScimPreconditionFailed {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-                expected,
-                found,
-            }
-            .into());
-        }
         let resource = change(&stored).map_err(ScimWriteError::Rejected)?;
         let version = found + 1;
         let resource = stamp(resource_type, id, version, created_ms, now_ms, resource);
@@ -849,6 +834,34 @@ impl Store {
         };
         batch.wrote_now(resource_type, id, Some(row));
         Ok(())
+    }
+
+    /// The resource `write` names, under its lock: [`StoreError::ScimNotFound`] when there is
+    /// none, [`StoreError::ScimPreconditionFailed`] when it is not at the version the write
+    /// expects (a client's `If-Match`).
+    async fn read_for_write(
+        &self,
+        batch: &mut Batch<'_>,
+        write: &OwnedWrite,
+    ) -> Result<Locked, StoreError> {
+        let (resource_type, id, expected_version, _, _) = write.parts();
+        let locked = self
+            .read_locked(batch, resource_type, id)
+            .await?
+            .ok_or_else(|| StoreError::ScimNotFound {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+            })?;
+        let found = locked.stored.version;
+        if let Some(expected) = expected_version.filter(|expected| *expected != found) {
+            return Err(StoreError::ScimPreconditionFailed {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+                expected,
+                found,
+            });
+        }
+        Ok(locked)
     }
 
     /// The resource `id` inside a batch that holds its lock, as the batch sees it (read
@@ -974,29 +987,13 @@ impl Store {
         write: &OwnedWrite,
         check: impl FnOnce(&ScimResource) -> Result<(), E>,
     ) -> Result<(), ScimWriteError<E>> {
-        let (resource_type, id, expected_version, now_ms, client) = write.parts();
+        let (resource_type, id, _, now_ms, client) = write.parts();
         let fail = |e| self.ctx.query_failed("delete SCIM resource", e);
         let Locked {
             stored,
             text: previous,
             ..
-        } = self
-            .read_locked(batch, resource_type, id)
-            .await?
-            .ok_or_else(|| StoreError::ScimNotFound {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-            })?;
-        let found = stored.version;
-        if let Some(expected) = expected_version.filter(|expected| *expected != found) {
-            return Err(StoreError::ScimPreconditionFailed {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-                expected,
-                found,
-            }
-            .into());
-        }
+        } = self.read_for_write(batch, write).await?;
         check(&stored).map_err(ScimWriteError::Rejected)?;
         sqlx::query("DELETE FROM scim_resources WHERE resource_type = $1 AND id = $2")
             .bind(resource_type)
