@@ -2,7 +2,7 @@
 
 use crate::client::{AirflowClient, Generation, Req};
 use crate::error::{Call, Error, ErrorClass, ErrorKind};
-use crate::wire::{actions_json, roles_json, PermissionWire, RoleWire, UserWire};
+use crate::wire::{actions_json, roles_json, PermissionWire, RoleNames, RoleWire, UserWire};
 use airlock_core::{Account, Permission, Role, RoleName, Username};
 use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
@@ -250,9 +250,10 @@ impl AirflowClient {
 
     fn distinct_accounts(&self, wires: Vec<UserWire>) -> Result<Vec<Account>, Error> {
         let mut by_name: BTreeMap<Username, Account> = BTreeMap::new();
+        let mut names = RoleNames::default();
         for w in wires {
             let account = w
-                .into_account()
+                .into_account_sharing(&mut names)
                 .map_err(|k| self.err(Call::ListUsers, None, k))?;
             if let Some(dup) = by_name.insert(account.username.clone(), account) {
                 // Offsets shift if users are created or deleted while paging.

@@ -71,16 +71,42 @@ fn timestamp(s: &Option<String>) -> Option<DateTime<Utc>> {
         })
 }
 
+/// The role names read so far, so that the accounts of one listing share one text per role
+/// (an instance has a few roles and thousands of accounts; the planner compares them often).
+#[derive(Default)]
+pub(crate) struct RoleNames(Vec<RoleName>);
+
+impl RoleNames {
+    /// Beyond this many distinct names, new ones are not kept (only sharing is lost).
+    const MAX: usize = 256;
+
+    fn get(&mut self, name: String) -> Result<RoleName, airlock_core::NameError> {
+        if let Some(known) = self.0.iter().find(|r| r.as_str() == name) {
+            return Ok(known.clone());
+        }
+        let role = RoleName::new(name)?;
+        if self.0.len() < Self::MAX {
+            self.0.push(role.clone());
+        }
+        Ok(role)
+    }
+}
+
 impl UserWire {
     pub(crate) fn into_account(self) -> Result<Account, ErrorKind> {
-        let username = Username::new(self.username.clone())
+        self.into_account_sharing(&mut RoleNames::default())
+    }
+
+    /// As [`UserWire::into_account`], with role names shared through `names`.
+    pub(crate) fn into_account_sharing(self, names: &mut RoleNames) -> Result<Account, ErrorKind> {
+        let username = Username::new(&self.username)
             .map_err(|e| ErrorKind::Malformed(format!("user with unusable username: {e}")))?;
         let roles = self
             .roles
             .unwrap_or_default()
             .into_iter()
             .map(|r| {
-                RoleName::new(r.name)
+                (names.get(r.name))
                     .map_err(|e| ErrorKind::Malformed(format!("user `{username}`: {e}")))
             })
             .collect::<Result<_, _>>()?;
@@ -130,4 +156,43 @@ pub(crate) fn roles_json<'a>(roles: impl IntoIterator<Item = &'a RoleName>) -> s
             .map(|r| serde_json::json!({ "name": r.as_str() }))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str, roles: &[&str]) -> UserWire {
+        serde_json::from_value(serde_json::json!({
+            "username": name,
+            "email": format!("{name}@example.com"),
+            "roles": roles.iter().map(|r| serde_json::json!({ "name": r })).collect::<Vec<_>>(),
+        }))
+        .expect("valid user")
+    }
+
+    #[test]
+    fn accounts_of_one_listing_share_role_names() {
+        let mut names = RoleNames::default();
+        let a = user("a", &["Op", "Viewer"]).into_account_sharing(&mut names);
+        let b = user("b", &["Viewer"]).into_account_sharing(&mut names);
+        let (a, b) = (a.expect("valid"), b.expect("valid"));
+        let viewer = |x: &Account| {
+            let r = x
+                .roles
+                .iter()
+                .find(|r| r.as_str() == "Viewer")
+                .expect("has Viewer");
+            r.as_str().as_ptr()
+        };
+        assert_eq!(viewer(&a), viewer(&b), "one text for Viewer");
+        assert_eq!(a.roles.len(), 2);
+        // An invalid name is still refused, with the user named.
+        let err = user("c", &[" "]).into_account_sharing(&mut names);
+        assert!(
+            matches!(&err, Err(ErrorKind::Malformed(m)) if m.contains("user `c`")),
+            "{:?}",
+            err.map(|a| a.username)
+        );
+    }
 }

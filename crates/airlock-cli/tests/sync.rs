@@ -670,7 +670,7 @@ mod tampered {
         let mut p = good.clone();
         p.instances[0].ops.push(planned(Op::SetRoles {
             username: user(&eve),
-            from: [role("Op")].into(),
+            from: std::sync::Arc::new([role("Op")].into()),
             to: std::sync::Arc::new([role("Admin")].into()),
         }));
         let line = refused(&w, "admin-naive.json", p.clone(), false);

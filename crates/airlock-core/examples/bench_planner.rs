@@ -196,19 +196,26 @@ fn actual_state(d: &DesiredInstance) -> (ActualInstance, BTreeMap<Username, Mana
     let mut accounts = Vec::new();
     let mut managed = BTreeMap::new();
     // Fresh copies, as read from Airflow and the store: nothing shares the desired state's
-    // (shared) names, which would make comparing them unrealistically cheap.
+    // (shared) names, which would make comparing them unrealistically cheap. Role names are
+    // fresh too, but one text per role for the whole instance, as the Airflow client reads
+    // them (`RoleNames` in airlock-airflow).
     let fresh_user = |u: &Username| Username::new(u.as_str()).expect("valid");
-    let fresh_roles = |roles: &BTreeSet<RoleName>| {
-        (roles.iter())
-            .map(|r| RoleName::new(r.as_str()).expect("valid"))
-            .collect()
+    let read_roles: Vec<RoleName> = ["Viewer", "User", "Op"]
+        .into_iter()
+        .map(|r| RoleName::new(r).expect("valid"))
+        .collect();
+    let read = |r: &RoleName| {
+        (read_roles.iter().find(|known| *known == r))
+            .expect("the bench grants only these")
+            .clone()
     };
+    let fresh_roles = |roles: &BTreeSet<RoleName>| roles.iter().map(read).collect();
     for (i, (u, a)) in d.accounts.iter().enumerate() {
         if i % 10 == 9 {
             continue;
         }
         let roles = if i % 3 == 0 {
-            [RoleName::new("Viewer").expect("valid")].into()
+            [read_roles[0].clone()].into()
         } else {
             fresh_roles(&a.roles)
         };
@@ -228,10 +235,12 @@ fn actual_state(d: &DesiredInstance) -> (ActualInstance, BTreeMap<Username, Mana
             format!("leaver{l}@example.com"),
             "L".into(),
             "L".into(),
-            [RoleName::new("Op").expect("valid")].into(),
+            [read_roles[2].clone()].into(),
         ));
         managed.insert(u, ManagedRecord::default());
     }
+    // As the Airflow client lists them: sorted by username.
+    accounts.sort_by(|a, b| a.username.cmp(&b.username));
     let actual = ActualInstance {
         accounts,
         roles: vec![],

@@ -157,8 +157,8 @@ pub enum Op {
     SetRoles {
         /// Username.
         username: Username,
-        /// Roles now.
-        from: BTreeSet<RoleName>,
+        /// Roles now (accounts that hold the same share one set).
+        from: Arc<BTreeSet<RoleName>>,
         /// Roles after (shared with the desired account, see [`DesiredAccount::roles`]).
         to: Arc<BTreeSet<RoleName>>,
     },
@@ -177,8 +177,8 @@ pub enum Op {
     Suspend {
         /// Username.
         username: Username,
-        /// Roles being stripped.
-        roles: BTreeSet<RoleName>,
+        /// Roles being stripped (accounts that hold the same share one set).
+        roles: Arc<BTreeSet<RoleName>>,
     },
     /// Delete a suspended account whose grace period has passed.
     Delete {

@@ -345,6 +345,18 @@ proptest! {
                     let split = instance::plan_in_parts(&input, parts);
                     prop_assert_eq!(format!("{split:?}"), format!("{plan_ref:?}"));
                 }
+                // Listed as the Airflow client lists accounts: sorted, each username once
+                // (the last listed kept), which skips the planner's own sort.
+                let mut by_name: BTreeMap<&Username, &Account> = BTreeMap::new();
+                for a in &actual.accounts {
+                    by_name.insert(&a.username, a);
+                }
+                let listed = ActualInstance {
+                    accounts: by_name.into_values().cloned().collect(),
+                    ..actual.clone()
+                };
+                let plan_listed = plan_instance(&PlanInput { actual: &listed, ..input });
+                prop_assert_eq!(format!("{plan_listed:?}"), format!("{plan_ref:?}"));
             }
         }
     }

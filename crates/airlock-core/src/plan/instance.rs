@@ -184,6 +184,11 @@ fn join<'i, 'a>(
 /// The instance's accounts sorted by username; of accounts sharing one (case-insensitively),
 /// the last listed wins, as collecting them into a map would have it.
 fn by_username(accounts: &[Account]) -> Vec<&Account> {
+    // The Airflow client lists accounts sorted by username, each once: then there is nothing
+    // to sort or drop.
+    if accounts.is_sorted_by(|a, b| a.username < b.username) {
+        return accounts.iter().collect();
+    }
     // Each key's first 16 bytes, read in one pass (independent reads, which the processor
     // overlaps), order most pairs without following a pointer: sorting a large instance
     // otherwise waits on a cache miss per comparison.
@@ -226,6 +231,9 @@ struct Planner<'i, 'a> {
     available: Vec<(usize, bool)>,
     /// [`Planner::has_all`]'s answers, by the role set's address.
     available_sets: Vec<(usize, bool)>,
+    /// Role sets held by accounts planned so far ([`Planner::held`]): most accounts hold one
+    /// of a few, and their operations share it instead of each copying it.
+    held: Vec<Arc<BTreeSet<RoleName>>>,
 }
 
 impl<'i, 'a> Planner<'i, 'a> {
@@ -244,6 +252,7 @@ impl<'i, 'a> Planner<'i, 'a> {
             unmanaged: Vec::new(),
             available: Vec::new(),
             available_sets: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -273,6 +282,18 @@ impl<'i, 'a> Planner<'i, 'a> {
             self.available_sets.push((at, yes));
         }
         yes
+    }
+
+    /// `roles`, as held by an account, shared with earlier accounts that hold the same.
+    fn held(&mut self, roles: &BTreeSet<RoleName>) -> Arc<BTreeSet<RoleName>> {
+        if let Some(set) = self.held.iter().find(|set| same_roles(set, roles)) {
+            return Arc::clone(set);
+        }
+        let set = Arc::new(roles.clone());
+        if self.held.len() < 16 {
+            self.held.push(Arc::clone(&set));
+        }
+        set
     }
 
     /// airlock's record of `username`; usernames must be asked for in increasing order.
@@ -383,13 +404,13 @@ impl<'i, 'a> Planner<'i, 'a> {
             };
             return self.push(op, Arc::clone(&want.reason));
         };
-        if have.roles != *roles {
+        if !same_roles(&have.roles, &roles) {
             let returning = self
                 .record(username)
                 .is_some_and(|m| m.suspended_at.is_some());
             let op = Op::SetRoles {
                 username: username.clone(),
-                from: have.roles.clone(),
+                from: self.held(&have.roles),
                 to: roles,
             };
             let reason = if returning {
@@ -445,11 +466,21 @@ impl<'i, 'a> Planner<'i, 'a> {
             _ => {
                 let op = Op::Suspend {
                     username: username.clone(),
-                    roles: have.roles.clone(),
+                    roles: self.held(&have.roles),
                 };
                 self.push(op, format!("leaver: {why}").into());
             }
         }
         self.managed.push(username.clone());
     }
+}
+
+/// Whether two role sets are equal; most hold one role, compared without walking the sets.
+fn same_roles(a: &BTreeSet<RoleName>, b: &BTreeSet<RoleName>) -> bool {
+    a.len() == b.len()
+        && match a.len() {
+            0 => true,
+            1 => a.first() == b.first(),
+            _ => a == b,
+        }
 }

@@ -323,7 +323,7 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
                         instance: inst.clone(),
                         op: Op::SetRoles {
                             username: username.clone(),
-                            from: have.roles.clone(),
+                            from: Arc::new(have.roles.clone()),
                             to: roles,
                         },
                         reason: if returning {
@@ -403,7 +403,7 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
                 instance: inst.clone(),
                 op: Op::Suspend {
                     username: (*username).clone(),
-                    roles: have.roles.clone(),
+                    roles: Arc::new(have.roles.clone()),
                 },
                 reason: format!("leaver: {why}").into(),
             }),
