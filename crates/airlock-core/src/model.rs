@@ -124,7 +124,7 @@ impl fmt::Display for InstanceName {
 ///
 /// Cloning is cheap (the text is shared, and so are spelling and key when they are the same):
 /// the planner hands one person's username to every instance's desired state and plan.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Username {
     display: Arc<str>,
@@ -135,15 +135,29 @@ impl Username {
     /// Validates and wraps a username. FAB stores up to 512 characters; empty and
     /// surrounding-whitespace names are refused because they cannot be typed at a login form.
     pub fn new(s: impl AsRef<str>) -> Result<Self, NameError> {
-        // Borrowed: the text is copied once, into the shared allocation.
         let s = s.as_ref();
         const KIND: &str = "username";
-        if s.trim().is_empty() {
+        // Most usernames are ASCII: one pass over the bytes (no decoding, no early exit, so it
+        // vectorises) tells whether it is, and has control characters or capitals.
+        let (mut high, mut control, mut upper) = (0u8, false, false);
+        for &b in s.as_bytes() {
+            high |= b & 0x80;
+            control |= b < 0x20 || b == 0x7f;
+            upper |= b.is_ascii_uppercase();
+        }
+        let ascii = high == 0;
+        let blank = |c: char| c.is_whitespace();
+        let padded = if ascii {
+            let bytes = s.as_bytes();
+            (bytes.first().zip(bytes.last()))
+                .is_some_and(|(&a, &z)| blank(char::from(a)) || blank(char::from(z)))
+        } else {
+            s.starts_with(blank) || s.ends_with(blank)
+        };
+        // Unpadded, it is blank only when empty.
+        if s.is_empty() || (padded && s.trim().is_empty()) {
             return Err(NameError::Empty { kind: KIND });
         }
-        // Most usernames are ASCII: then bytes are characters, and the checks below need not
-        // decode.
-        let ascii = s.is_ascii();
         if s.len() > 512 && (ascii || s.chars().count() > 512) {
             return Err(NameError::TooLong {
                 kind: KIND,
@@ -151,12 +165,10 @@ impl Username {
                 max: 512,
             });
         }
-        let control = if ascii {
-            s.bytes().any(|b| b.is_ascii_control())
-        } else {
-            s.chars().any(char::is_control)
-        };
-        if s.trim() != s || control {
+        if !ascii {
+            control = s.chars().any(char::is_control);
+        }
+        if padded || control {
             return Err(NameError::BadCharacter {
                 kind: KIND,
                 value: s.to_string(),
@@ -175,14 +187,10 @@ impl Username {
         // `lower`): so does the key. Full Unicode folding would make `ÅSA` and `åsa` one
         // account to airlock while Airflow keeps two, and airlock would change the wrong
         // one. Most usernames are already lowercase: then spelling and key are one text.
-        let key = s
-            .bytes()
-            .any(|b| b.is_ascii_uppercase())
-            .then(|| s.to_ascii_lowercase());
         let display: Arc<str> = Arc::from(s);
-        let key = match key {
-            Some(k) => Arc::from(k),
-            None => Arc::clone(&display),
+        let key = match upper {
+            true => Arc::from(s.to_ascii_lowercase()),
+            false => Arc::clone(&display),
         };
         Ok(Self { display, key })
     }
@@ -195,6 +203,12 @@ impl Username {
     /// The case-folded comparison key.
     pub fn key(&self) -> &str {
         &self.key
+    }
+}
+
+impl fmt::Debug for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Username").field(&self.as_str()).finish()
     }
 }
 
@@ -229,13 +243,13 @@ impl TryFrom<String> for Username {
 
 impl From<Username> for String {
     fn from(n: Username) -> Self {
-        n.display.to_string()
+        n.as_str().to_string()
     }
 }
 
 impl fmt::Display for Username {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.display)
+        f.write_str(self.as_str())
     }
 }
 
@@ -422,6 +436,51 @@ mod tests {
         assert!(Username::new(" ada").is_err());
         assert!(Username::new("ada\n").is_err());
         assert!(Username::new("").is_err());
+    }
+
+    /// The rules of [`Username::new`], written plainly (Unicode trim and control checks).
+    fn reference_username(s: &str) -> Result<(String, String), &'static str> {
+        if s.trim().is_empty() {
+            return Err("empty");
+        }
+        if s.chars().count() > 512 {
+            return Err("too long");
+        }
+        if s.trim() != s || s.chars().any(char::is_control) {
+            return Err("bad character");
+        }
+        if s == "." || s == ".." {
+            return Err("reserved");
+        }
+        Ok((s.to_string(), s.to_ascii_lowercase()))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn usernames_are_validated_and_folded_as_the_plain_rules_say(
+            s in "[ \\t\\n\\x0b\\x0c\\r\\x00\\x1f\\x7f\\u{85}\\u{a0}\\u{3000}.aZ@Åö-]{0,6}"
+        ) {
+            let got = Username::new(&s).map(|u| (u.as_str().to_string(), u.key().to_string()));
+            let want = reference_username(&s);
+            let kind = |e: &NameError| match e {
+                NameError::Empty { .. } => "empty",
+                NameError::TooLong { .. } => "too long",
+                NameError::BadCharacter { .. } => "bad character",
+                NameError::Reserved { .. } => "reserved",
+            };
+            proptest::prop_assert_eq!(got.as_ref().map_err(kind), want.as_ref().map_err(|e| *e));
+        }
+    }
+
+    #[test]
+    fn long_usernames_count_characters_not_bytes() {
+        assert!(Username::new("å".repeat(512)).is_ok());
+        assert!(Username::new("å".repeat(513)).is_err());
+        assert!(Username::new("a".repeat(513)).is_err());
+        let long = Username::new("Å".repeat(300) + "B").expect("valid");
+        assert_eq!(long.key(), "Å".repeat(300) + "b");
     }
 
     #[test]

@@ -68,11 +68,17 @@ impl UsernameRule {
             }
             UsernameSource::DirectoryUsername => person.username.as_str(),
         };
-        let base = base.trim();
-        // Usually the name is the attribute as it is: no copy to build it.
-        let as_is = self.prefix.is_empty()
-            && (!self.lowercase
-                || (base.is_ascii() && !base.bytes().any(|b| b.is_ascii_uppercase())));
+        // Usually neither end is blank: no trimming (which decodes characters) needed.
+        let bytes = base.as_bytes();
+        let unpadded = (bytes.first().zip(bytes.last()))
+            .is_some_and(|(a, z)| a.is_ascii_graphic() && z.is_ascii_graphic());
+        let base = if unpadded { base } else { base.trim() };
+        // Usually the name is the attribute as it is: no copy to build it. (One pass, without
+        // an early exit, so that it vectorises.)
+        let folds = |bytes: &[u8]| {
+            (bytes.iter()).fold(false, |any, &b| any | (b >= 0x80) | b.is_ascii_uppercase())
+        };
+        let as_is = self.prefix.is_empty() && (!self.lowercase || !folds(base.as_bytes()));
         if as_is {
             return Username::new(base).map_err(|e| e.to_string());
         }

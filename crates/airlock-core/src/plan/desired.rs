@@ -374,16 +374,30 @@ fn account_for(
     }
     let username = username_of(f);
     let (roles, reason) = roles_and_reason(people, shared, granted);
-    let local = username.as_str().split('@').next().unwrap_or_default();
-    let account = Arc::new(DesiredAccount {
-        username: username.clone(),
-        person: Some(f.person.id.clone()),
-        email: Arc::from(f.person.email.as_deref().unwrap_or_default()),
-        first_name: non_empty(f.person.first_name.as_deref(), local),
-        last_name: non_empty(f.person.last_name.as_deref(), "-"),
-        roles,
-        reason,
-    });
+    // Where other grants applied in an earlier class, the profile is the same: shared.
+    let account = match cached.as_ref() {
+        Some(c) => Arc::new(DesiredAccount {
+            username: c.account.username.clone(),
+            person: c.account.person.clone(),
+            email: Arc::clone(&c.account.email),
+            first_name: Arc::clone(&c.account.first_name),
+            last_name: Arc::clone(&c.account.last_name),
+            roles,
+            reason,
+        }),
+        None => {
+            let local = username.as_str().split('@').next().unwrap_or_default();
+            Arc::new(DesiredAccount {
+                username: username.clone(),
+                person: Some(f.person.id.clone()),
+                email: Arc::from(f.person.email.as_deref().unwrap_or_default()),
+                first_name: non_empty(f.person.first_name.as_deref(), local),
+                last_name: non_empty(f.person.last_name.as_deref(), "-"),
+                roles,
+                reason,
+            })
+        }
+    };
     if reusable && cached.is_none() {
         *cached = Some(Cached {
             applied,
