@@ -186,11 +186,39 @@ struct Cached {
     account: Arc<DesiredAccount>,
 }
 
-/// Computes what each instance should hold: see [`super::desired`].
+/// Below this many people, the people part of a class is built on one thread.
+const PARALLEL_MIN: usize = 20_000;
+/// The most threads the people part of a class is built on.
+const MAX_PARTS: usize = 8;
+
+/// Computes what each instance should hold: see [`super::desired`]. With many people, each
+/// class's people part is built in as many username ranges as there are cores (at most
+/// [`MAX_PARTS`], each of at least half [`PARALLEL_MIN`] people); the result does not depend
+/// on how many.
 pub(super) fn desired(
     policy: &Policy,
     directory: &DirectorySnapshot,
     instances: &[InstanceRef<'_>],
+) -> (BTreeMap<InstanceName, DesiredInstance>, Vec<Warning>) {
+    let size = directory.people.len();
+    let parts = if size < PARALLEL_MIN {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_PARTS)
+            .min(size / (PARALLEL_MIN / 2))
+    };
+    desired_in_parts(policy, directory, instances, parts)
+}
+
+/// [`desired`], with each class's people part built in (at most) `parts` username ranges,
+/// each on its own thread (the first on this one).
+pub(super) fn desired_in_parts(
+    policy: &Policy,
+    directory: &DirectorySnapshot,
+    instances: &[InstanceRef<'_>],
+    parts: usize,
 ) -> (BTreeMap<InstanceName, DesiredInstance>, Vec<Warning>) {
     let people = People::new(policy, directory);
     let mut classes: Vec<Class> = Vec::new();
@@ -208,15 +236,18 @@ pub(super) fn desired(
     for &c in &class_of {
         uses[c] += 1;
     }
-    let mut parts: Vec<Option<Part>> = vec![None; classes.len()];
+    let mut done: Vec<Option<Part>> = vec![None; classes.len()];
     let mut cache: Vec<Option<Cached>> = Vec::new();
     cache.resize_with(people.facts.len(), || None);
-    let mut shared = Shared::default();
+    let cuts = cuts(&people.facts, parts);
+    let mut shared: Vec<Shared> = Vec::new();
+    shared.resize_with(cuts.len() + 1, Shared::default);
     let mut warnings = BTreeSet::new();
     let mut out = BTreeMap::new();
     for (inst, &c) in instances.iter().zip(&class_of) {
-        let part = parts[c]
-            .get_or_insert_with(|| people_part(&people, &classes[c], &mut cache, &mut shared));
+        let part = done[c].get_or_insert_with(|| {
+            people_part(&people, &classes[c], &cuts, &mut cache, &mut shared)
+        });
         uses[c] -= 1;
         // The class's last instance takes its part instead of copying it.
         let (mut d, messages) = if uses[c] == 0 {
@@ -234,23 +265,110 @@ pub(super) fn desired(
     (out, warnings.into_iter().collect())
 }
 
-/// The people part of one class, from people sorted by username: each run of people sharing a
-/// username yields at most one account, one exclusion and one in-scope leaver, exactly as
-/// inserting them one by one in directory order would (first spelling kept, last reason wins).
+/// Up to `parts - 1` increasing indices that cut the people (sorted by username) into about
+/// equal ranges, never inside a run of people sharing a username.
+fn cuts(facts: &[Facts<'_>], parts: usize) -> Vec<usize> {
+    let step = facts.len() / parts.max(1);
+    let mut cuts: Vec<usize> = Vec::new();
+    for k in 1..parts.max(1) {
+        let mut at = (k * step).max(cuts.last().map_or(1, |c| c + 1));
+        let same = |a: &Facts<'_>, b: &Facts<'_>| match (&a.username, &b.username) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        while at < facts.len() && same(&facts[at - 1], &facts[at]) {
+            at += 1;
+        }
+        if at < facts.len() {
+            cuts.push(at);
+        }
+    }
+    cuts
+}
+
+/// What one username range yields for a class, in username order.
+#[derive(Default)]
+struct Pieces {
+    accounts: Vec<(Username, Arc<DesiredAccount>)>,
+    excluded: Vec<(Username, String)>,
+    inactive: Vec<Username>,
+    conflicts: Vec<Username>,
+    messages: Vec<String>,
+}
+
+/// The people part of one class, from people sorted by username, built in the ranges `cuts`
+/// makes (each on its own thread, with its own [`Shared`]) and put together in order.
 fn people_part(
     people: &People<'_>,
     class: &Class,
+    cuts: &[usize],
+    cache: &mut [Option<Cached>],
+    shared: &mut [Shared],
+) -> Part {
+    let bounds: Vec<usize> = (std::iter::once(0).chain(cuts.iter().copied()))
+        .chain(std::iter::once(people.facts.len()))
+        .collect();
+    // Disjoint slices of the cache, one per range.
+    let mut slices: Vec<&mut [Option<Cached>]> = Vec::with_capacity(bounds.len() - 1);
+    let mut rest = cache;
+    for w in bounds.windows(2) {
+        let (mine, more) = rest.split_at_mut(w[1] - w[0]);
+        slices.push(mine);
+        rest = more;
+    }
+    let jobs = (bounds.windows(2)).zip(slices).zip(shared.iter_mut());
+    let pieces: Vec<Pieces> = std::thread::scope(|s| {
+        let mut jobs = jobs.map(|((w, cache), shared)| (w[0]..w[1], cache, shared));
+        let (first, cache0, shared0) = jobs.next().expect("invariant: at least one range");
+        let rest: Vec<_> = jobs
+            .map(|(range, cache, shared)| {
+                s.spawn(move || people_range(people, class, range, cache, shared))
+            })
+            .collect();
+        let first = people_range(people, class, first, cache0, shared0);
+        std::iter::once(first)
+            .chain(rest.into_iter().map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }))
+            .collect()
+    });
+    let mut all = Pieces::default();
+    for p in pieces {
+        all.accounts.extend(p.accounts);
+        all.excluded.extend(p.excluded);
+        all.inactive.extend(p.inactive);
+        all.conflicts.extend(p.conflicts);
+        all.messages.extend(p.messages);
+    }
+    let d = DesiredInstance {
+        accounts: Arc::new(all.accounts.into_iter().collect()),
+        roles: BTreeMap::new(),
+        excluded: Arc::new(all.excluded.into_iter().collect()),
+        inactive_in_scope: Arc::new(all.inactive.into_iter().collect()),
+        conflicts: Arc::new(all.conflicts.into_iter().collect()),
+    };
+    (d, all.messages)
+}
+
+/// The people of `range` (sorted by username; `cache` is theirs): each run of people sharing a
+/// username yields at most one account, one exclusion and one in-scope leaver, exactly as
+/// inserting them one by one in directory order would (first spelling kept, last reason wins).
+fn people_range(
+    people: &People<'_>,
+    class: &Class,
+    range: Range<usize>,
     cache: &mut [Option<Cached>],
     shared: &mut Shared,
-) -> Part {
+) -> Pieces {
+    let facts = &people.facts[range];
     // Most people get an account: room for all of them (a run yields at most one).
-    let mut accounts = Vec::with_capacity(people.facts.len());
+    let mut accounts = Vec::with_capacity(facts.len());
     let (mut excluded, mut inactive) = (Vec::new(), Vec::new());
     let mut conflicts = Vec::new();
     let mut messages = Vec::new();
     let mut granted: Vec<usize> = Vec::new();
     let mut claimants: Vec<usize> = Vec::new();
-    let facts = &people.facts;
     let mut i = 0;
     while i < facts.len() {
         let username = match &facts[i].username {
@@ -315,14 +433,13 @@ fn people_part(
         excluded.extend(exclusion.map(|(u, why)| (u.clone(), why.to_string())));
         inactive.extend(leaver.cloned());
     }
-    let d = DesiredInstance {
-        accounts: Arc::new(accounts.into_iter().collect()),
-        roles: BTreeMap::new(),
-        excluded: Arc::new(excluded.into_iter().collect()),
-        inactive_in_scope: Arc::new(inactive.into_iter().collect()),
-        conflicts: Arc::new(conflicts.into_iter().collect()),
-    };
-    (d, messages)
+    Pieces {
+        accounts,
+        excluded,
+        inactive,
+        conflicts,
+        messages,
+    }
 }
 
 /// Fills `granted` with the person's grants that select this class, in reason order, and

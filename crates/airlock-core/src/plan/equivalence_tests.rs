@@ -324,6 +324,12 @@ proptest! {
         // Debug shows each username's spelling, which `==` (case-insensitive) does not compare.
         prop_assert_eq!(format!("{want:?}"), format!("{want_ref:?}"));
         prop_assert_eq!(format!("{warnings:?}"), format!("{warnings_ref:?}"));
+        // Built in username ranges on several threads, as large directories are.
+        for parts in [2, 3, 5] {
+            let (split, split_warnings) = desired::desired_in_parts(&policy, &directory, &refs, parts);
+            prop_assert_eq!(format!("{split:?}"), format!("{want_ref:?}"));
+            prop_assert_eq!(format!("{split_warnings:?}"), format!("{warnings_ref:?}"));
+        }
         for (name, _, login, actual, managed) in &worlds {
             let mut protected = policy.protected.clone();
             protected.extend(Username::new(login.clone()).ok());
