@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 mod desired;
 mod instance;
+mod threads;
 
 /// An account an instance should hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

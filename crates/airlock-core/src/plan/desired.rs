@@ -13,7 +13,7 @@
 //! Service accounts, roles as code and protected accounts are then applied per instance,
 //! exactly as before. The result equals the straightforward planner's (`reference.rs`).
 
-use super::{non_empty, DesiredAccount, DesiredInstance, InstanceRef, Warning};
+use super::{non_empty, threads, DesiredAccount, DesiredInstance, InstanceRef, Warning};
 use crate::directory::{DirectorySnapshot, GroupName, Person, PersonStatus};
 use crate::model::{InstanceName, RoleName, Username};
 use crate::policy::Policy;
@@ -186,29 +186,15 @@ struct Cached {
     account: Arc<DesiredAccount>,
 }
 
-/// Below this many people, the people part of a class is built on one thread.
-const PARALLEL_MIN: usize = 20_000;
-/// The most threads the people part of a class is built on.
-const MAX_PARTS: usize = 8;
-
 /// Computes what each instance should hold: see [`super::desired`]. With many people, each
-/// class's people part is built in as many username ranges as there are cores (at most
-/// [`MAX_PARTS`], each of at least half [`PARALLEL_MIN`] people); the result does not depend
-/// on how many.
+/// class's people part is built in username ranges on the machine's cores
+/// ([`threads::parts_for`]); the result does not depend on how many.
 pub(super) fn desired(
     policy: &Policy,
     directory: &DirectorySnapshot,
     instances: &[InstanceRef<'_>],
 ) -> (BTreeMap<InstanceName, DesiredInstance>, Vec<Warning>) {
-    let size = directory.people.len();
-    let parts = if size < PARALLEL_MIN {
-        1
-    } else {
-        std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .min(MAX_PARTS)
-            .min(size / (PARALLEL_MIN / 2))
-    };
+    let parts = threads::parts_for(directory.people.len());
     desired_in_parts(policy, directory, instances, parts)
 }
 
@@ -317,21 +303,9 @@ fn people_part(
         rest = more;
     }
     let jobs = (bounds.windows(2)).zip(slices).zip(shared.iter_mut());
-    let pieces: Vec<Pieces> = std::thread::scope(|s| {
-        let mut jobs = jobs.map(|((w, cache), shared)| (w[0]..w[1], cache, shared));
-        let (first, cache0, shared0) = jobs.next().expect("invariant: at least one range");
-        let rest: Vec<_> = jobs
-            .map(|(range, cache, shared)| {
-                s.spawn(move || people_range(people, class, range, cache, shared))
-            })
-            .collect();
-        let first = people_range(people, class, first, cache0, shared0);
-        std::iter::once(first)
-            .chain(rest.into_iter().map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            }))
-            .collect()
+    let jobs = jobs.map(|((w, cache), shared)| (w[0]..w[1], cache, shared));
+    let pieces = threads::in_order(jobs, |(range, cache, shared)| {
+        people_range(people, class, range, cache, shared)
     });
     let mut all = Pieces::default();
     for p in pieces {

@@ -9,35 +9,23 @@
 //! tested against the reference planner with 2, 3 and 5 parts). Threads do no I/O; the planner
 //! stays a pure function.
 
-use super::{DesiredAccount, InstancePlan, ManagedRecord, Op, PlanInput, PlannedOp, Warning};
+use super::{
+    threads, DesiredAccount, InstancePlan, ManagedRecord, Op, PlanInput, PlannedOp, Warning,
+};
 use crate::model::{Account, Permission, Role, RoleName, Username};
 use crate::policy::BUILTIN_ROLES;
 use std::cmp::Ordering;
 use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::iter::Peekable;
-use std::num::NonZeroUsize;
 use std::ops::Bound;
 use std::sync::Arc;
 
-/// Below this many accounts (desired plus held), an instance is planned on one thread.
-const PARALLEL_MIN: usize = 20_000;
-/// The most threads one instance is planned on.
-const MAX_PARTS: usize = 8;
-
-/// Plans one instance: see [`super::plan_instance`]. A large instance is planned in as many
-/// username ranges as there are cores (at most [`MAX_PARTS`], each of at least half
-/// [`PARALLEL_MIN`] accounts); the plan does not depend on how many.
+/// Plans one instance: see [`super::plan_instance`]. A large instance is planned in username
+/// ranges on the machine's cores ([`threads::parts_for`], counting accounts desired plus
+/// held); the plan does not depend on how many.
 pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
     let size = input.desired.accounts.len() + input.actual.accounts.len();
-    let parts = if size < PARALLEL_MIN {
-        1
-    } else {
-        std::thread::available_parallelism()
-            .map_or(1, NonZeroUsize::get)
-            .min(MAX_PARTS)
-            .min(size / (PARALLEL_MIN / 2))
-    };
-    plan_in_parts(input, parts)
+    plan_in_parts(input, threads::parts_for(size))
 }
 
 /// Plans one instance in (at most) `parts` username ranges, each joined on its own thread (the
@@ -48,18 +36,8 @@ pub(super) fn plan_in_parts(input: &PlanInput<'_>, parts: usize) -> InstancePlan
     let haves = by_username(&input.actual.accounts);
     let ranges = ranges(&split_keys(input, &haves, parts));
     let parts = ranges.len();
-    let joined: Vec<Planner<'_, '_>> = std::thread::scope(|s| {
-        let (available, haves) = (&available, &haves[..]);
-        let rest: Vec<_> = (ranges[1..].iter())
-            .map(|&range| s.spawn(move || join(input, available, haves, (range, parts))))
-            .collect();
-        let first = join(input, available, haves, (ranges[0], parts));
-        std::iter::once(first)
-            .chain(rest.into_iter().map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            }))
-            .collect()
+    let joined = threads::in_order(ranges, |range| {
+        join(input, &available, &haves, (range, parts))
     });
     let (mut ops, mut warnings) = (head.ops, head.warnings);
     let (mut managed, mut unmanaged) = (Vec::new(), Vec::new());
