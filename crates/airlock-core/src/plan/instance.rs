@@ -39,19 +39,21 @@ pub(super) fn plan_in_parts(input: &PlanInput<'_>, parts: usize) -> InstancePlan
     let joined = threads::in_order(ranges, |range| {
         join(input, &available, &haves, (range, parts))
     });
-    let (mut ops, mut warnings) = (head.ops, head.warnings);
-    let (mut managed, mut unmanaged) = (Vec::new(), Vec::new());
+    let (mut warnings, mut managed, mut unmanaged) = (head.warnings, Vec::new(), Vec::new());
+    let mut phases = vec![head.ops];
     for part in joined {
-        for (all, mine) in ops.iter_mut().zip(part.ops) {
-            append(all, mine);
-        }
+        phases.push(part.ops);
         warnings.extend(part.warnings);
         append(&mut managed, part.managed);
         append(&mut unmanaged, part.unmanaged);
     }
-    let mut all: Vec<PlannedOp> = Vec::with_capacity(ops.iter().map(Vec::len).sum());
-    for phase in ops {
-        all.extend(phase);
+    // Each operation is moved once: phase by phase, the head's and then each part's in order.
+    let total = phases.iter().flatten().map(Vec::len).sum();
+    let mut all: Vec<PlannedOp> = Vec::with_capacity(total);
+    for phase in 0..PHASES {
+        for part in &mut phases {
+            all.append(&mut part[phase]);
+        }
     }
     // Same order as sorting by (phase, target, op): within a phase every target has the same
     // prefix (`role ` or `account `), so comparing the names compares the targets. Ops were
@@ -82,6 +84,9 @@ fn append<T>(to: &mut Vec<T>, mut more: Vec<T>) {
         to.append(&mut more);
     }
 }
+
+/// How many phases [`Op::phase`] has.
+const PHASES: usize = 6;
 
 /// A username range: from (included) and to (excluded).
 type KeyRange<'k> = (Bound<&'k Username>, Bound<&'k Username>);
@@ -200,7 +205,7 @@ struct Planner<'i, 'a> {
     /// airlock's records, read in step with the join (accounts come in username order).
     records: Peekable<btree_map::Range<'a, Username, ManagedRecord>>,
     /// By phase ([`Op::phase`]).
-    ops: [Vec<PlannedOp>; 6],
+    ops: [Vec<PlannedOp>; PHASES],
     warnings: Vec<Warning>,
     /// In username order.
     managed: Vec<Username>,
