@@ -204,6 +204,12 @@ impl Username {
     pub fn key(&self) -> &str {
         &self.key
     }
+
+    /// Whether the spelling is its own key (no ASCII capitals): then usernames of this kind
+    /// order by spelling as they order by key.
+    pub(crate) fn is_folded(&self) -> bool {
+        Arc::ptr_eq(&self.display, &self.key)
+    }
 }
 
 impl fmt::Debug for Username {

@@ -229,6 +229,18 @@ impl Op {
         }
     }
 
+    /// The account the operation targets; `None` for role operations.
+    fn username(&self) -> Option<&Username> {
+        match self {
+            Op::CreateRole { .. } | Op::UpdateRole { .. } => None,
+            Op::CreateAccount { username, .. }
+            | Op::SetRoles { username, .. }
+            | Op::UpdateProfile { username, .. }
+            | Op::Suspend { username, .. }
+            | Op::Delete { username } => Some(username),
+        }
+    }
+
     /// Short kind name (`create_account`, ...), for metrics and summaries.
     pub fn kind(&self) -> &'static str {
         match self {

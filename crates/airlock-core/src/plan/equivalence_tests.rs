@@ -352,17 +352,26 @@ proptest! {
                     prop_assert_eq!(format!("{split:?}"), format!("{plan_ref:?}"));
                 }
                 // Listed as the Airflow client lists accounts: sorted, each username once
-                // (the last listed kept), which skips the planner's own sort.
+                // (the last listed kept), which skips the planner's own sort; and the same
+                // list rotated, so that each part's accounts may be in order while the list
+                // is not (where two parts meet).
                 let mut by_name: BTreeMap<&Username, &Account> = BTreeMap::new();
                 for a in &actual.accounts {
                     by_name.insert(&a.username, a);
                 }
-                let listed = ActualInstance {
-                    accounts: by_name.into_values().cloned().collect(),
-                    ..actual.clone()
-                };
-                let plan_listed = plan_instance(&PlanInput { actual: &listed, ..input });
-                prop_assert_eq!(format!("{plan_listed:?}"), format!("{plan_ref:?}"));
+                let sorted: Vec<Account> = by_name.into_values().cloned().collect();
+                let mut rotated = sorted.clone();
+                rotated.rotate_left(sorted.len() / 2);
+                for accounts in [sorted, rotated] {
+                    let listed = ActualInstance { accounts, ..actual.clone() };
+                    let input = PlanInput { actual: &listed, ..input };
+                    let plan_listed = plan_instance(&input);
+                    prop_assert_eq!(format!("{plan_listed:?}"), format!("{plan_ref:?}"));
+                    for parts in [2, 3, 5] {
+                        let split = instance::plan_in_parts(&input, parts);
+                        prop_assert_eq!(format!("{split:?}"), format!("{plan_ref:?}"));
+                    }
+                }
             }
         }
     }

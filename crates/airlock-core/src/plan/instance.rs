@@ -33,13 +33,21 @@ pub(super) fn plan_instance(input: &PlanInput<'_>) -> InstancePlan {
 pub(super) fn plan_in_parts(input: &PlanInput<'_>, parts: usize) -> InstancePlan {
     let mut head = Planner::new(input, input.managed.range::<Username, _>(..), 0);
     let available = head.roles();
-    let haves = by_username(&input.actual.accounts);
-    let ranges = ranges(&split_keys(input, &haves, parts));
-    let parts = ranges.len();
-    let joined = threads::in_order(ranges, |range| {
-        join(input, &available, &haves, (range, parts))
-    });
+    // The Airflow client lists accounts sorted by username, each once. The join checks that
+    // as it goes (it reads every account anyway); only when they turn out otherwise are they
+    // sorted, and joined again.
+    let listed: Vec<&Account> = input.actual.accounts.iter().collect();
+    let joined = match join_all(input, &available, &listed, parts) {
+        Some(joined) => joined,
+        None => {
+            let sorted = by_username(&input.actual.accounts);
+            join_all(input, &available, &sorted, parts)
+                .unwrap_or_else(|| unreachable!("invariant: sorted accounts join"))
+        }
+    };
     let (mut warnings, mut managed, mut unmanaged) = (head.warnings, Vec::new(), Vec::new());
+    let folded = joined.iter().all(|part| part.folded);
+    let roles = head.ops[0].len();
     let mut phases = vec![head.ops];
     for part in joined {
         phases.push(part.ops);
@@ -56,15 +64,24 @@ pub(super) fn plan_in_parts(input: &PlanInput<'_>, parts: usize) -> InstancePlan
         }
     }
     // Same order as sorting by (phase, target, op): within a phase every target has the same
-    // prefix (`role ` or `account `), so comparing the names compares the targets. Ops were
-    // collected by phase in username order, so the order is usually there already (checked
-    // first: sorting would also allocate a scratch buffer).
+    // prefix (`role ` or `account `), so comparing the names compares the targets. Account
+    // operations were collected by phase in username order, one per username and phase, so
+    // the order is there already when every username is spelled as its key; otherwise it is
+    // usually there too (checked first: sorting would also allocate a scratch buffer). The
+    // role operations (phase 0, only the head's) are always checked.
     let order = |a: &PlannedOp, b: &PlannedOp| {
         (a.op.phase(), a.op.target_name(), &a.op).cmp(&(b.op.phase(), b.op.target_name(), &b.op))
     };
-    if !all.is_sorted_by(|a, b| order(a, b).is_le()) {
+    let sorted = |ops: &[PlannedOp]| ops.is_sorted_by(|a, b| order(a, b).is_le());
+    let checked = if folded { &all[..roles] } else { &all[..] };
+    if !sorted(checked) {
         all.sort_by(order);
     }
+    debug_assert!(
+        sorted(&all),
+        "operations of {} out of order",
+        input.instance
+    );
     warnings.sort();
     InstancePlan {
         ops: all,
@@ -87,6 +104,40 @@ fn append<T>(to: &mut Vec<T>, mut more: Vec<T>) {
 
 /// How many phases [`Op::phase`] has.
 const PHASES: usize = 6;
+
+/// Joins the desired accounts with `haves` in (at most) `parts` username ranges, each on its
+/// own thread (the first on this one). `None` when `haves` are not strictly increasing by
+/// username: each part checks its own accounts, and this the pairs where two parts meet.
+fn join_all<'i, 'a>(
+    input: &'i PlanInput<'a>,
+    available: &BTreeSet<RoleName>,
+    haves: &[&'a Account],
+    parts: usize,
+) -> Option<Vec<Planner<'i, 'a>>> {
+    let keys = split_keys(input, haves, parts);
+    // Keys taken from unsorted accounts need not increase (ranges of a map must).
+    if !keys.is_sorted_by(|a, b| a < b) {
+        return None;
+    }
+    let cuts: Vec<usize> = (keys.iter())
+        .map(|&k| haves.partition_point(|a| a.username < *k))
+        .collect();
+    // Where two parts meet, the accounts must increase too (`partition_point`'s answer on
+    // accounts out of order is unspecified).
+    let meets = |c: usize| c == 0 || c == haves.len() || haves[c - 1].username < haves[c].username;
+    if !cuts.is_sorted() || !cuts.iter().all(|&c| meets(c)) {
+        return None;
+    }
+    let ranges = ranges(&keys);
+    let parts = ranges.len();
+    let starts = std::iter::once(0).chain(cuts.iter().copied());
+    let ends = cuts.iter().copied().chain(std::iter::once(haves.len()));
+    let jobs = ranges.into_iter().zip(starts.zip(ends));
+    let joined = threads::in_order(jobs, |(range, (start, end))| {
+        join(input, available, &haves[start..end], (range, parts))
+    });
+    joined.into_iter().collect()
+}
 
 /// A username range: from (included) and to (excluded).
 type KeyRange<'k> = (Bound<&'k Username>, Bound<&'k Username>);
@@ -117,28 +168,21 @@ fn ranges<'k>(keys: &[&'k Username]) -> Vec<KeyRange<'k>> {
     from.zip(to).collect()
 }
 
-/// One merge-join of the desired accounts in `range` with the instance's accounts there.
+/// One merge-join of the desired accounts in `range` with `haves`, the instance's accounts
+/// there; `None` as soon as `haves` are not strictly increasing by username.
 fn join<'i, 'a>(
     input: &'i PlanInput<'a>,
     available: &BTreeSet<RoleName>,
     haves: &[&'a Account],
     (range, parts): (KeyRange<'_>, usize),
-) -> Planner<'i, 'a> {
-    let start = match range.0 {
-        Bound::Included(k) => haves.partition_point(|a| a.username < *k),
-        _ => 0,
-    };
-    let end = match range.1 {
-        Bound::Excluded(k) => haves.partition_point(|a| a.username < *k),
-        _ => haves.len(),
-    };
-    let haves = &haves[start..end];
+) -> Option<Planner<'i, 'a>> {
     // Room for every account here: those held, and this range's share of the desired ones.
     let wanted = input.desired.accounts.len().div_ceil(parts);
     let mut plan = Planner::new(input, input.managed.range(range), haves.len() + wanted);
     let conflicts = &input.desired.conflicts;
     let mut wants = input.desired.accounts.range(range).peekable();
     let mut haves = haves.iter().copied().peekable();
+    let mut last: Option<&Username> = None;
     loop {
         let order = match (wants.peek(), haves.peek()) {
             (None, None) => break,
@@ -151,6 +195,12 @@ fn join<'i, 'a>(
             Ordering::Greater => (None, haves.next()),
             Ordering::Equal => (wants.next(), haves.next()),
         };
+        if let Some(have) = have {
+            if last.is_some_and(|last| *last >= have.username) {
+                return None;
+            }
+            last = Some(&have.username);
+        }
         // Protected accounts, and usernames several people claim, are left as they are.
         let untouchable = |u: &Username| input.protected.contains(u) || conflicts.contains(u);
         match (want, have) {
@@ -161,17 +211,12 @@ fn join<'i, 'a>(
             (None, None) => unreachable!("invariant: one side advanced"),
         }
     }
-    plan
+    Some(plan)
 }
 
 /// The instance's accounts sorted by username; of accounts sharing one (case-insensitively),
 /// the last listed wins, as collecting them into a map would have it.
 fn by_username(accounts: &[Account]) -> Vec<&Account> {
-    // The Airflow client lists accounts sorted by username, each once: then there is nothing
-    // to sort or drop.
-    if accounts.is_sorted_by(|a, b| a.username < b.username) {
-        return accounts.iter().collect();
-    }
     // Each key's first 16 bytes, read in one pass (independent reads, which the processor
     // overlaps), order most pairs without following a pointer: sorting a large instance
     // otherwise waits on a cache miss per comparison.
@@ -217,6 +262,8 @@ struct Planner<'i, 'a> {
     /// Role sets held by accounts planned so far ([`Planner::held`]): most accounts hold one
     /// of a few, and their operations share it instead of each copying it.
     held: Vec<Arc<BTreeSet<RoleName>>>,
+    /// Whether every account operation so far names a username spelled as its key.
+    folded: bool,
 }
 
 impl<'i, 'a> Planner<'i, 'a> {
@@ -236,6 +283,7 @@ impl<'i, 'a> Planner<'i, 'a> {
             available: Vec::new(),
             available_sets: Vec::new(),
             held: Vec::new(),
+            folded: true,
         }
     }
 
@@ -289,6 +337,7 @@ impl<'i, 'a> Planner<'i, 'a> {
     }
 
     fn push(&mut self, op: Op, reason: Arc<str>) {
+        self.folded &= op.username().is_none_or(Username::is_folded);
         self.ops[usize::from(op.phase())].push(PlannedOp {
             instance: self.input.instance.clone(),
             op,
