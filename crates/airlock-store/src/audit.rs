@@ -24,9 +24,12 @@ use crate::{Backend, Store, StoreError};
 
 /// Takes the append lock: PostgreSQL's row lock, SQLite's write lock.
 const LOCK_HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
-/// Takes the append lock and reads the head in one statement.
+/// Takes the append lock and reads the head in one statement. PostgreSQL locks the row
+/// without writing a new version of it (the append moves the head anyway); SQLite takes its
+/// write lock only with a write.
 const LOCK_AND_READ_HEAD_SQL: &str =
     "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash";
+const LOCK_AND_READ_HEAD_PG_SQL: &str = "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE";
 const READ_HEAD_SQL: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
 const MOVE_HEAD_SQL: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
 const INSERT_EVENTS_SQL: &str =
@@ -141,7 +144,11 @@ impl Store {
         tx: &mut sqlx::Transaction<'_, Any>,
         op: &'static str,
     ) -> Result<Head, StoreError> {
-        let row: Option<(i64, String)> = sqlx::query_as(LOCK_AND_READ_HEAD_SQL)
+        let sql = match self.ctx.backend {
+            Backend::Sqlite => LOCK_AND_READ_HEAD_SQL,
+            Backend::Postgres => LOCK_AND_READ_HEAD_PG_SQL,
+        };
+        let row: Option<(i64, String)> = sqlx::query_as(sql)
             .fetch_optional(&mut **tx)
             .await
             .map_err(|err| self.ctx.query_failed(op, err))?;

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use airlock_audit::NewEvent;
 use futures::future::BoxFuture;
 use sqlx::any::{AnyArguments, AnyQueryResult};
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::{Acquire as _, Any, Row as _, Transaction};
 use tokio::sync::oneshot;
@@ -317,24 +318,30 @@ impl Store {
         let turn = Arc::clone(&self.group.turn).lock_owned().await;
         let store = self.clone();
         let batches = tokio::spawn(async move {
+            // One connection for every batch of this turn, taken back by the pool only when
+            // the queue is empty (or after a failed batch, in case the connection broke): a
+            // batch that follows another does not wait for the pool.
+            let mut conn = None;
             loop {
                 let jobs = store.group.take();
                 if jobs.is_empty() {
                     break;
                 }
-                store.run_batch(jobs).await;
+                store.run_batch(&mut conn, jobs).await;
             }
+            drop(conn);
             drop(turn);
         });
         // A panicking job ends its batch (its callers get an error); the turn is released.
         let _ = batches.await;
     }
 
-    async fn run_batch(&self, jobs: Vec<Job>) {
+    async fn run_batch(&self, conn: &mut Option<PoolConnection<Any>>, jobs: Vec<Job>) {
         let mut finishes = Vec::with_capacity(jobs.len());
-        match self.batch_transaction(jobs, &mut finishes).await {
+        match self.batch_transaction(conn, jobs, &mut finishes).await {
             Ok(()) => finishes.into_iter().for_each(|finish| finish(Ok(()))),
             Err(err) => {
+                *conn = None;
                 let cause = err.to_string();
                 let mut first = Some(err);
                 for finish in finishes {
@@ -348,12 +355,17 @@ impl Store {
 
     async fn batch_transaction(
         &self,
+        conn: &mut Option<PoolConnection<Any>>,
         jobs: Vec<Job>,
         finishes: &mut Vec<Finish>,
     ) -> Result<(), StoreError> {
         const OP: &str = "commit SCIM writes";
         let fail = |err| self.ctx.query_failed(OP, err);
-        let tx = self.pool.begin().await.map_err(fail)?;
+        let conn = match conn {
+            Some(conn) => conn,
+            None => conn.insert(self.pool.acquire().await.map_err(fail)?),
+        };
+        let tx = conn.begin().await.map_err(fail)?;
         let mut batch = Batch {
             tx,
             backend: self.ctx.backend,
