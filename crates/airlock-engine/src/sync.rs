@@ -403,7 +403,7 @@ impl<'a> Engine<'a> {
                 if h.status == "released" {
                     released.insert((
                         h.instance.clone(),
-                        h.username.to_lowercase(),
+                        h.username.to_ascii_lowercase(),
                         h.op_kind.clone(),
                     ));
                 }
@@ -424,7 +424,7 @@ impl<'a> Engine<'a> {
             for h in &open {
                 let key = (
                     h.instance.clone(),
-                    h.username.to_lowercase(),
+                    h.username.to_ascii_lowercase(),
                     h.op_kind.clone(),
                 );
                 if !planned.contains(&key) {
@@ -594,7 +594,7 @@ impl<'a> Engine<'a> {
             let known = self.store.managed_accounts(name.as_str()).await?;
             let known: BTreeSet<String> = known
                 .into_iter()
-                .map(|m| m.username.to_lowercase())
+                .map(|m| m.username.to_ascii_lowercase())
                 .collect();
             for u in &p.managed {
                 if !known.contains(u.key()) {

@@ -9,9 +9,11 @@ use std::collections::BTreeSet;
 
 use crate::{Store, StoreError};
 
-/// The comparison key of a username.
-fn username_key(username: &str) -> String {
-    username.to_lowercase()
+/// The comparison key of a username, as FAB compares them (`lower(username)`, which folds
+/// ASCII letters only) and as `airlock_core::Username::key` folds them: `ÅSA` and `åsa` are
+/// two accounts in Airflow, so they are two here. Every table keyed by username uses it.
+pub(crate) fn username_key(username: &str) -> String {
+    username.to_ascii_lowercase()
 }
 
 impl Store {

@@ -9,6 +9,7 @@
 //! Not here: which operations to hold (airlock-engine's rails) or the audit events that
 //! record holds and releases (the engine and CLI append them).
 
+use crate::accounts::username_key;
 use crate::{Store, StoreError};
 use sqlx::Row as _;
 
@@ -80,7 +81,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<(RailHold, bool), StoreError> {
         let fail = |e| self.ctx.query_failed("hold a deprovision", e);
-        let key = username.to_lowercase();
+        let key = username_key(username);
         let mut tx = self.pool.begin().await.map_err(fail)?;
         let touched = sqlx::query(
             "UPDATE rail_holds SET last_held_ms = $4 WHERE instance = $1 AND username_key = $2 \
@@ -208,7 +209,7 @@ impl Store {
              AND username_key = $2 AND op_kind = $3 AND status IN ('held', 'released')",
         )
         .bind(instance)
-        .bind(username.to_lowercase())
+        .bind(username_key(username))
         .bind(op_kind)
         .bind(status)
         .bind(now_ms)

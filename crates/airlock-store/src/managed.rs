@@ -3,6 +3,7 @@
 //! The managed set is airlock's scope: only these accounts can ever be suspended or deleted as
 //! leavers. Usernames compare case-insensitively, like Airflow's FAB login.
 
+use crate::accounts::username_key as key;
 use crate::{Store, StoreError};
 use sqlx::Row;
 
@@ -65,10 +66,6 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
         }
     }
-}
-
-fn key(username: &str) -> String {
-    username.to_lowercase()
 }
 
 impl Store {

@@ -52,6 +52,7 @@ on_both_backends!(
     snapshot_runs_list_every_status_newest_first_and_filter_by_instance,
     recording_a_created_account_twice_is_idempotent,
     created_accounts_compare_usernames_case_insensitively,
+    usernames_fold_ascii_letters_only_as_fab_does,
     forgetting_a_created_account_touches_only_that_instance,
     a_store_migrated_by_a_newer_airlock_is_refused_before_migrating,
     clones_of_a_store_write_concurrently_without_losing_rows,

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use airlock_store::{
-    supported_schema_version, OpenOptions, SnapshotId, SnapshotMeta, SnapshotStatus, Store,
-    StoreError,
+    supported_schema_version, ManagedOrigin, OpenOptions, SnapshotId, SnapshotMeta, SnapshotStatus,
+    Store, StoreError,
 };
 use anyhow::{ensure, Context as _};
 
@@ -356,6 +356,58 @@ pub async fn created_accounts_compare_usernames_case_insensitively(
 
     store.forget_created_account("prod", "aLiCe").await?;
     assert!(store.created_accounts("prod").await?.is_empty());
+    Ok(())
+}
+
+/// Usernames fold as FAB folds them (ASCII letters only): `ÅSA` and `åsa` are two accounts
+/// in Airflow, so two records here, in every table keyed by username; `ÉLODIE` and `Élodie`
+/// are one. A store whose keys were folded in full Unicode (before migration 0010) is rekeyed.
+pub async fn usernames_fold_ascii_letters_only_as_fab_does(db: TestDb) -> anyhow::Result<()> {
+    let store = db.open().await;
+    for name in ["ÅSA", "åsa", "ÉLODIE", "Élodie"] {
+        store.record_created_account("prod", name, 1_000).await?;
+        (store.manage_account("prod", name, ManagedOrigin::Created, 1_000)).await?;
+    }
+    assert_eq!(
+        store.created_accounts("prod").await?,
+        BTreeSet::from(["Åsa", "åsa", "Élodie"].map(str::to_owned))
+    );
+    let managed: BTreeSet<String> = (store.managed_accounts("prod").await?)
+        .into_iter()
+        .map(|m| m.username)
+        .collect();
+    assert_eq!(
+        managed,
+        BTreeSet::from(["ÅSA", "åsa", "ÉLODIE"].map(str::to_owned))
+    );
+    store.forget_managed("prod", "åsa").await?;
+    let managed: Vec<String> = (store.managed_accounts("prod").await?)
+        .into_iter()
+        .map(|m| m.username)
+        .collect();
+    assert!(managed.contains(&"ÅSA".to_owned()), "{managed:?}");
+    store.close().await;
+
+    // A row keyed the old way, and migration 0010 run again over it.
+    let pool = db.raw_pool().await;
+    sqlx::query(
+        "INSERT INTO managed_accounts (instance, username_key, username, origin, since_ms) \
+         VALUES ('old', 'öla', 'ÖLA', 'created', 1)",
+    )
+    .execute(&pool)
+    .await
+    .context("insert an old-style key")?;
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 10")
+        .execute(&pool)
+        .await
+        .context("forget migration 10")?;
+    pool.close().await;
+    let store = db.open().await;
+    store.forget_managed("old", "ÖLA").await?;
+    ensure!(
+        store.managed_accounts("old").await?.is_empty(),
+        "the old row was not rekeyed"
+    );
     Ok(())
 }
 
