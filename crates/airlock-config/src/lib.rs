@@ -8,6 +8,8 @@
 //!
 //! This crate does not open connections or decide what the configuration *means* for a run.
 
+mod access;
+pub use access::parse_duration;
 mod checkpoints;
 mod env;
 mod files;

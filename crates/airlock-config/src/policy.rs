@@ -53,6 +53,9 @@ struct RawPolicy {
     /// Safety rails.
     #[serde(default)]
     safety: RawSafety,
+    /// Just-in-time access.
+    #[serde(default)]
+    access: crate::access::RawAccess,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,7 +92,7 @@ fn yes() -> bool {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawSelector {
+pub(crate) struct RawSelector {
     /// Instance names.
     #[serde(default)]
     names: Vec<String>,
@@ -249,6 +252,31 @@ pub(crate) fn load(
     validate(raw, instances, errors)
 }
 
+/// An instance selector whose names are all configured instances.
+pub(crate) fn selector(
+    known: &BTreeSet<&str>,
+    key: String,
+    s: RawSelector,
+    errors: &mut Vec<ConfigError>,
+) -> InstanceSelector {
+    let mut names = BTreeSet::new();
+    for n in s.names {
+        match InstanceName::new(n.clone()) {
+            Ok(name) if known.contains(name.as_str()) => {
+                names.insert(name);
+            }
+            _ => errors.push(ConfigError::new(
+                format!("{key}.names"),
+                format!("no instance named `{n}` is configured"),
+            )),
+        }
+    }
+    InstanceSelector {
+        names,
+        labels: s.labels,
+    }
+}
+
 fn validate(
     raw: RawPolicy,
     instances: &[InstanceConfig],
@@ -256,24 +284,6 @@ fn validate(
 ) -> Option<Policy> {
     let before = errors.len();
     let known: BTreeSet<&str> = instances.iter().map(|i| i.name.as_str()).collect();
-    let selector = |key: String, s: RawSelector, errors: &mut Vec<ConfigError>| {
-        let mut names = BTreeSet::new();
-        for n in s.names {
-            match InstanceName::new(n.clone()) {
-                Ok(name) if known.contains(name.as_str()) => {
-                    names.insert(name);
-                }
-                _ => errors.push(ConfigError::new(
-                    format!("{key}.names"),
-                    format!("no instance named `{n}` is configured"),
-                )),
-            }
-        }
-        InstanceSelector {
-            names,
-            labels: s.labels,
-        }
-    };
     let role = |key: &str, r: &str, errors: &mut Vec<ConfigError>| match RoleName::new(r) {
         Ok(r) => Some(r),
         Err(e) => {
@@ -302,7 +312,7 @@ fn validate(
             .iter()
             .filter_map(|r| role(&format!("{key}.roles"), r, errors))
             .collect();
-        let instances = selector(format!("{key}.instances"), g.instances, errors);
+        let instances = selector(&known, format!("{key}.instances"), g.instances, errors);
         grants.push(Grant {
             group: GroupName(g.group),
             roles,
@@ -351,7 +361,7 @@ fn validate(
                 "grants no permission; add `dags` or `permissions`",
             ));
         }
-        let instances = selector(format!("{key}.instances"), r.instances, errors);
+        let instances = selector(&known, format!("{key}.instances"), r.instances, errors);
         roles.push(RoleSpec {
             name: role_name,
             permissions,
@@ -389,7 +399,7 @@ fn validate(
             .iter()
             .filter_map(|r| role(&format!("{key}.roles"), r, errors))
             .collect();
-        let instances = selector(format!("{key}.instances"), s.instances, errors);
+        let instances = selector(&known, format!("{key}.instances"), s.instances, errors);
         if let Some(username) = username {
             if protected.contains(&username) {
                 errors.push(ConfigError::new(
@@ -437,6 +447,8 @@ fn validate(
         }
     };
 
+    let access = crate::access::validate(raw.access, &known, errors);
+
     let d = SafetyRails::default();
     let safety = SafetyRails {
         max_deprovisions: raw.safety.max_deprovisions.unwrap_or(d.max_deprovisions),
@@ -482,6 +494,7 @@ fn validate(
         service_accounts,
         leavers: LeaverRule { delete_after_secs },
         safety,
+        access,
     })
 }
 
@@ -539,6 +552,59 @@ mod tests {
         ] {
             assert!(joined.contains(needle), "missing {needle:?} in\n{joined}");
         }
+    }
+
+    #[test]
+    fn access_rules_load_with_their_defaults() {
+        let c = load(
+            CONFIG,
+            "[access]\nadmins = [\"gov\"]\n[[access.rules]]\nroles = [\"Admin\"]\ninstances = { labels = { env = \"prod\" } }\napprovers = { groups = [\"sre\"] }\nmax_duration = \"4h\"\n[[access.rules]]\nroles = [\"Viewer\"]\napprovals = 0\nmax_duration = \"30m\"\nreason_required = false\n",
+        )
+        .expect("valid");
+        let access = c.policy.expect("policy").access;
+        assert_eq!(access.admins.len(), 1);
+        let (admin, viewer) = (&access.rules[0], &access.rules[1]);
+        assert_eq!(
+            (admin.approvals, admin.max_secs, admin.default_secs),
+            (1, 14_400, 3600)
+        );
+        assert_eq!((admin.pending_secs, admin.reason_required), (86_400, true));
+        assert!(admin.requesters.is_empty(), "anyone may ask by default");
+        assert_eq!(
+            (viewer.approvals, viewer.max_secs, viewer.default_secs),
+            (0, 1800, 1800)
+        );
+    }
+
+    #[test]
+    fn access_rule_errors_carry_their_key_paths() {
+        let errs = load(
+            CONFIG,
+            "[[access.rules]]\nroles = []\ninstances = { names = [\"nope\"] }\n[[access.rules]]\nroles = [\"Op\"]\nmax_duration = \"1h\"\ndefault_duration = \"2h\"\npending_for = \"soon\"\napprovers = { groups = [\"\"] }\n[[access.rules]]\nroles = [\"Op\"]\nmax_duration = \"32d\"\napprovers = { people = [\"lead@example.com\"] }\napprovals = 11\n",
+        )
+        .expect_err("invalid");
+        let joined = errs.join("\n");
+        for needle in [
+            "policy.access.rules[0].roles: give at least one role",
+            "policy.access.rules[0].instances.names: no instance named `nope`",
+            "policy.access.rules[0].approvers: name the groups or people who approve",
+            "policy.access.rules[1].default_duration: must not be longer than max_duration",
+            "policy.access.rules[1].pending_for: `soon` is not a duration",
+            "policy.access.rules[1].approvers.groups: group names must not be empty",
+            "policy.access.rules[2].max_duration: must be at most 31d",
+            "policy.access.rules[2].approvals: must be at most 10",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in\n{joined}");
+        }
+        let unknown = load(
+            CONFIG,
+            "[[access.rules]]\nroles = [\"Op\"]\napprover = \"x\"\n",
+        )
+        .expect_err("unknown key");
+        assert!(
+            unknown.join("\n").contains("policy.access.rules[0]"),
+            "{unknown:?}"
+        );
     }
 
     fn with_instance(extra: &str) -> String {

@@ -122,6 +122,7 @@ fn main() {
             delete_after_secs: Some(7 * 86_400),
         },
         safety: SafetyRails::default(),
+        access: Default::default(),
     };
     let built = t0.elapsed();
 

@@ -8,6 +8,7 @@
 //! inventory logic be tested exhaustively without a server.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod clock;
 pub mod directory;
 pub mod inventory;

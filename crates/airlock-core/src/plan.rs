@@ -16,8 +16,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 mod desired;
+mod grants;
 mod instance;
 mod threads;
+
+pub use grants::with_grants;
 
 /// An account an instance should hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

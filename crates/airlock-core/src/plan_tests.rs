@@ -66,6 +66,7 @@ fn policy() -> Policy {
             delete_after_secs: Some(7 * 86400),
         },
         safety: SafetyRails::default(),
+        access: Default::default(),
     }
 }
 
@@ -614,4 +615,164 @@ proptest! {
         shuffled.roles.reverse();
         prop_assert_eq!(plan_of(&d, &actual, &managed, &p, now()), plan_of(&d, &shuffled, &managed, &p, now()));
     }
+}
+
+/// An approved grant of `roles` to `who` on `prod`, from `now()` for `secs`.
+fn grant(id: &str, who: &str, roles: &[&str], secs: i64) -> crate::access::AccessRequest {
+    use crate::access::{AccessRequest, RequestId, State};
+    AccessRequest {
+        id: RequestId(id.into()),
+        requester: PersonId(who.into()),
+        roles: roles.iter().map(|r| role(r)).collect(),
+        instances: [inst()].into(),
+        duration_secs: secs,
+        reason: Some("incident".into()),
+        ticket: None,
+        extends: None,
+        created_at: now(),
+        pending_until: now() + chrono::Duration::hours(24),
+        approvals: vec![],
+        state: State::Approved {
+            approved_at: now(),
+            expires_at: now() + chrono::Duration::seconds(secs),
+            auto: false,
+        },
+    }
+}
+
+fn desired_with_grants(
+    p: &Policy,
+    dir: &DirectorySnapshot,
+    grants: &[crate::access::AccessRequest],
+    at: DateTime<Utc>,
+) -> (DesiredInstance, Vec<Warning>) {
+    let name = inst();
+    let labels = BTreeMap::new();
+    let refs = [InstanceRef {
+        name: &name,
+        labels: &labels,
+        airlock_user: "airlock",
+    }];
+    let (mut d, _) = desired(p, dir, &refs);
+    let w = with_grants(p, dir, &refs, grants, at, &mut d);
+    (d.remove(&name).expect("instance"), w)
+}
+
+#[test]
+fn a_grant_adds_its_roles_until_it_expires_and_expiry_removes_exactly_those() {
+    let p = policy();
+    let dir = directory(vec![
+        person("ada", &["eng"], PersonStatus::Active),
+        person("eve", &[], PersonStatus::Active),
+    ]);
+    // ada has Op from her group; her grant adds Admin and repeats Op. eve has no access but
+    // her grant's.
+    let grants = [
+        grant("g1", "ada", &["Admin", "Op"], 3600),
+        grant("g2", "eve", &["Op"], 1800),
+    ];
+    let (d, warnings) = desired_with_grants(&p, &dir, &grants, now());
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let ada = &d.accounts[&user("ada@example.com")];
+    assert_eq!(*ada.roles, [role("Admin"), role("Op")].into());
+    assert_eq!(
+        &*ada.reason,
+        "group eng grants Op; access grant g1 (Admin, Op) until 2026-11-01T13:00:00Z"
+    );
+    let eve = &d.accounts[&user("eve@example.com")];
+    assert_eq!(*eve.roles, [role("Op")].into());
+    assert!(!d.excluded.contains_key(&user("eve@example.com")));
+
+    // Provision it, then plan at each expiry.
+    let mut actual = ActualInstance {
+        accounts: vec![],
+        roles: builtin_roles(),
+        catalog: Some(catalog()),
+    };
+    let mut managed = BTreeMap::new();
+    let plan = plan_of(&d, &actual, &managed, &p, now());
+    apply(&mut actual, &mut managed, &plan, now());
+    assert!(plan_of(&d, &actual, &managed, &p, now()).ops.is_empty());
+
+    // At eve's expiry her account, which only the grant wanted, is suspended; ada keeps Admin.
+    let at = now() + chrono::Duration::seconds(1800);
+    let (d, _) = desired_with_grants(&p, &dir, &grants, at);
+    let plan = plan_of(&d, &actual, &managed, &p, at);
+    let ops: Vec<(&str, String)> = plan
+        .ops
+        .iter()
+        .map(|o| (o.op.kind(), o.op.target()))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![("suspend", "account eve@example.com".to_string())]
+    );
+    apply(&mut actual, &mut managed, &plan, at);
+
+    // At ada's, Admin goes and the Op her group gives stays.
+    let at = now() + chrono::Duration::seconds(3600);
+    let (d, _) = desired_with_grants(&p, &dir, &grants, at);
+    let plan = plan_of(&d, &actual, &managed, &p, at);
+    assert_eq!(plan.ops.len(), 1, "{:?}", plan.ops);
+    match &plan.ops[0].op {
+        Op::SetRoles { username, from, to } => {
+            assert_eq!(username, &user("ada@example.com"));
+            assert_eq!(**from, [role("Admin"), role("Op")].into());
+            assert_eq!(**to, [role("Op")].into());
+        }
+        other => panic!("expected set_roles, got {other:?}"),
+    }
+}
+
+#[test]
+fn grants_never_reach_protected_service_or_contested_accounts_nor_leavers() {
+    let mut p = policy();
+    p.username.source = UsernameSource::DirectoryUsername;
+    let mut twin = person("ada2", &["eng"], PersonStatus::Active);
+    twin.username = "ada".into();
+    let dir = directory(vec![
+        person("admin", &[], PersonStatus::Active),
+        person("airlock", &[], PersonStatus::Active),
+        person("svc-ci", &[], PersonStatus::Active),
+        person("ada", &["eng"], PersonStatus::Active),
+        twin,
+        person("dee", &["eng"], PersonStatus::Suspended),
+    ]);
+    let grants: Vec<_> = ["admin", "airlock", "svc-ci", "ada", "dee", "nobody"]
+        .iter()
+        .map(|who| grant(&format!("g-{who}"), who, &["Admin"], 3600))
+        .collect();
+    let (plain, _) = desired_for(&p, &dir);
+    let (d, warnings) = desired_with_grants(&p, &dir, &grants, now());
+    assert_eq!(d, plain, "no grant may change anything here");
+    let messages: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "access grant g-ada is not applied to ada: several people map to this username",
+            "access grant g-admin is not applied to admin: it is protected",
+            "access grant g-airlock is not applied to airlock: it is protected",
+            "access grant g-svc-ci is not applied to svc-ci: it is a service account",
+        ]
+    );
+}
+
+#[test]
+fn grants_that_are_over_or_elsewhere_change_nothing() {
+    let p = policy();
+    let dir = directory(vec![person("eve", &[], PersonStatus::Active)]);
+    let mut denied = grant("g1", "eve", &["Admin"], 3600);
+    denied.state = crate::access::State::Denied {
+        by: PersonId("boss".into()),
+        at: now(),
+        comment: None,
+    };
+    let mut elsewhere = grant("g2", "eve", &["Admin"], 3600);
+    elsewhere.instances = [InstanceName::new("staging").expect("valid")].into();
+    let expired = grant("g3", "eve", &["Admin"], 60);
+    let at = now() + chrono::Duration::seconds(60);
+    let (plain, _) = desired_for(&p, &dir);
+    let (d, warnings) = desired_with_grants(&p, &dir, &[denied, elsewhere, expired], at);
+    assert_eq!(d, plain);
+    assert!(warnings.is_empty());
 }

@@ -189,4 +189,7 @@ pub struct Policy {
     pub leavers: LeaverRule,
     /// Safety rails.
     pub safety: SafetyRails,
+    /// Just-in-time access: who may ask for which roles, who approves, for how long.
+    #[serde(default)]
+    pub access: crate::access::AccessPolicy,
 }

@@ -1131,6 +1131,7 @@ mod tests {
                 max_deprovisions_per_hour: Some(20),
                 min_directory_ratio: 0.5,
             },
+            access: Default::default(),
         }
     }
 

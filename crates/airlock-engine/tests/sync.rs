@@ -40,6 +40,7 @@ fn policy() -> Policy {
             delete_after_secs: None,
         },
         safety: SafetyRails::default(),
+        access: Default::default(),
     }
 }
 

@@ -180,6 +180,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
                     delete_after_secs: delete.then_some(7 * 86_400),
                 },
                 safety: SafetyRails::default(),
+                access: Default::default(),
             },
         )
 }
@@ -420,6 +421,7 @@ fn people_sharing_a_username_keep_the_first_spelling_and_the_last_reason() {
             delete_after_secs: None,
         },
         safety: SafetyRails::default(),
+        access: Default::default(),
     };
     let (name, labels) = (InstanceName::new("prod").expect("valid"), BTreeMap::new());
     let refs = [InstanceRef {
