@@ -133,6 +133,10 @@ fn target_body(target: &Target) -> Value {
             body.insert("client".into(), client.as_str().into());
             "scim_client"
         }
+        Target::AccessRequest { id } => {
+            body.insert("id".into(), id.as_str().into());
+            "access_request"
+        }
     };
     body.insert("type".into(), kind.into());
     Value::Object(body)
@@ -215,6 +219,7 @@ mod tests {
             Target::Role { name: "r".into() },
             Target::Run,
             Target::Directory,
+            Target::AccessRequest { id: "r".into() },
         ] {
             assert_eq!(
                 target_body(&target),

@@ -163,6 +163,11 @@ pub enum Target {
         /// The client's name.
         client: String,
     },
+    /// A just-in-time access request (and the grant it became).
+    AccessRequest {
+        /// The request's id.
+        id: String,
+    },
 }
 
 /// How an event's operation ended.

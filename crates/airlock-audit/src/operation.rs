@@ -10,6 +10,25 @@
 //! (for example "a directory source has not been read completely yet, so nothing that removes
 //! access may run").
 
+/// A person's just-in-time grant was revoked before its end (actor: who; `airlock` when the
+/// person left the directory).
+pub const ACCESS_GRANT_REVOKE: &str = "access_grant.revoke";
+/// A just-in-time grant ran its time; the next plan removes what it added.
+pub const ACCESS_GRANT_EXPIRE: &str = "access_grant.expire";
+/// An approver approved a just-in-time access request (`after`: the approvals so far, and the
+/// grant's end once the last needed approval came).
+pub const ACCESS_REQUEST_APPROVE: &str = "access_request.approve";
+/// A request was approved by its rule at once (`reason`: which: no approvals needed, or the
+/// requester's auto-approve group).
+pub const ACCESS_REQUEST_AUTO_APPROVE: &str = "access_request.auto_approve";
+/// The requester withdrew a pending request.
+pub const ACCESS_REQUEST_CANCEL: &str = "access_request.cancel";
+/// A person asked for roles on instances for a while (`after`: what, for how long, why).
+pub const ACCESS_REQUEST_CREATE: &str = "access_request.create";
+/// An approver denied a request.
+pub const ACCESS_REQUEST_DENY: &str = "access_request.deny";
+/// Nobody decided a request within its rule's pending time.
+pub const ACCESS_REQUEST_LAPSE: &str = "access_request.lapse";
 /// An operator put an existing account under airlock's management (`airlock adopt`); nothing
 /// changed in Airflow.
 pub const ACCOUNT_ADOPT: &str = "account.adopt";
@@ -68,6 +87,14 @@ pub const SCIM_USER_REPLACE: &str = "scim_user.replace";
 
 /// Every operation name this build knows, sorted.
 pub const OPERATIONS: &[&str] = &[
+    ACCESS_GRANT_EXPIRE,
+    ACCESS_GRANT_REVOKE,
+    ACCESS_REQUEST_APPROVE,
+    ACCESS_REQUEST_AUTO_APPROVE,
+    ACCESS_REQUEST_CANCEL,
+    ACCESS_REQUEST_CREATE,
+    ACCESS_REQUEST_DENY,
+    ACCESS_REQUEST_LAPSE,
     ACCOUNT_ADOPT,
     ACCOUNT_CREATE,
     ACCOUNT_DELETE,

@@ -48,6 +48,7 @@ fn arb_target() -> impl Strategy<Value = Option<Target>> {
         ("\\PC{1,10}", "\\PC{1,10}")
             .prop_map(|(resource_type, id)| Target::ScimResource { resource_type, id }),
         "\\PC{1,10}".prop_map(|client| Target::ScimClient { client }),
+        "\\PC{1,10}".prop_map(|id| Target::AccessRequest { id }),
     ])
 }
 

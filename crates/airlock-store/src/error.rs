@@ -171,6 +171,13 @@ pub enum StoreError {
         attribute: &'static str,
     },
 
+    /// An idempotency key was used again for a different request.
+    #[error("idempotency key {key:?} was already used for a different request; use a new key for a new request")]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+    },
+
     /// No SCIM resource of that type has that id.
     #[error("no SCIM {resource_type} has id {id}")]
     ScimNotFound {

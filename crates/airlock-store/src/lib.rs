@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod accounts;
 mod audit;
 mod error;
@@ -46,6 +47,7 @@ use std::time::Duration;
 
 use sqlx::AnyPool;
 
+pub use access::{request_digest, ChangeError, Inserted, RequestFilter, StoredRequest, MAX_PAGE};
 pub use audit::AuditPages;
 pub use error::StoreError;
 pub use holds::{HoldEnd, RailHold};

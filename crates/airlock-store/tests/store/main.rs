@@ -28,6 +28,7 @@ macro_rules! on_both_backends {
     };
 }
 
+mod access;
 mod audit;
 mod leases;
 mod postgres_only;
