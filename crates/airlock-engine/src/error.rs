@@ -13,6 +13,9 @@ pub enum EngineError {
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] airlock_store::StoreError),
+    /// A just-in-time access action was refused or could not be stored.
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
     /// A stored snapshot could not be read back.
     #[error("stored snapshot {id} of instance `{instance}` is unreadable: {source}")]
     CorruptSnapshot {

@@ -7,6 +7,7 @@
 //! The engine owns sequencing and recording (what is read, in which order, what is stored as
 //! complete); it does not render output, which is the front-ends' job.
 
+pub mod access;
 pub mod checkpoint;
 mod cpu;
 pub mod doctor;

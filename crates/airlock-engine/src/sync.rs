@@ -60,6 +60,9 @@ pub struct Observed {
     /// `None`: `actual` holds every account of each instance. `Some`: only these were read
     /// (a targeted run after SCIM pushes), and only they are planned.
     pub only: Option<BTreeSet<Username>>,
+    /// The approved just-in-time requests, as stored when the run began (the plan keeps the
+    /// roles of those still active at its time).
+    pub grants: Vec<airlock_core::access::AccessRequest>,
 }
 
 /// The planned changes for all instances, with what they were computed from.
@@ -201,6 +204,8 @@ impl<'a> Engine<'a> {
         let started = Instant::now();
         let directory = self.source.read().await?;
         let directory_read = started.elapsed();
+        // An unreadable grant stops the run: planning without it would remove its roles.
+        let grants = crate::access::grants(self.store).await?;
         let only: Option<BTreeSet<Username>> = touched.map(|t| {
             t.ids
                 .iter()
@@ -228,6 +233,7 @@ impl<'a> Engine<'a> {
             managed,
             directory_read,
             only,
+            grants,
         })
     }
 
@@ -242,7 +248,16 @@ impl<'a> Engine<'a> {
                 airlock_user: &i.username,
             })
             .collect();
-        let (mut desired, warnings) = plan::desired(self.policy, &observed.directory, &refs);
+        let now = self.clock.now();
+        let (mut desired, mut warnings) = plan::desired(self.policy, &observed.directory, &refs);
+        warnings.extend(plan::with_grants(
+            self.policy,
+            &observed.directory,
+            &refs,
+            &observed.grants,
+            now,
+            &mut desired,
+        ));
         if let Some(only) = &observed.only {
             // A targeted run plans only the accounts it read, and leaves roles to the full
             // syncs (it did not read the permission catalog they are checked against).
@@ -271,7 +286,6 @@ impl<'a> Engine<'a> {
                 d.roles.clear();
             }
         }
-        let now = self.clock.now();
         let empty_desired = DesiredInstance::default();
         let empty_actual = ActualInstance::default();
         let empty_managed = BTreeMap::new();
@@ -328,7 +342,7 @@ impl<'a> Engine<'a> {
         Plan {
             format: saved::PLAN_FORMAT,
             created_at: now,
-            fingerprint: fingerprint(self.policy, observed, &relevant),
+            fingerprint: fingerprint(self.policy, observed, &relevant, now),
             digest: String::new(),
             directory_people: observed.directory.people.len(),
             instances,
@@ -868,6 +882,7 @@ pub fn fingerprint(
     policy: &Policy,
     observed: &Observed,
     relevant: &BTreeMap<InstanceName, (BTreeSet<Username>, BTreeSet<airlock_core::RoleName>)>,
+    now: DateTime<Utc>,
 ) -> String {
     #[derive(Serialize)]
     struct AccountKey<'a> {
@@ -916,6 +931,10 @@ pub fn fingerprint(
         "directory": observed.directory,
         "actual": actual,
         "managed": observed.managed,
+        // The grants the plan holds: a grant approved, revoked or ended since changes it.
+        "grants": (observed.grants.iter())
+            .filter_map(|g| g.active_at(now).map(|end| (&g.id, &g.requester, &g.roles, &g.instances, end)))
+            .collect::<Vec<_>>(),
     });
     let digest = Sha256::digest(input.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -998,6 +1017,14 @@ impl<'a> Engine<'a> {
                 return Err(e);
             }
         };
+        if self.leases.is_some() {
+            // What time did to access requests is recorded (the plan does not wait for it: it
+            // keeps only the grants active at its time). A failure here stops no provisioning.
+            if let Err(e) = crate::access::settle(self.store, self.clock, &observed.directory).await
+            {
+                tracing::warn!(error = %e, "could not record expired and lapsed access requests");
+            }
+        }
         let fresh = crate::cpu_bound(|| self.plan(&observed));
         let plan = match saved {
             None => fresh,
@@ -1167,6 +1194,7 @@ mod tests {
             managed: [(name, m)].into(),
             directory_read: Duration::ZERO,
             only: None,
+            grants: Vec::new(),
         }
     }
 

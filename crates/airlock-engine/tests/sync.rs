@@ -84,13 +84,34 @@ fn engine<'a>(
     concurrency: usize,
     keeper: &'a LeaseKeeper,
 ) -> Engine<'a> {
+    engine_at(
+        policy,
+        inst,
+        source,
+        store,
+        concurrency,
+        keeper,
+        &SystemClock,
+    )
+}
+
+/// [`engine`] with a clock of the test's.
+fn engine_at<'a>(
+    policy: &'a Policy,
+    inst: &'a InstanceConfig,
+    source: &'a Source,
+    store: &'a Store,
+    concurrency: usize,
+    keeper: &'a LeaseKeeper,
+    clock: &'a dyn airlock_core::Clock,
+) -> Engine<'a> {
     Engine {
         policy,
         instances: vec![inst],
         clients: [(inst.name.clone(), client(inst))].into(),
         source,
         store,
-        clock: &SystemClock,
+        clock,
         concurrency,
         actor: "operator:test".into(),
         leases: Some(keeper),
@@ -319,4 +340,165 @@ async fn a_targeted_run_plans_only_the_touched_accounts() {
             format!("account p1@{domain}")
         ]
     );
+}
+
+/// Runs one full sync as `airlock sync` does; panics unless it ran and every operation
+/// succeeded.
+async fn sync_once(engine: &Engine<'_>) {
+    let (run, gate) = engine.prepare("sync", None, false).await.expect("prepare");
+    let airlock_engine::sync::Gate::Proceed(plan) = gate else {
+        panic!("the run was refused: {gate:?}");
+    };
+    let report = engine
+        .apply(&plan, &run, &ApplyOptions::default())
+        .await
+        .expect("apply");
+    assert_eq!(report.failed(), 0, "{:?}", report.results);
+}
+
+#[tokio::test]
+async fn an_approved_grant_reaches_airflow_and_its_expiry_removes_exactly_what_it_added() {
+    use airlock_core::access::{AccessRule, Approvers, Draft, State};
+    use airlock_core::directory::PersonId;
+    use airlock_engine::access::Governance;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let domain = format!("j{}.example.com", unique());
+    // p0 asks; p1 approves. Both have Viewer from the eng group.
+    let source = Source::File(FileSource::new(people_file(dir.path(), &domain, 2)));
+    let store = store(dir.path()).await;
+    let inst = instance_config(&airlock_testkit::airflow::shared(AirflowVersion::V3).base_url);
+    let mut policy = policy();
+    let op = RoleName::new("Op").expect("valid");
+    policy.access.rules.push(AccessRule {
+        roles: [op.clone()].into(),
+        instances: InstanceSelector::default(),
+        requesters: Default::default(),
+        approvers: Approvers {
+            groups: Default::default(),
+            people: [format!("p1@{domain}")].into(),
+        },
+        approvals: 1,
+        max_secs: 7200,
+        default_secs: 3600,
+        reason_required: true,
+        pending_secs: 86_400,
+        auto_approve: Default::default(),
+    });
+    // The lease keeps the test's time too, renewed as the heartbeat would.
+    let clock = Arc::new(airlock_core::FixedClock::new(chrono::Utc::now()));
+    let keeper = LeaseKeeper::new(
+        store.clone(),
+        holder_id("engine test"),
+        Duration::from_secs(60),
+        clock.clone(),
+    );
+    let taken = keeper
+        .acquire(&instance_lease(inst.name.as_str()))
+        .await
+        .expect("lease");
+    assert!(matches!(taken, Taken::Granted(_)), "{taken:?}");
+    let engine = engine_at(&policy, &inst, &source, &store, 2, &keeper, &*clock);
+    sync_once(&engine).await;
+
+    let instances = [inst.clone()];
+    let gov = Governance {
+        policy: &policy.access,
+        instances: &instances,
+        store: &store,
+        clock: &*clock,
+    };
+    let directory = source.read().await.expect("directory");
+    let (p0, p1) = (
+        PersonId(format!("p0@{domain}")),
+        PersonId(format!("p1@{domain}")),
+    );
+    let p0 = directory
+        .people
+        .values()
+        .find(|p| p.email.as_deref() == Some(p0.0.as_str()))
+        .map(|p| p.id.clone())
+        .expect("p0");
+    let p1 = directory
+        .people
+        .values()
+        .find(|p| p.email.as_deref() == Some(p1.0.as_str()))
+        .map(|p| p.id.clone())
+        .expect("p1");
+    let draft = Draft {
+        roles: [op.clone()].into(),
+        instances: [inst.name.clone()].into(),
+        duration_secs: Some(1800),
+        reason: Some("backfill for INC-7".into()),
+        ..Draft::default()
+    };
+    let request = gov
+        .request(&directory, &p0, draft, Some("key-1"))
+        .await
+        .expect("request");
+    assert_eq!(request.state, State::Pending);
+    let refused = gov.approve(&directory, &request.id.0, &p0, None).await;
+    assert!(
+        refused.is_err(),
+        "nobody approves their own request: {refused:?}"
+    );
+    // Not yet approved: a sync changes nothing.
+    let plan = engine.plan(&engine.observe().await.expect("observe"));
+    assert!(plan.is_empty(), "{:?}", plan.counts());
+
+    let granted = gov
+        .approve(&directory, &request.id.0, &p1, Some("ok".into()))
+        .await
+        .expect("approve");
+    assert!(matches!(granted.state, State::Approved { .. }));
+    sync_once(&engine).await;
+    let username = airlock_core::Username::new(format!("p0@{domain}")).expect("valid");
+    let account = client(&inst)
+        .get_user(&username)
+        .await
+        .expect("p0 in Airflow");
+    let viewer = RoleName::new("Viewer").expect("valid");
+    assert_eq!(
+        account.roles,
+        [op.clone(), viewer.clone()].into(),
+        "the grant's Op beside the group's Viewer"
+    );
+
+    // Half an hour later the grant is over: Op goes, Viewer (from the directory) stays, and
+    // the expiry is on record.
+    clock.advance(chrono::Duration::seconds(1800));
+    keeper.renew().await.expect("renew");
+    sync_once(&engine).await;
+    let account = client(&inst)
+        .get_user(&username)
+        .await
+        .expect("p0 in Airflow");
+    assert_eq!(account.roles, [viewer].into());
+    let stored = gov.get(&request.id.0).await.expect("stored");
+    assert!(
+        matches!(stored.state, State::Expired { .. }),
+        "{:?}",
+        stored.state
+    );
+    let operations: Vec<String> = store
+        .audit_events(1, 1000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.operation.starts_with("access_") || e.operation == "account.set_roles")
+        .map(|e| e.operation)
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            "access_request.create",
+            "access_request.approve",
+            "account.set_roles",
+            "access_grant.expire",
+            "account.set_roles",
+        ]
+    );
+    let plan = engine.plan(&engine.observe().await.expect("observe"));
+    assert!(plan.is_empty(), "{:?}", plan.counts());
+    assert!(store.verify_audit().await.expect("read").is_ok());
 }

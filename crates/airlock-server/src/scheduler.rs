@@ -25,6 +25,7 @@ use airlock_core::directory::Touched;
 use airlock_core::policy::Policy;
 use airlock_core::{Clock, SystemClock};
 use airlock_directory::Source;
+use airlock_engine::access::AccessError;
 use airlock_engine::lease::{instance_lease, LeaseKeeper, Taken};
 use airlock_engine::sync::{ApplyOptions, Engine, Gate};
 use airlock_engine::{client_for, EngineError};
@@ -63,6 +64,11 @@ pub(crate) fn classify(e: &EngineError) -> (&'static str, &'static str) {
         EngineError::Store(s) if s.is_unavailable() => ("store", "unavailable"),
         EngineError::Store(_) => ("store", "error"),
         EngineError::CorruptSnapshot { .. } => ("store", "corrupt"),
+        EngineError::Access(AccessError::Store(s)) if s.is_unavailable() => {
+            ("store", "unavailable")
+        }
+        EngineError::Access(AccessError::Corrupt { .. }) => ("store", "corrupt"),
+        EngineError::Access(_) => ("store", "error"),
     }
 }
 
