@@ -132,6 +132,21 @@ pub enum Command {
     #[command(subcommand)]
     Rails(RailsCommand),
 
+    /// Ask for roles on instances for a while (just-in-time access, `[access]` in the policy).
+    ///
+    /// The first `[[access.rules]]` entry that covers every role on every instance decides who
+    /// may ask, who approves (`airlock requests approve`), how many approvals, and the longest
+    /// and default duration. Once approved the grant is part of what syncs provision, until it
+    /// ends by itself; roles the person also has from the directory stay.
+    ///
+    /// On the command line the person is named with `--as` (email, directory username or id)
+    /// by an operator who can open the store: the audit trail records both.
+    Request(RequestArgs),
+
+    /// List, approve, deny, cancel, revoke and extend just-in-time access requests.
+    #[command(subcommand)]
+    Requests(RequestsCommand),
+
     /// Run as a service: scheduled syncs per instance (the same engine as `sync`), with
     /// /healthz (JSON, per instance), /readyz (ready while the store answers) and Prometheus /metrics.
     ///
@@ -160,6 +175,86 @@ pub enum Command {
     /// `[directory] kind = "scim"` so that syncs read what the providers pushed.
     #[command(subcommand)]
     Scim(ScimCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// Who asks: an email, directory username or directory id.
+    #[arg(long = "as", value_name = "PERSON")]
+    pub person: String,
+    /// A role to ask for (repeat for several).
+    #[arg(long = "role", value_name = "ROLE", required = true)]
+    pub roles: Vec<String>,
+    /// An instance, by name (repeat for several).
+    #[arg(long = "instance", value_name = "NAME")]
+    pub instances: Vec<String>,
+    /// Every instance carrying this label, as KEY=VALUE (repeat: all must match).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// For how long once approved, e.g. 30m, 2h, 1d [default: the rule's].
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Why (the rule may require one).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// A ticket reference.
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// Makes a retry safe: the same key with the same request returns the first one.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestsCommand {
+    /// List requests, oldest first (with --as, only those the person may see).
+    List {
+        /// Only in this state: pending, approved, denied, cancelled, lapsed, revoked, expired.
+        #[arg(long, value_name = "STATE")]
+        state: Option<String>,
+        /// Only those this person may see (see `airlock request --as`).
+        #[arg(long = "as", value_name = "PERSON")]
+        person: Option<String>,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t = ReportFormat::Text)]
+        output: ReportFormat,
+    },
+    /// Approve a pending request (the approval that completes the count starts the grant).
+    Approve(DecideArgs),
+    /// Deny a pending request.
+    Deny(DecideArgs),
+    /// Withdraw your own pending request.
+    Cancel(DecideArgs),
+    /// End an active grant now (its requester, an approver, or a governance admin).
+    Revoke(DecideArgs),
+    /// Ask for the same access again, to follow on from a grant: a new request, through the
+    /// same approvals.
+    Extend {
+        #[command(flatten)]
+        decide: DecideArgs,
+        /// For how long [default: the rule's].
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// The request's id (from `airlock requests list`).
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Who acts: an email, directory username or directory id.
+    #[arg(long = "as", value_name = "PERSON")]
+    pub person: String,
+    /// A comment (for extend: the reason).
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 //! Every failure surfaces here as one line per problem on stderr and a non-zero exit code;
 //! this is the CLI's one rescue point.
 
+mod access;
 mod audit;
 mod cli;
 mod commands;

@@ -29,7 +29,7 @@ use std::sync::Arc;
 const EXIT_REFUSED: u8 = 3;
 
 /// The configured directory; the SCIM source reads `store`.
-fn source(config: &Config, store: &Store) -> anyhow::Result<Source> {
+pub(crate) fn source(config: &Config, store: &Store) -> anyhow::Result<Source> {
     match &config.directory {
         Some(DirectoryConfig::File { path }) => Ok(Source::File(FileSource::new(path.clone()))),
         Some(DirectoryConfig::JumpCloud { api_key, org_id, base_url, groups, timeout, max_retries }) => {

@@ -105,9 +105,18 @@ pub struct Governance<'a> {
     pub store: &'a Store,
     /// The clock.
     pub clock: &'a dyn Clock,
+    /// How the acting person was established, when it was not by their own sign-in: e.g.
+    /// `named by operator:alice on the command line` (the audit events' `reason`).
+    pub via: Option<String>,
 }
 
 impl Governance<'_> {
+    fn event(&self, r: &AccessRequest, actor: String, op: &str, at: DateTime<Utc>) -> NewEvent {
+        let mut e = event(r, actor, op, at);
+        e.reason.clone_from(&self.via);
+        e
+    }
+
     fn labels(&self) -> Labels<'_> {
         self.instances
             .iter()
@@ -145,7 +154,11 @@ impl Governance<'_> {
         let key = idempotency_key.map(|k| (k, digest.as_str()));
         match self
             .store
-            .insert_access_request(&to_stored(&r), key, event(&r, actor(requester), op, now))
+            .insert_access_request(
+                &to_stored(&r),
+                key,
+                self.event(&r, actor(requester), op, now),
+            )
             .await?
         {
             Inserted::New(_) => Ok(r),
@@ -167,7 +180,7 @@ impl Governance<'_> {
             .change_access_request(id, now.timestamp_millis(), |current| {
                 let r = from_stored(current)?;
                 let next = step(&r, now)?;
-                Ok((to_stored(&next), event(&next, by, op, now)))
+                Ok((to_stored(&next), self.event(&next, by, op, now)))
             })
             .await
             .map_err(|err| match err {

@@ -407,6 +407,7 @@ async fn an_approved_grant_reaches_airflow_and_its_expiry_removes_exactly_what_i
         instances: &instances,
         store: &store,
         clock: &*clock,
+        via: None,
     };
     let directory = source.read().await.expect("directory");
     let (p0, p1) = (
