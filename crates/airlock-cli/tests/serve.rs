@@ -1367,3 +1367,93 @@ async fn a_second_service_or_a_sync_on_the_same_sqlite_store_is_refused_naming_t
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+/// `airlock` run to completion in `dir` (a CLI command beside the service); its stdout.
+fn airlock_cli(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+        .current_dir(dir)
+        .env_remove("AIRLOCK_CONFIG")
+        .env("AF3_PW", &v3().admin_password)
+        .env("AIRLOCK_ACTOR", "operator:test")
+        .args(["--config", "airlock.toml"])
+        .args(args)
+        .output()
+        .expect("airlock");
+    assert!(
+        out.status.success(),
+        "airlock {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_grant_approved_on_the_command_line_reaches_airflow_and_ends_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let domain = format!("g{}.example.com", unique());
+    // The schedule never runs again after the first sync: whatever changes later is the
+    // access trigger's doing.
+    std::fs::write(
+        dir.path().join("airlock.toml"),
+        format!(
+            "policy = \"policy.toml\"\n[directory]\nkind = \"file\"\npath = \"people.yaml\"\n\
+             [serve]\nsync_interval_secs = 3600\nsync_jitter_secs = 0\nscim_poll_ms = 200\n\
+             [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n",
+            v3().base_url
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "[[grants]]\ngroup = \"eng\"\nroles = [\"Viewer\"]\n\n[[access.rules]]\nroles = [\"Op\"]\napprovers = { groups = [\"sre\"] }\nreason_required = false\n",
+    )
+    .expect("policy");
+    std::fs::write(
+        dir.path().join("people.yaml"),
+        format!(
+            "people:\n  - username: ann\n    email: ann@{domain}\n    groups: [eng]\n  - username: sid\n    email: sid@{domain}\n    groups: [sre]\n"
+        ),
+    )
+    .expect("people");
+    let r = start(dir.path());
+    wait_first_sync(&r, "the first sync").await;
+    let token = airflow_admin().await;
+    let ann = format!("ann@{domain}");
+    assert_eq!(roles_of(&token, &ann).await, ["Viewer"]);
+
+    let asked: serde_json::Value = serde_json::from_str(&airlock_cli(
+        dir.path(),
+        &[
+            "request",
+            "--as",
+            "ann",
+            "--role",
+            "Op",
+            "--instance",
+            "af3",
+            "--for",
+            "20s",
+            "-o",
+            "json",
+        ],
+    ))
+    .expect("json");
+    let id = asked["id"].as_str().expect("id").to_owned();
+    airlock_cli(dir.path(), &["requests", "approve", &id, "--as", "sid"]);
+    wait_for(
+        "the grant's role in Airflow",
+        Duration::from_secs(60),
+        || async { roles_of(&token, &ann).await == ["Op", "Viewer"] },
+    )
+    .await;
+    // Twenty seconds after the approval, Op goes by itself and Viewer stays.
+    wait_for("the end of the grant", Duration::from_secs(90), || async {
+        roles_of(&token, &ann).await == ["Viewer"]
+    })
+    .await;
+    wait_for("the expiry on record", Duration::from_secs(30), || async {
+        airlock_cli(dir.path(), &["requests", "list", "--state", "expired"]).contains(&id)
+    })
+    .await;
+    airlock_cli(dir.path(), &["audit", "verify"]);
+}

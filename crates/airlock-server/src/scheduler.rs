@@ -12,6 +12,11 @@
 //!   the pass succeeded, so a crash, a failed run or a lost lease leaves the changes for the
 //!   next holder.
 //!
+//! - with just-in-time access rules in the policy, a full sync as soon as the grants active on
+//!   the instance differ from those of its last full sync (a grant approved, revoked or ended,
+//!   by this replica, another or the CLI: looked for every `serve.scim_poll_ms`), and a wake at
+//!   the moment the next of them ends (docs/adr/0011).
+//!
 //! Loops never wait for each other: an unreachable, slow or misconfigured Airflow only delays
 //! its own loop. A lease that runs out (the heartbeat could not renew it, or another replica
 //! took it over) stops the loop's writes before the next one (the engine checks the fence)
@@ -273,6 +278,8 @@ struct Schedule {
     held: bool,
     /// The epoch of the last tenure, to tell a renewed lease from a new one.
     epoch: Option<i64>,
+    /// The access grants active here at the last full sync that succeeded (`None`: none yet).
+    grants: Option<BTreeSet<(String, i64)>>,
 }
 
 impl Loop<'_> {
@@ -287,6 +294,7 @@ impl Loop<'_> {
             retry_at: Instant::now(),
             held: false,
             epoch: None,
+            grants: None,
         };
         loop {
             if *stop.borrow() {
@@ -371,7 +379,10 @@ impl Loop<'_> {
             Ok(h) => h.iter().any(|h| h.status == "released"),
             Err(_) => false,
         };
-        let full = now >= s.full_due || (released && now >= s.retry_at);
+        let grants = self.grants_here().await;
+        let grants_changed =
+            (grants.as_ref()).is_some_and(|(active, _)| s.grants.as_ref() != Some(active));
+        let full = now >= s.full_due || ((released || grants_changed) && now >= s.retry_at);
         let ran = if full {
             Some(self.sync_once(Scope::Full).await)
         } else if !pending.is_empty() && now >= s.retry_at {
@@ -399,6 +410,10 @@ impl Loop<'_> {
                 if full || s.full_due <= Instant::now() {
                     s.full_due = Instant::now() + jittered(self.opts);
                 }
+                if full {
+                    // Read before the sync: a grant changed during it is seen by the next pass.
+                    s.grants = grants.as_ref().map(|(active, _)| active.clone());
+                }
                 s.failures = 0;
                 s.retry_at = Instant::now();
                 self.acknowledge(&pending).await;
@@ -419,11 +434,52 @@ impl Loop<'_> {
             // A full batch may have left more behind: go on at once.
             Some(_) if pending.len() == CHANGE_BATCH => Instant::now(),
             Some(_) => Instant::now() + self.opts.scim_poll,
+            None if grants.is_some() => Instant::now() + self.opts.scim_poll,
             None => s.full_due,
+        };
+        // The moment the next grant here ends.
+        let poll = match grants.and_then(|(_, next_end)| next_end) {
+            // A few ms late rather than early: woken before the end, the grant still counts.
+            Some(end) => poll.min(Instant::now() + end + Duration::from_millis(5)),
+            None => poll,
         };
         // Wake in time to renew nothing: the heartbeat does that; but notice a lost lease.
         let lease_check = Instant::now() + self.keeper.ttl() / 3;
         s.full_due.min(poll.max(s.retry_at)).min(lease_check)
+    }
+
+    /// With access rules in the policy: the grants naming this instance that are active now
+    /// (id and end), and how long until the first of them ends. `None` without rules, or when
+    /// the store cannot say (recorded; the scheduled syncs go on).
+    async fn grants_here(&self) -> Option<(BTreeSet<(String, i64)>, Option<Duration>)> {
+        if self.policy.access.rules.is_empty() {
+            return None;
+        }
+        let grants = match airlock_engine::access::grants(self.store).await {
+            Ok(g) => g,
+            Err(e) => {
+                record_error(
+                    self.state,
+                    Some(self.inst.name.as_str()),
+                    &EngineError::Access(e),
+                );
+                return None;
+            }
+        };
+        let now = SystemClock.now();
+        let mut active = BTreeSet::new();
+        let mut next_end: Option<chrono::Duration> = None;
+        for g in grants
+            .iter()
+            .filter(|g| g.instances.contains(&self.inst.name))
+        {
+            if let Some(end) = g.active_at(now) {
+                active.insert((g.id.0.clone(), end.timestamp_millis()));
+                let left = end - now;
+                next_end = Some(next_end.map_or(left, |n| n.min(left)));
+            }
+        }
+        Some((active, next_end.and_then(|d| d.to_std().ok())))
     }
 
     /// Removes applied changes and records how long each took to reach Airflow.
