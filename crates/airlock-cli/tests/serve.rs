@@ -1455,5 +1455,43 @@ async fn a_grant_approved_on_the_command_line_reaches_airflow_and_ends_by_itself
         airlock_cli(dir.path(), &["requests", "list", "--state", "expired"]).contains(&id)
     })
     .await;
+
+    // A grant that ends while the service is down is gone with its first sync back.
+    let asked: serde_json::Value = serde_json::from_str(&airlock_cli(
+        dir.path(),
+        &[
+            "request",
+            "--as",
+            "ann",
+            "--role",
+            "Op",
+            "--instance",
+            "af3",
+            "--for",
+            "10s",
+            "-o",
+            "json",
+        ],
+    ))
+    .expect("json");
+    let second = asked["id"].as_str().expect("id").to_owned();
+    airlock_cli(dir.path(), &["requests", "approve", &second, "--as", "sid"]);
+    wait_for(
+        "the second grant's role",
+        Duration::from_secs(60),
+        || async { roles_of(&token, &ann).await == ["Op", "Viewer"] },
+    )
+    .await;
+    drop(r);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(
+        roles_of(&token, &ann).await,
+        ["Op", "Viewer"],
+        "nobody removed it meanwhile"
+    );
+    let r = start(dir.path());
+    wait_first_sync(&r, "the first sync after the restart").await;
+    assert_eq!(roles_of(&token, &ann).await, ["Viewer"]);
+    assert!(airlock_cli(dir.path(), &["requests", "list", "--state", "expired"]).contains(&second));
     airlock_cli(dir.path(), &["audit", "verify"]);
 }
