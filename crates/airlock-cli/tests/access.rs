@@ -4,7 +4,6 @@
 //! sync (tested against a real Airflow in airlock-engine's tests).
 
 use assert_cmd::Command;
-use predicates::prelude::*;
 use serde_json::Value;
 
 struct Setup {
@@ -41,6 +40,14 @@ impl Setup {
             .arg("--config")
             .arg(self.dir.path().join("airlock.toml"));
         cmd
+    }
+
+    /// Runs `args`, which must fail with `needle` in its one line on stderr.
+    fn refused(&self, args: &[&str], needle: &str) {
+        let out = self.airlock().args(args).assert().failure();
+        let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -94,8 +101,8 @@ fn a_request_needs_two_distinct_approvers_and_every_step_is_audited() {
         "k1",
     ]);
     assert_eq!(again["id"], id.as_str());
-    s.airlock()
-        .args([
+    s.refused(
+        &[
             "request",
             "--as",
             "ada",
@@ -107,34 +114,24 @@ fn a_request_needs_two_distinct_approvers_and_every_step_is_audited() {
             "x",
             "--idempotency-key",
             "k1",
-        ])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains(
-            "idempotency key \"k1\" was already used for a different request",
-        ));
+        ],
+        "idempotency key \"k1\" was already used for a different request",
+    );
 
-    s.airlock()
-        .args(["requests", "approve", &id, "--as", "ada"])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains(
-            "nobody approves or denies their own request",
-        ));
-    s.airlock()
-        .args(["requests", "approve", &id, "--as", "out@example.com"])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains(
-            "is not an approver of Op on prod-eu, prod-us",
-        ));
+    s.refused(
+        &["requests", "approve", &id, "--as", "ada"],
+        "nobody approves or denies their own request",
+    );
+    s.refused(
+        &["requests", "approve", &id, "--as", "out@example.com"],
+        "is not an approver of Op on prod-eu, prod-us",
+    );
     let one = s.json(&["requests", "approve", &id, "--as", "cy", "--comment", "ok"]);
     assert_eq!(one["state"]["state"], "pending", "one of two");
-    s.airlock()
-        .args(["requests", "approve", &id, "--as", "cy"])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("cy has already approved"));
+    s.refused(
+        &["requests", "approve", &id, "--as", "cy"],
+        "cy has already approved",
+    );
     let two = s.json(&["requests", "approve", &id, "--as", "dee"]);
     assert_eq!(two["state"]["state"], "approved");
 
@@ -278,10 +275,8 @@ fn requests_beyond_the_rules_are_refused_with_one_line_and_nothing_stored() {
             "--as \"nobody\": nobody in the directory",
         ),
     ] {
-        let out = s.airlock().arg("request").args(&args).assert().failure();
-        let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        let args: Vec<&str> = ["request"].into_iter().chain(args).collect();
+        s.refused(&args, needle);
     }
     let listed = s.json(&["requests", "list"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(0));
@@ -290,11 +285,8 @@ fn requests_beyond_the_rules_are_refused_with_one_line_and_nothing_stored() {
 #[test]
 fn without_access_rules_the_commands_say_how_to_configure_them() {
     let s = Setup::new("[[grants]]\ngroup = \"eng\"\nroles = [\"Viewer\"]\n");
-    s.airlock()
-        .args(["requests", "list"])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains(
-            "add [[access.rules]] to the policy file",
-        ));
+    s.refused(
+        &["requests", "list"],
+        "add [[access.rules]] to the policy file",
+    );
 }

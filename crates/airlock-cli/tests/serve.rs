@@ -1387,6 +1387,36 @@ fn airlock_cli(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// ann asks for Op on af3 for `length`, sid approves, and the role is in Airflow; the id.
+async fn granted(dir: &std::path::Path, token: &str, ann: &str, length: &str) -> String {
+    let asked: serde_json::Value = serde_json::from_str(&airlock_cli(
+        dir,
+        &[
+            "request",
+            "--as",
+            "ann",
+            "--role",
+            "Op",
+            "--instance",
+            "af3",
+            "--for",
+            length,
+            "-o",
+            "json",
+        ],
+    ))
+    .expect("json");
+    let id = asked["id"].as_str().expect("id").to_owned();
+    airlock_cli(dir, &["requests", "approve", &id, "--as", "sid"]);
+    wait_for(
+        "the grant's role in Airflow",
+        Duration::from_secs(60),
+        || async { roles_of(token, ann).await == ["Op", "Viewer"] },
+    )
+    .await;
+    id
+}
+
 #[tokio::test]
 async fn a_grant_approved_on_the_command_line_reaches_airflow_and_ends_by_itself() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1421,31 +1451,7 @@ async fn a_grant_approved_on_the_command_line_reaches_airflow_and_ends_by_itself
     let ann = format!("ann@{domain}");
     assert_eq!(roles_of(&token, &ann).await, ["Viewer"]);
 
-    let asked: serde_json::Value = serde_json::from_str(&airlock_cli(
-        dir.path(),
-        &[
-            "request",
-            "--as",
-            "ann",
-            "--role",
-            "Op",
-            "--instance",
-            "af3",
-            "--for",
-            "20s",
-            "-o",
-            "json",
-        ],
-    ))
-    .expect("json");
-    let id = asked["id"].as_str().expect("id").to_owned();
-    airlock_cli(dir.path(), &["requests", "approve", &id, "--as", "sid"]);
-    wait_for(
-        "the grant's role in Airflow",
-        Duration::from_secs(60),
-        || async { roles_of(&token, &ann).await == ["Op", "Viewer"] },
-    )
-    .await;
+    let id = granted(dir.path(), &token, &ann, "20s").await;
     // Twenty seconds after the approval, Op goes by itself and Viewer stays.
     wait_for("the end of the grant", Duration::from_secs(90), || async {
         roles_of(&token, &ann).await == ["Viewer"]
@@ -1457,31 +1463,7 @@ async fn a_grant_approved_on_the_command_line_reaches_airflow_and_ends_by_itself
     .await;
 
     // A grant that ends while the service is down is gone with its first sync back.
-    let asked: serde_json::Value = serde_json::from_str(&airlock_cli(
-        dir.path(),
-        &[
-            "request",
-            "--as",
-            "ann",
-            "--role",
-            "Op",
-            "--instance",
-            "af3",
-            "--for",
-            "10s",
-            "-o",
-            "json",
-        ],
-    ))
-    .expect("json");
-    let second = asked["id"].as_str().expect("id").to_owned();
-    airlock_cli(dir.path(), &["requests", "approve", &second, "--as", "sid"]);
-    wait_for(
-        "the second grant's role",
-        Duration::from_secs(60),
-        || async { roles_of(&token, &ann).await == ["Op", "Viewer"] },
-    )
-    .await;
+    let second = granted(dir.path(), &token, &ann, "10s").await;
     drop(r);
     tokio::time::sleep(Duration::from_secs(11)).await;
     assert_eq!(
