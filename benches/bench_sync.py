@@ -25,6 +25,7 @@ Everything binds 127.0.0.1 and is bounded in time; the server is stopped at the 
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -113,15 +114,11 @@ def api(base, tok, method, path, body=None):
         return e.code
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--people", type=int, default=2000)
-    ap.add_argument("--groups", type=int, default=50)
-    ap.add_argument("--churn", type=float, default=0.10)
-    args = ap.parse_args()
-
-    sh(["cargo", "build", "--release", "-q", "-p", "airlock-cli", "-p", "airlock-testkit", "--bins"], cwd=ROOT)
-    work = tempfile.mkdtemp(prefix="airlock-bench-sync-")
+@contextlib.contextmanager
+def airflow_up(work):
+    """A private Airflow 3 on 127.0.0.1 (`airlock-dev airflow-up`), its admin password written
+    to WORK/airflow-admin.password; yields (base url, admin password), stops it and removes
+    WORK at the end."""
     ready = os.path.join(work, "ready")
     dev = subprocess.Popen([DEV, "airflow-up", "--version", "3", "--config-out", os.path.join(work, "dev.toml"),
                             "--ready-file", ready], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -134,8 +131,29 @@ def main():
             time.sleep(0.2)
         dev_cfg = open(os.path.join(work, "dev.toml")).read()
         base = re.search(r'url = "(http://127\.0\.0\.1:\d+)"', dev_cfg).group(1)
-        admin_pw = open(os.path.join(work, "airflow-admin.password")).read().strip()
+        yield base, open(os.path.join(work, "airflow-admin.password")).read().strip()
+    finally:
+        try:
+            dev.stdin.close()
+        except Exception:
+            pass
+        try:
+            dev.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            dev.kill()
+        shutil.rmtree(work, ignore_errors=True)
 
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--people", type=int, default=2000)
+    ap.add_argument("--groups", type=int, default=50)
+    ap.add_argument("--churn", type=float, default=0.10)
+    args = ap.parse_args()
+
+    sh(["cargo", "build", "--release", "-q", "-p", "airlock-cli", "-p", "airlock-testkit", "--bins"], cwd=ROOT)
+    work = tempfile.mkdtemp(prefix="airlock-bench-sync-")
+    with airflow_up(work) as (base, admin_pw):
         with open(os.path.join(work, "bench.toml"), "w") as f:
             f.write(
                 'policy = "policy.toml"\n[store]\nurl = "sqlite://airlock.db"\n'
@@ -194,16 +212,6 @@ def main():
         print(f"  token refused with {status} {t_dead - t_synced:.1f} s after the sync finished "
               f"({t_dead - t_dir:.1f} s after the directory change; sync took {leave['wall']:.1f} s)")
         print(f"  password login after the sync: {'refused' if _login_fails(base, victim) else 'ACCEPTED'}")
-    finally:
-        try:
-            dev.stdin.close()
-        except Exception:
-            pass
-        try:
-            dev.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            dev.kill()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _login_fails(base, user):

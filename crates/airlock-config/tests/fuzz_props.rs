@@ -353,10 +353,11 @@ fn key_text(name: &str, secret: &str) -> (String, String) {
     let text = airlock_audit::note::NoteSigner::from_seed(name, &seed)
         .expect("a valid key name")
         .to_private_text();
+    // After the fourth `+` (`PRIVATE+KEY+<name>+<id>+<data>`): base64 itself may hold `+`.
     let secret = text
         .trim()
-        .rsplit('+')
-        .next()
+        .splitn(5, '+')
+        .nth(4)
         .unwrap_or_default()
         .to_owned();
     (format!("{}\n", text.trim()), secret)
@@ -447,7 +448,7 @@ fn build(place: Place, secret: &str, breakages: &[Breakage]) -> Case {
                 }
             }
             // What is left of the seed is still secret, once long enough to mean something.
-            let kept = text.trim_end().rsplit('+').next().unwrap_or_default();
+            let kept = text.trim_end().splitn(5, '+').nth(4).unwrap_or_default();
             if kept.len() >= 12 && seed.starts_with(kept) {
                 seed = kept.to_owned();
             }
