@@ -184,6 +184,10 @@ def main():
             names = [f"b{i:05}" for i in range(args.burst)]
 
             def ask(name):
+                # Not just before a second turns: the request must be stored in the second
+                # its duration was counted from, so that it ends in `target`.
+                while time.time() % 1 > 0.6:
+                    time.sleep(0.05)
                 return b.grant(name, "User", f"{target - int(time.time())}s", approve=False)
 
             t_ask = time.monotonic()
