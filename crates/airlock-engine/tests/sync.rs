@@ -503,3 +503,109 @@ async fn an_approved_grant_reaches_airflow_and_its_expiry_removes_exactly_what_i
     assert!(plan.is_empty(), "{:?}", plan.counts());
     assert!(store.verify_audit().await.expect("read").is_ok());
 }
+
+#[tokio::test]
+async fn settling_records_ended_grants_and_revokes_a_leavers_once() {
+    use airlock_core::access::{AccessRule, Approvers, Draft, State};
+    use airlock_core::directory::{DirectorySnapshot, Person, PersonId, PersonStatus};
+    use airlock_engine::access::{settle, Governance};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path()).await;
+    let inst = instance_config("http://127.0.0.1:9");
+    let mut policy = policy();
+    policy.access.rules.push(AccessRule {
+        roles: [RoleName::new("Op").expect("valid")].into(),
+        instances: InstanceSelector::default(),
+        requesters: Default::default(),
+        approvers: Approvers::default(),
+        approvals: 0,
+        max_secs: 3600,
+        default_secs: 600,
+        reason_required: false,
+        pending_secs: 3600,
+        auto_approve: Default::default(),
+    });
+    let person = |id: &str, status| Person {
+        id: PersonId(id.into()),
+        username: id.into(),
+        email: Some(format!("{id}@example.com")),
+        first_name: None,
+        last_name: None,
+        status,
+        groups: Default::default(),
+    };
+    let mut directory = DirectorySnapshot {
+        people: ["ann", "bob"]
+            .into_iter()
+            .map(|id| (PersonId(id.into()), person(id, PersonStatus::Active)))
+            .collect(),
+        groups: Default::default(),
+    };
+    let clock = airlock_core::FixedClock::new(chrono::Utc::now());
+    let instances = [inst.clone()];
+    let gov = Governance {
+        policy: &policy.access,
+        instances: &instances,
+        store: &store,
+        clock: &clock,
+        via: None,
+    };
+    let ask = |length: i64| Draft {
+        roles: [RoleName::new("Op").expect("valid")].into(),
+        instances: [inst.name.clone()].into(),
+        duration_secs: Some(length),
+        ..Draft::default()
+    };
+    let ann = gov
+        .request(&directory, &PersonId("ann".into()), ask(60), None)
+        .await
+        .expect("ann");
+    let bob = gov
+        .request(&directory, &PersonId("bob".into()), ask(600), None)
+        .await
+        .expect("bob");
+    assert!(settle(&store, &clock, &directory)
+        .await
+        .expect("settle")
+        .is_empty());
+
+    // A minute on, ann's grant has ended; bob has left the directory.
+    clock.advance(chrono::Duration::seconds(60));
+    directory
+        .people
+        .get_mut(&PersonId("bob".into()))
+        .expect("bob")
+        .status = PersonStatus::Suspended;
+    let settled = settle(&store, &clock, &directory).await.expect("settle");
+    assert_eq!(settled.len(), 2, "{settled:?}");
+    assert!(matches!(
+        gov.get(&ann.id.0).await.expect("ann").state,
+        State::Expired { .. }
+    ));
+    assert!(matches!(
+        gov.get(&bob.id.0).await.expect("bob").state,
+        State::Revoked { by: None, .. }
+    ));
+    // Once recorded, nothing more happens, however often it runs (every writing run does).
+    assert!(settle(&store, &clock, &directory)
+        .await
+        .expect("settle")
+        .is_empty());
+    let ops: Vec<String> = store
+        .audit_events(1, 100)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| format!("{} {}", e.operation, e.actor))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "access_request.auto_approve person:ann",
+            "access_request.auto_approve person:bob",
+            "access_grant.expire airlock",
+            "access_grant.revoke airlock",
+        ]
+    );
+}
