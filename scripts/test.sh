@@ -4,6 +4,7 @@
 #     Debian's packages if none answers),
 #   - the pinned Airflow virtualenvs (scripts/install-airflow.sh),
 #   - the pinned SCIM conformance checker's virtualenv (scripts/install-scim-tester.sh),
+#   - the pinned OpenID Connect provider, npm's oidc-provider (scripts/install-oidc-provider.sh),
 #   - then rustfmt check, clippy with warnings as errors, and the whole test suite.
 # Real services only: tests start Airflow, proxies and servers on 127.0.0.1 themselves.
 set -euo pipefail
@@ -59,6 +60,8 @@ step "airflow virtualenvs"
 scripts/install-airflow.sh
 step "scim conformance checker virtualenv"
 scripts/install-scim-tester.sh
+step "oidc provider (npm)"
+scripts/install-oidc-provider.sh
 step "rustfmt"
 cargo fmt --all -- --check
 step "clippy"

@@ -17,6 +17,11 @@
 //!   connections at any time, with counters of open and accepted connections.
 //! - [`slapd`]: a real OpenLDAP server with its own throw-away configuration and a seeded,
 //!   JumpCloud-shaped directory (users, nested and empty groups, StartTLS and LDAPS).
+//! - [`oidc`]: a real OpenID Connect provider (npm's `oidc-provider`, installed by
+//!   `scripts/install-oidc-provider.sh`) configured like a JumpCloud OIDC application
+//!   ([`OidcProvider`]): trailing-slash issuer, a `groups` claim as a list or a string, RS256 ID
+//!   tokens and JWT access tokens for an API audience, sign-in through the real authorization
+//!   code flow with PKCE, and key rotation.
 //!
 //! ```no_run
 //! use airlock_testkit::airflow::{self, AirflowVersion};
@@ -38,6 +43,7 @@
 //! loudly with a message saying how to provide it; nothing here skips a test.
 
 pub mod airflow;
+pub mod oidc;
 pub mod pg_cluster;
 pub mod postgres;
 pub mod proxy;
@@ -46,6 +52,7 @@ pub mod tcp_proxy;
 pub mod test_ca;
 
 pub use airflow::{AirflowServer, AirflowServerBuilder, AirflowVersion};
+pub use oidc::{Groups, OidcProvider, OidcProviderBuilder, OidcUser, Tokens};
 pub use pg_cluster::{PgCluster, PgClusterBuilder};
 pub use postgres::{fresh_pg_database, pg_admin_url, PgTestDb};
 pub use proxy::{Fault, FaultProxy, Rule};
