@@ -137,6 +137,10 @@ fn target_body(target: &Target) -> Value {
             body.insert("id".into(), id.as_str().into());
             "access_request"
         }
+        Target::ApiToken { name } => {
+            body.insert("name".into(), name.as_str().into());
+            "api_token"
+        }
     };
     body.insert("type".into(), kind.into());
     Value::Object(body)
@@ -220,6 +224,7 @@ mod tests {
             Target::Run,
             Target::Directory,
             Target::AccessRequest { id: "r".into() },
+            Target::ApiToken { name: "t".into() },
         ] {
             assert_eq!(
                 target_body(&target),

@@ -168,6 +168,11 @@ pub enum Target {
         /// The request's id.
         id: String,
     },
+    /// A governance API token.
+    ApiToken {
+        /// The token's name.
+        name: String,
+    },
 }
 
 /// How an event's operation ended.

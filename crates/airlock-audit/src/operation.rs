@@ -29,6 +29,11 @@ pub const ACCESS_REQUEST_CREATE: &str = "access_request.create";
 pub const ACCESS_REQUEST_DENY: &str = "access_request.deny";
 /// Nobody decided a request within its rule's pending time.
 pub const ACCESS_REQUEST_LAPSE: &str = "access_request.lapse";
+/// An operator issued a governance API token (`after`: its scopes, person and expiry; never
+/// the token).
+pub const API_TOKEN_CREATE: &str = "api_token.create";
+/// An operator revoked a governance API token.
+pub const API_TOKEN_REVOKE: &str = "api_token.revoke";
 /// An operator put an existing account under airlock's management (`airlock adopt`); nothing
 /// changed in Airflow.
 pub const ACCOUNT_ADOPT: &str = "account.adopt";
@@ -102,6 +107,8 @@ pub const OPERATIONS: &[&str] = &[
     ACCOUNT_SET_ROLES,
     ACCOUNT_SUSPEND,
     ACCOUNT_UPDATE_PROFILE,
+    API_TOKEN_CREATE,
+    API_TOKEN_REVOKE,
     PLAN_SAVED,
     RAIL_REFUSED,
     RAIL_RELEASE,

@@ -49,6 +49,7 @@ fn arb_target() -> impl Strategy<Value = Option<Target>> {
             .prop_map(|(resource_type, id)| Target::ScimResource { resource_type, id }),
         "\\PC{1,10}".prop_map(|client| Target::ScimClient { client }),
         "\\PC{1,10}".prop_map(|id| Target::AccessRequest { id }),
+        "\\PC{1,10}".prop_map(|name| Target::ApiToken { name }),
     ])
 }
 

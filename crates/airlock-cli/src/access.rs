@@ -6,7 +6,7 @@ use crate::cli::{DecideArgs, ReportFormat, RequestArgs, RequestsCommand};
 use crate::commands::open_store;
 use airlock_config::Config;
 use airlock_core::access::{self, AccessRequest, Action, Draft, RequestId, State};
-use airlock_core::directory::{DirectorySnapshot, PersonId};
+use airlock_core::directory::{DirectorySnapshot, Found, PersonId};
 use airlock_core::{InstanceName, RoleName, SystemClock};
 use airlock_engine::access::Governance;
 use airlock_store::{OpenOptions, RequestFilter, Store};
@@ -15,26 +15,16 @@ use chrono::SecondsFormat;
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 
-/// The person `name` designates: a directory id, an email or a directory username (ASCII case
-/// ignored), active or not (the decision says what they may do).
+/// The person `name` designates ([`DirectorySnapshot::find`]).
 fn person(directory: &DirectorySnapshot, name: &str) -> anyhow::Result<PersonId> {
-    let id = PersonId(name.to_owned());
-    if directory.people.contains_key(&id) {
-        return Ok(id);
-    }
-    let matches: Vec<&PersonId> = (directory.people.values())
-        .filter(|p| {
-            p.username.eq_ignore_ascii_case(name)
-                || p.email
-                    .as_deref()
-                    .is_some_and(|e| e.eq_ignore_ascii_case(name))
-        })
-        .map(|p| &p.id)
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => bail!("--as {name:?}: nobody in the directory has that id, email or username"),
-        _ => bail!("--as {name:?}: several people in the directory match; give their id"),
+    match directory.find(name) {
+        Found::One(p) => Ok(p.id.clone()),
+        Found::Nobody => {
+            bail!("--as {name:?}: nobody in the directory has that id, email or username")
+        }
+        Found::Several => {
+            bail!("--as {name:?}: several people in the directory match; give their id")
+        }
     }
 }
 
@@ -90,41 +80,20 @@ fn instances(
     names: &[String],
     labels: &[String],
 ) -> anyhow::Result<BTreeSet<InstanceName>> {
-    let mut out = BTreeSet::new();
-    for n in names {
-        let inst = config
-            .instance(n)
-            .with_context(|| format!("--instance: no instance named `{n}` is configured"))?;
-        out.insert(inst.name.clone());
+    let mut wanted = Vec::new();
+    for l in labels {
+        let (k, v) = l
+            .split_once('=')
+            .with_context(|| format!("--label {l:?}: write KEY=VALUE"))?;
+        wanted.push((k.trim().to_owned(), v.trim().to_owned()));
     }
-    if !labels.is_empty() {
-        let mut wanted = Vec::new();
-        for l in labels {
-            let (k, v) = l
-                .split_once('=')
-                .with_context(|| format!("--label {l:?}: write KEY=VALUE"))?;
-            wanted.push((k.trim(), v.trim()));
-        }
-        let before = out.len();
-        for inst in &config.instances {
-            if wanted
-                .iter()
-                .all(|(k, v)| inst.labels.get(*k).is_some_and(|x| x == v))
-            {
-                out.insert(inst.name.clone());
-            }
-        }
-        if out.len() == before && names.is_empty() {
-            bail!(
-                "--label: no configured instance carries {}",
-                labels.join(", ")
-            );
-        }
-    }
-    if out.is_empty() {
-        bail!("name the instances: --instance NAME or --label KEY=VALUE");
-    }
-    Ok(out)
+    airlock_engine::access::select_instances(
+        &config.instances,
+        names,
+        &wanted,
+        ("--instance", "--label"),
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 fn duration(text: Option<&str>) -> anyhow::Result<Option<i64>> {

@@ -9,7 +9,9 @@
 //! This crate does not open connections or decide what the configuration *means* for a run.
 
 mod access;
+mod api;
 pub use access::parse_duration;
+pub use api::{ApiConfig, OidcConfig, RawApi, RawOidc, ASYMMETRIC_ALGORITHMS};
 mod checkpoints;
 mod env;
 mod files;

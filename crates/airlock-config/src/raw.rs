@@ -30,6 +30,8 @@ pub struct RawConfig {
     /// The audit trail: signed checkpoints (`[audit.checkpoints]`).
     #[serde(default)]
     pub audit: crate::checkpoints::RawAudit,
+    /// The governance API in `airlock serve` (`[api]`, off when absent).
+    pub api: Option<crate::api::RawApi>,
 }
 
 /// `[serve]`.

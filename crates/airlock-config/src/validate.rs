@@ -29,6 +29,8 @@ pub struct Config {
     pub serve: ServeConfig,
     /// The audit trail's signed checkpoints.
     pub audit: crate::checkpoints::AuditConfig,
+    /// The governance API (`[api]`), when enabled.
+    pub api: Option<crate::api::ApiConfig>,
 }
 
 /// `airlock serve` settings, validated.
@@ -382,6 +384,7 @@ pub(crate) fn validate(
     });
 
     let audit = crate::checkpoints::validate(raw.audit, base_dir, &mut errors);
+    let api = crate::api::validate(raw.api, &mut errors);
 
     let max_connections = raw.store.max_connections;
     if let Some(n) = max_connections {
@@ -415,6 +418,7 @@ pub(crate) fn validate(
             directory,
             serve,
             audit,
+            api,
         }),
         _ => {
             errors.sort_by(|a, b| a.key.cmp(&b.key));

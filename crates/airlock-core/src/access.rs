@@ -652,6 +652,8 @@ pub enum Action<'a> {
     ReadAll,
     /// Read the audit trail.
     ReadAudit,
+    /// Read the people, accounts and instances airlock knows.
+    ReadDirectory,
     /// Approve or deny this request (checked in full by [`approve`] and [`deny`]).
     Decide(&'a AccessRequest),
     /// Cancel this request.
@@ -684,7 +686,7 @@ pub fn authorize(
                 || is_auditor(policy, person)
                 || approver_of(request)
         }
-        Action::ReadAll | Action::ReadAudit => {
+        Action::ReadAll | Action::ReadAudit | Action::ReadDirectory => {
             is_admin(policy, person) || is_auditor(policy, person)
         }
         Action::Decide(request) => request.requester != *actor && approver_of(request),
@@ -697,6 +699,131 @@ pub fn authorize(
         Ok(())
     } else {
         Err(Refusal::Forbidden(format!("{actor} may not do this")))
+    }
+}
+
+/// What a governance API token may be used for; a token carries one or more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    /// Read requests and grants.
+    #[serde(rename = "requests:read")]
+    ReadRequests,
+    /// Ask for access and cancel requests, as the token's person.
+    #[serde(rename = "requests:write")]
+    WriteRequests,
+    /// Approve, deny and revoke, as the token's person.
+    #[serde(rename = "requests:decide")]
+    Decide,
+    /// Read people, accounts and instances.
+    #[serde(rename = "directory:read")]
+    ReadDirectory,
+    /// Read the audit trail.
+    #[serde(rename = "audit:read")]
+    ReadAudit,
+}
+
+impl Scope {
+    /// Every scope, in order.
+    pub const ALL: [Scope; 5] = [
+        Scope::ReadRequests,
+        Scope::WriteRequests,
+        Scope::Decide,
+        Scope::ReadDirectory,
+        Scope::ReadAudit,
+    ];
+
+    /// The scope's name (`requests:read`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::ReadRequests => "requests:read",
+            Scope::WriteRequests => "requests:write",
+            Scope::Decide => "requests:decide",
+            Scope::ReadDirectory => "directory:read",
+            Scope::ReadAudit => "audit:read",
+        }
+    }
+
+    /// The scope named `name`.
+    pub fn parse(name: &str) -> Result<Scope, String> {
+        Scope::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "unknown scope `{name}`; scopes are {}",
+                    Scope::ALL.map(Scope::name).join(", ")
+                )
+            })
+    }
+
+    /// Whether the scope only reads.
+    pub fn reads_only(self) -> bool {
+        matches!(
+            self,
+            Scope::ReadRequests | Scope::ReadDirectory | Scope::ReadAudit
+        )
+    }
+
+    /// The scope an action needs.
+    pub fn needed_for(action: &Action<'_>) -> Scope {
+        match action {
+            Action::Request | Action::Cancel(_) => Scope::WriteRequests,
+            Action::Read(_) | Action::ReadAll => Scope::ReadRequests,
+            Action::Decide(_) | Action::Revoke(_) => Scope::Decide,
+            Action::ReadDirectory => Scope::ReadDirectory,
+            Action::ReadAudit => Scope::ReadAudit,
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Who is calling the governance API.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// A person, signed in with the company's identity provider.
+    Person(&'a PersonId),
+    /// An airlock API token: acting as its person (if it has one), limited to its scopes.
+    Token {
+        /// The person it acts as; `None`: an automation token that may only read.
+        person: Option<&'a PersonId>,
+        /// What it may be used for.
+        scopes: &'a BTreeSet<Scope>,
+    },
+}
+
+/// [`authorize`] for any caller: a person as [`authorize`] decides; a token only within its
+/// scopes, and, when it acts as a person, only as far as that person may (who must still be
+/// active in the directory); a token without a person may read what its scopes say and
+/// change nothing. Deny by default.
+pub fn authorize_caller(
+    policy: &AccessPolicy,
+    labels: &Labels<'_>,
+    directory: &DirectorySnapshot,
+    caller: Caller<'_>,
+    action: Action<'_>,
+) -> Result<(), Refusal> {
+    match caller {
+        Caller::Person(person) => authorize(policy, labels, directory, person, action),
+        Caller::Token { person, scopes } => {
+            let needed = Scope::needed_for(&action);
+            if !scopes.contains(&needed) {
+                return Err(Refusal::Forbidden(format!(
+                    "this token lacks the scope {needed}"
+                )));
+            }
+            match person {
+                Some(person) => authorize(policy, labels, directory, person, action),
+                None if needed.reads_only() => Ok(()),
+                None => Err(Refusal::Forbidden(
+                    "a token that acts as no person may only read".into(),
+                )),
+            }
+        }
     }
 }
 

@@ -482,6 +482,7 @@ fn reading_is_for_the_requester_their_approvers_auditors_and_admins() {
         assert_eq!(w.may(who, Action::Read(&r)), read, "{who} reads");
         assert_eq!(w.may(who, Action::ReadAll), all, "{who} reads all");
         assert_eq!(w.may(who, Action::ReadAudit), all, "{who} reads the trail");
+        assert_eq!(w.may(who, Action::ReadDirectory), all, "{who} reads people");
     }
     assert!(w.may("out", Action::Request));
     assert!(
@@ -507,4 +508,75 @@ fn a_policy_change_applies_to_pending_requests() {
         w.approve(&r, "lead", now()),
         Err(Refusal::NoRule { .. })
     ));
+}
+
+#[test]
+fn a_token_acts_within_its_scopes_and_never_beyond_its_person() {
+    let w = World::new();
+    let r = w.open("ada", admin_on_prod()).expect("opened");
+    let labels = w.labels();
+    let may = |person: Option<&str>, scopes: &[Scope], action: Action<'_>| {
+        let who = person.map(id);
+        let scopes: BTreeSet<Scope> = scopes.iter().copied().collect();
+        authorize_caller(
+            &w.policy,
+            &labels,
+            &w.directory,
+            Caller::Token {
+                person: who.as_ref(),
+                scopes: &scopes,
+            },
+            action,
+        )
+        .is_ok()
+    };
+    // The person's rights, cut to the scopes.
+    assert!(may(Some("cy"), &[Scope::Decide], Action::Decide(&r)));
+    assert!(!may(Some("cy"), &[Scope::ReadRequests], Action::Decide(&r)));
+    assert!(
+        !may(Some("out"), &[Scope::Decide], Action::Decide(&r)),
+        "not an approver"
+    );
+    assert!(
+        !may(Some("ada"), &Scope::ALL, Action::Decide(&r)),
+        "own request"
+    );
+    assert!(
+        !may(Some("sam"), &Scope::ALL, Action::Request),
+        "inactive person"
+    );
+    assert!(
+        !may(Some("ghost"), &Scope::ALL, Action::Read(&r)),
+        "unknown person"
+    );
+    assert!(may(Some("gov"), &[Scope::ReadAudit], Action::ReadAudit));
+    assert!(!may(Some("out"), &[Scope::ReadAudit], Action::ReadAudit));
+    // No person: reads what its scopes say, changes nothing.
+    assert!(may(None, &[Scope::ReadRequests], Action::ReadAll));
+    assert!(may(None, &[Scope::ReadDirectory], Action::ReadDirectory));
+    assert!(!may(None, &[Scope::ReadRequests], Action::ReadAudit));
+    for action in [
+        Action::Request,
+        Action::Decide(&r),
+        Action::Cancel(&r),
+        Action::Revoke(&r),
+    ] {
+        assert!(!may(None, &Scope::ALL, action), "{action:?}");
+    }
+}
+
+#[test]
+fn scopes_round_trip_by_name_and_unknown_ones_are_named() {
+    for s in Scope::ALL {
+        assert_eq!(Scope::parse(s.name()), Ok(s));
+        assert_eq!(
+            serde_json::to_value(s).expect("serializes"),
+            serde_json::json!(s.name())
+        );
+    }
+    let err = Scope::parse("requests:*").expect_err("unknown");
+    assert!(
+        err.contains("requests:*") && err.contains("audit:read"),
+        "{err}"
+    );
 }

@@ -70,7 +70,37 @@ pub struct DirectorySnapshot {
     pub groups: BTreeSet<GroupName>,
 }
 
+/// Who a name designates in a directory ([`DirectorySnapshot::find`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found<'a> {
+    /// Exactly this person.
+    One(&'a Person),
+    /// Nobody.
+    Nobody,
+    /// Several people (by email or username): the name designates no one for sure.
+    Several,
+}
+
 impl DirectorySnapshot {
+    /// The person `name` designates: their directory id, else their email or directory
+    /// username (ASCII case ignored), active or not; several matches are [`Found::Several`].
+    pub fn find(&self, name: &str) -> Found<'_> {
+        if let Some(p) = self.people.get(&PersonId(name.to_owned())) {
+            return Found::One(p);
+        }
+        let mut matches = self.people.values().filter(|p| {
+            p.username.eq_ignore_ascii_case(name)
+                || p.email
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(name))
+        });
+        match (matches.next(), matches.next()) {
+            (Some(p), None) => Found::One(p),
+            (None, _) => Found::Nobody,
+            (Some(_), Some(_)) => Found::Several,
+        }
+    }
+
     /// People whose status grants access.
     pub fn active(&self) -> impl Iterator<Item = &Person> {
         self.people

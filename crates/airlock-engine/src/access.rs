@@ -13,9 +13,11 @@ use airlock_core::access::{
 };
 use airlock_core::directory::{DirectorySnapshot, PersonId};
 use airlock_core::Clock;
+use airlock_core::InstanceName;
 use airlock_store::{ChangeError, Inserted, RequestFilter, Store, StoreError, StoredRequest};
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use std::collections::BTreeSet;
 
 /// Why an access action did not happen; nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +270,43 @@ impl Governance<'_> {
         let page = self.store.access_requests(filter).await?;
         page.iter().map(from_stored).collect()
     }
+}
+
+/// The instances a request names: those named (each must be configured), and those carrying
+/// every `label` (`key`, `value`). The error names what to fix, for the flag or field
+/// `names_key` / `labels_key` it came from.
+pub fn select_instances(
+    instances: &[InstanceConfig],
+    names: &[String],
+    labels: &[(String, String)],
+    (names_key, labels_key): (&str, &str),
+) -> Result<BTreeSet<InstanceName>, String> {
+    let mut out = BTreeSet::new();
+    for n in names {
+        let inst = (instances.iter())
+            .find(|i| i.name.as_str() == n)
+            .ok_or_else(|| format!("{names_key}: no instance named `{n}` is configured"))?;
+        out.insert(inst.name.clone());
+    }
+    if !labels.is_empty() {
+        let before = out.len();
+        for inst in instances {
+            if (labels.iter()).all(|(k, v)| inst.labels.get(k).is_some_and(|x| x == v)) {
+                out.insert(inst.name.clone());
+            }
+        }
+        if out.len() == before && names.is_empty() {
+            let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            return Err(format!(
+                "{labels_key}: no configured instance carries {}",
+                wanted.join(", ")
+            ));
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("name the instances: {names_key} or {labels_key}"));
+    }
+    Ok(out)
 }
 
 /// Every approved request as stored (the planner keeps those still active at its time).

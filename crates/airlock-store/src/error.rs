@@ -208,6 +208,22 @@ pub enum StoreError {
         client: String,
     },
 
+    /// An API token with that name is active.
+    #[error(
+        "API token {name} exists and is not revoked (revoke it first, or choose another name)"
+    )]
+    ApiTokenExists {
+        /// The token's name.
+        name: String,
+    },
+
+    /// No active API token has that name.
+    #[error("no active API token is named {name} (see `airlock api token list`)")]
+    ApiTokenMissing {
+        /// The token's name.
+        name: String,
+    },
+
     /// A SCIM client has no active token.
     #[error(
         "SCIM client {client} has no active token (create one with `airlock scim token create`)"

@@ -28,6 +28,7 @@
 
 mod access;
 mod accounts;
+mod api_tokens;
 mod audit;
 mod error;
 mod group_commit;
@@ -48,6 +49,7 @@ use std::time::Duration;
 use sqlx::AnyPool;
 
 pub use access::{request_digest, ChangeError, Inserted, RequestFilter, StoredRequest, MAX_PAGE};
+pub use api_tokens::{ApiToken, NewApiToken, API_TOKEN_PREFIX};
 pub use audit::AuditPages;
 pub use error::StoreError;
 pub use holds::{HoldEnd, RailHold};

@@ -29,6 +29,7 @@ macro_rules! on_both_backends {
 }
 
 mod access;
+mod api_tokens;
 mod audit;
 mod leases;
 mod postgres_only;
