@@ -216,6 +216,14 @@ pub async fn run(
     let config = Arc::new(config);
     let policy = Arc::new(policy);
     let source = Arc::new(source);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let api = match &config.api {
+        Some(_) => Some(airlock_api::router(
+            airlock_api::Api::new(&config, source.clone(), store.clone(), clock)
+                .map_err(|e| ServeError::Config(e.to_string()))?,
+        )),
+        None => None,
+    };
     let scheduler = tokio::spawn(scheduler::run(
         scheduler::Service {
             config: config.clone(),
@@ -235,7 +243,18 @@ pub async fn run(
         .clone()
         .map(|cfg| tokio::spawn(checkpoints::run(store.clone(), cfg, stop_rx.clone())));
 
-    let servers = serve_http(listener, ops_listener, tls, &state, &store, &opts, stop_rx);
+    let servers = serve_http(
+        Listeners {
+            main: listener,
+            ops: ops_listener,
+            tls,
+        },
+        api,
+        &state,
+        &store,
+        &opts,
+        stop_rx,
+    );
     for server in servers {
         if let Err(e) = server.await {
             tracing::error!(error = %e, "http listener task failed");
@@ -261,12 +280,20 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// Starts the listeners: SCIM (and, without a separate `ops` listener, health and metrics)
-/// on `main`; health and metrics on `ops`. Each stops in bounded time once `stop` is set.
-fn serve_http(
+/// The bound sockets of the service.
+struct Listeners {
     main: tokio::net::TcpListener,
     ops: Option<tokio::net::TcpListener>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Starts the listeners: SCIM and the governance API (and, without a separate `ops`
+/// listener, health and metrics) on `main`; health and metrics on `ops`. Each stops in
+/// bounded time once `stop` is set. Failed authentication on SCIM and the API counts
+/// against one throttle per peer address.
+fn serve_http(
+    Listeners { main, ops, tls }: Listeners,
+    api: Option<axum::Router>,
     state: &Arc<State>,
     store: &Store,
     opts: &ServeOptions,
@@ -274,7 +301,13 @@ fn serve_http(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let throttle = Arc::new(AuthThrottle::new(opts.throttle, clock));
-    let scim = http::scim_router(state.clone(), store.clone(), throttle);
+    let mut scim = http::scim_router(state.clone(), store.clone(), throttle.clone());
+    if let Some(api) = api {
+        scim = scim.merge(api.layer(axum::middleware::from_fn_with_state(
+            throttle,
+            throttle::throttle_auth,
+        )));
+    }
     let health = http::ops_router(state.clone(), store.clone());
     let mut listeners = Vec::new();
     match ops {

@@ -151,7 +151,7 @@ pub(crate) async fn throttle_auth(
         return next.run(request).await;
     };
     if let Some(retry_after) = throttle.blocked(ip) {
-        return too_many(retry_after);
+        return too_many(retry_after, request.uri().path());
     }
     let response = next.run(request).await;
     if response.status() == StatusCode::UNAUTHORIZED {
@@ -160,17 +160,25 @@ pub(crate) async fn throttle_auth(
     response
 }
 
-fn too_many(retry_after: u64) -> Response {
-    let body = ScimError::new(
-        429,
-        None,
-        "too many failed authentications from this address; retry later",
-    )
-    .to_json()
-    .to_string();
+/// 429 in the surface's own error format: a SCIM error body, or an RFC 7807 problem for the
+/// governance API.
+fn too_many(retry_after: u64, path: &str) -> Response {
+    const WHY: &str = "too many failed authentications from this address; retry later";
+    let (content_type, body) = if path.starts_with(airlock_api::API_BASE_PATH) {
+        let problem = serde_json::json!({
+            "type": "https://airlock.invalid/problems/too-many-failed-authentications",
+            "title": "Too many failed authentications",
+            "status": 429,
+            "detail": WHY,
+        });
+        (airlock_api::problem::PROBLEM_JSON, problem.to_string())
+    } else {
+        let body = ScimError::new(429, None, WHY).to_json().to_string();
+        (crate::scim::SCIM_CONTENT_TYPE, body)
+    };
     let mut response = (
         StatusCode::TOO_MANY_REQUESTS,
-        [(header::CONTENT_TYPE, crate::scim::SCIM_CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, content_type)],
         body,
     )
         .into_response();
