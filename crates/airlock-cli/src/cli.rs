@@ -175,6 +175,10 @@ pub enum Command {
     /// `[directory] kind = "scim"` so that syncs read what the providers pushed.
     #[command(subcommand)]
     Scim(ScimCommand),
+
+    /// The governance API of `airlock serve` ([api]): issue, list and revoke its tokens.
+    #[command(subcommand)]
+    Api(ApiCommand),
 }
 
 #[derive(Debug, Args)]
@@ -349,6 +353,56 @@ pub enum ScimTokenCommand {
         /// The client whose token to revoke.
         #[arg(long, value_name = "NAME")]
         client: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Issue, list and revoke airlock API tokens: for automation calling /api/v1 (people
+    /// use their identity provider's tokens).
+    ///
+    /// A token is shown exactly once; the store keeps only its SHA-256 hash. It may act as a
+    /// directory person (`--person`: it can then do what that person may, no more, and only
+    /// while they are active in the directory) and only within its scopes; without a person
+    /// it may only read. Issuing and revoking are audited under `--actor`.
+    #[command(subcommand)]
+    Token(ApiTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiTokenCommand {
+    /// Issue a token and print it once.
+    ///
+    /// Example: `airlock api token create ticket-bot --scope requests:read --scope
+    /// requests:write --person bot@example.com --expires-in 90d`. Scopes: requests:read,
+    /// requests:write (ask, cancel), requests:decide (approve, deny, revoke),
+    /// directory:read, audit:read.
+    Create {
+        /// The token's name (letters, digits, `-`, `_`, `.`).
+        name: String,
+        /// What it may be used for (repeat, or comma-separate).
+        #[arg(
+            long = "scope",
+            value_name = "SCOPE",
+            value_delimiter = ',',
+            required = true
+        )]
+        scopes: Vec<String>,
+        /// The directory person it acts as (id, email or username); needed for any scope
+        /// that changes something.
+        #[arg(long, value_name = "PERSON")]
+        person: Option<String>,
+        /// How long it works (e.g. 90d, 12h; units s, m, h, d, w). Without it, until revoked.
+        #[arg(long, value_name = "SPAN", value_parser = crate::scim::parse_span)]
+        expires_in: Option<chrono::Duration>,
+    },
+    /// List tokens: person, scopes, when issued, expiring, last used, revoked. Never prints
+    /// a token.
+    List,
+    /// Revoke a token: refused from now on.
+    Revoke {
+        /// The token's name.
+        name: String,
     },
 }
 

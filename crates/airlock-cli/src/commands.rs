@@ -49,6 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => crate::provision::audit(load(config_path)?, cmd).await,
         Command::Serve(args) => crate::provision::serve(load(config_path)?, args).await,
         Command::Scim(cmd) => crate::scim::run(load(config_path)?, cmd, actor).await,
+        Command::Api(cmd) => crate::api::run(load(config_path)?, cmd, actor).await,
     }
 }
 

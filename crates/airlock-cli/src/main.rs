@@ -3,6 +3,7 @@
 //! this is the CLI's one rescue point.
 
 mod access;
+mod api;
 mod audit;
 mod cli;
 mod commands;

@@ -163,7 +163,7 @@ fn token_table(tokens: Vec<ScimToken>, now: i64) -> comfy_table::Table {
     table
 }
 
-fn when(ms: Option<i64>) -> String {
+pub(crate) fn when(ms: Option<i64>) -> String {
     ms.and_then(DateTime::from_timestamp_millis).map_or_else(
         || "-".to_owned(),
         |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
