@@ -1477,3 +1477,158 @@ async fn a_grant_approved_on_the_command_line_reaches_airflow_and_ends_by_itself
     assert!(airlock_cli(dir.path(), &["requests", "list", "--state", "expired"]).contains(&second));
     airlock_cli(dir.path(), &["audit", "verify"]);
 }
+
+/// `POST` with a bearer token and a JSON body; the status and the JSON answer.
+async fn api_post(url: &str, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("api answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+async fn api_get(url: &str, token: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("api answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_reaches_airflow() {
+    use airlock_testkit::oidc::{Groups, OidcProvider, OidcUser};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let domain = format!("api{}.example.com", unique());
+    let mut ann = OidcUser::new("ann", Groups::list(["eng"]));
+    ann.email = format!("ann@{domain}");
+    let mut sid = OidcUser::new("sid", Groups::one("sre"));
+    sid.email = format!("sid@{domain}");
+    let idp = OidcProvider::start(vec![ann, sid]).expect("oidc provider");
+    std::fs::write(
+        dir.path().join("airlock.toml"),
+        format!(
+            "policy = \"policy.toml\"\n[directory]\nkind = \"file\"\npath = \"people.yaml\"\n\
+             [serve]\nsync_interval_secs = 3600\nsync_jitter_secs = 0\nscim_poll_ms = 200\n\
+             [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n\
+             [api]\n[api.oidc]\nissuer = \"{}\"\naudience = \"{}\"\n",
+            v3().base_url,
+            idp.issuer(),
+            idp.audience()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "[[grants]]\ngroup = \"eng\"\nroles = [\"Viewer\"]\n\n[access]\nauditors = [\"sre\"]\n\n[[access.rules]]\nroles = [\"Op\"]\napprovers = { groups = [\"sre\"] }\n",
+    )
+    .expect("policy");
+    std::fs::write(
+        dir.path().join("people.yaml"),
+        format!(
+            "people:\n  - username: ann\n    email: ann@{domain}\n    groups: [eng]\n  - username: sid\n    email: sid@{domain}\n    groups: [sre]\n"
+        ),
+    )
+    .expect("people");
+    let r = start(dir.path());
+    wait_first_sync(&r, "the first sync").await;
+    let airflow = airflow_admin().await;
+    let ann_email = format!("ann@{domain}");
+    assert_eq!(roles_of(&airflow, &ann_email).await, ["Viewer"]);
+
+    let ann_token = idp.sign_in("ann").await.expect("ann signs in").access_token;
+    let sid_token = idp.sign_in("sid").await.expect("sid signs in").access_token;
+    let (status, asked) = api_post(
+        &format!("{}/api/v1/requests", r.base),
+        &ann_token,
+        serde_json::json!({"roles": ["Op"], "instances": ["af3"], "duration": "1h", "reason": "INC-42"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{asked}");
+    let id = asked["id"].as_str().expect("id").to_owned();
+    let (status, approved) = api_post(
+        &format!("{}/api/v1/requests/{id}/approve", r.base),
+        &sid_token,
+        serde_json::json!({"comment": "go"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{approved}");
+    wait_for(
+        "the grant's role in Airflow",
+        Duration::from_secs(60),
+        || async { roles_of(&airflow, &ann_email).await == ["Op", "Viewer"] },
+    )
+    .await;
+    // Revoked early through the API: Op goes, Viewer (from the directory) stays.
+    let (status, revoked) = api_post(
+        &format!("{}/api/v1/requests/{id}/revoke", r.base),
+        &sid_token,
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["state"], "revoked");
+    wait_for("the revoked role gone", Duration::from_secs(60), || async {
+        roles_of(&airflow, &ann_email).await == ["Viewer"]
+    })
+    .await;
+
+    // An API token issued on the command line works at once and stops when revoked.
+    let secret = airlock_cli(
+        dir.path(),
+        &[
+            "api",
+            "token",
+            "create",
+            "report",
+            "--scope",
+            "requests:read,audit:read",
+        ],
+    );
+    let secret = secret.trim();
+    let (status, me) = api_get(&format!("{}/api/v1/me", r.base), secret).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["token"], "report");
+    let (status, trail) = api_get(&format!("{}/api/v1/audit?limit=1000", r.base), secret).await;
+    assert_eq!(status, 200, "{trail}");
+    let ops: Vec<&str> = trail["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["operation"].as_str())
+        .filter(|o| o.starts_with("access_"))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "access_request.create",
+            "access_request.approve",
+            "access_grant.revoke"
+        ]
+    );
+    airlock_cli(dir.path(), &["api", "token", "revoke", "report"]);
+    let (status, _) = api_get(&format!("{}/api/v1/me", r.base), secret).await;
+    assert_eq!(status, 401);
+    // Neither token is in the service's log.
+    let log: String = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("serve-"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    for t in [&ann_token, &sid_token] {
+        let signature = t.rsplit('.').next().expect("signature");
+        assert!(!log.contains(signature), "a token in the log");
+    }
+    assert!(!log.contains(&secret[12..]), "the API token in the log");
+    airlock_cli(dir.path(), &["audit", "verify"]);
+}
