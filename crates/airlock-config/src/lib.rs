@@ -10,8 +10,10 @@
 
 mod access;
 mod api;
+mod notify;
 pub use access::parse_duration;
 pub use api::{ApiConfig, OidcConfig, RawApi, RawOidc, ASYMMETRIC_ALGORITHMS};
+pub use notify::{RawNotifications, RawWebhook, WebhookConfig, WebhookFormat, NOTICE_KINDS};
 mod checkpoints;
 mod env;
 mod files;

@@ -32,6 +32,9 @@ pub struct RawConfig {
     pub audit: crate::checkpoints::RawAudit,
     /// The governance API in `airlock serve` (`[api]`, off when absent).
     pub api: Option<crate::api::RawApi>,
+    /// Webhooks for just-in-time access (`[[notifications.webhooks]]`).
+    #[serde(default)]
+    pub notifications: crate::notify::RawNotifications,
 }
 
 /// `[serve]`.

@@ -31,6 +31,8 @@ pub struct Config {
     pub audit: crate::checkpoints::AuditConfig,
     /// The governance API (`[api]`), when enabled.
     pub api: Option<crate::api::ApiConfig>,
+    /// Webhooks for just-in-time access.
+    pub webhooks: Vec<crate::notify::WebhookConfig>,
 }
 
 /// `airlock serve` settings, validated.
@@ -385,6 +387,7 @@ pub(crate) fn validate(
 
     let audit = crate::checkpoints::validate(raw.audit, base_dir, &mut errors);
     let api = crate::api::validate(raw.api, &mut errors);
+    let webhooks = crate::notify::validate(raw.notifications, base_dir, lookup, &mut errors);
 
     let max_connections = raw.store.max_connections;
     if let Some(n) = max_connections {
@@ -419,6 +422,7 @@ pub(crate) fn validate(
             serve,
             audit,
             api,
+            webhooks,
         }),
         _ => {
             errors.sort_by(|a, b| a.key.cmp(&b.key));

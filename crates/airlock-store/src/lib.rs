@@ -30,6 +30,7 @@ mod access;
 mod accounts;
 mod api_tokens;
 mod audit;
+mod delivery;
 mod error;
 mod group_commit;
 mod holds;

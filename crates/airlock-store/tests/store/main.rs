@@ -31,6 +31,7 @@ macro_rules! on_both_backends {
 mod access;
 mod api_tokens;
 mod audit;
+mod delivery;
 mod leases;
 mod postgres_only;
 mod postgres_tls;
