@@ -1504,10 +1504,40 @@ async fn api_get(url: &str, token: &str) -> (u16, serde_json::Value) {
     (status, resp.json().await.unwrap_or_default())
 }
 
+/// A local webhook receiver: the `X-Airlock-Event` of every POST, in order.
+async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let kind = headers
+                    .get("x-airlock-event")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                seen.lock().expect("lock").push(kind);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, got)
+}
+
 #[tokio::test]
 async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_reaches_airflow() {
     use airlock_testkit::oidc::{Groups, OidcProvider, OidcUser};
     let dir = tempfile::tempdir().expect("tempdir");
+    let (hook, notices) = webhook_receiver().await;
     let domain = format!("api{}.example.com", unique());
     let mut ann = OidcUser::new("ann", Groups::list(["eng"]));
     ann.email = format!("ann@{domain}");
@@ -1520,7 +1550,8 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
             "policy = \"policy.toml\"\n[directory]\nkind = \"file\"\npath = \"people.yaml\"\n\
              [serve]\nsync_interval_secs = 3600\nsync_jitter_secs = 0\nscim_poll_ms = 200\n\
              [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n\
-             [api]\n[api.oidc]\nissuer = \"{}\"\naudience = \"{}\"\n",
+             [api]\n[api.oidc]\nissuer = \"{}\"\naudience = \"{}\"\n\
+             [[notifications.webhooks]]\nname = \"approvers\"\nurl = \"{hook}\"\nformat = \"slack\"\n",
             v3().base_url,
             idp.issuer(),
             idp.audience()
@@ -1581,6 +1612,15 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
         roles_of(&airflow, &ann_email).await == ["Viewer"]
     })
     .await;
+    // The webhook was told each step, in order.
+    wait_for("the notifications", Duration::from_secs(30), || async {
+        notices.lock().expect("lock").len() >= 3
+    })
+    .await;
+    assert_eq!(
+        *notices.lock().expect("lock"),
+        ["request.waiting", "request.approved", "grant.revoked"]
+    );
 
     // An API token issued on the command line works at once and stops when revoked.
     let secret = airlock_cli(

@@ -237,6 +237,8 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    let notifiers = spawn_notifiers(&config, &store, &keeper, &state, &opts, &stop_rx)?;
+
     let checkpoints = config
         .audit
         .checkpoints
@@ -263,6 +265,11 @@ pub async fn run(
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "scheduler task failed");
     }
+    for task in notifiers {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "notification task failed");
+        }
+    }
     if let Some(task) = checkpoints {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "checkpoint task failed");
@@ -272,6 +279,37 @@ pub async fn run(
     store.close().await;
     tracing::info!("airlock serve stopped");
     Ok(())
+}
+
+/// One delivery loop per `[[notifications.webhooks]]` (docs: `airlock_notify`).
+fn spawn_notifiers(
+    config: &Config,
+    store: &Store,
+    keeper: &LeaseKeeper,
+    state: &Arc<State>,
+    opts: &ServeOptions,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
+    let report: Arc<dyn airlock_notify::Report> = Arc::new(state.metrics.clone());
+    config
+        .webhooks
+        .iter()
+        .map(|w| {
+            let webhook = airlock_notify::Webhook::new(w.clone()).map_err(|e| {
+                ServeError::Config(format!("notifications.webhooks {}: {e}", w.name))
+            })?;
+            let notifier = airlock_notify::Notifier {
+                webhook,
+                store: store.clone(),
+                clock: Arc::new(SystemClock),
+                keeper: keeper.clone(),
+                report: report.clone(),
+                poll: opts.scim_poll,
+                lease_retry: opts.lease_retry,
+            };
+            Ok(tokio::spawn(notifier.run(stop.clone())))
+        })
+        .collect()
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {

@@ -28,6 +28,12 @@ pub struct Metrics {
     pub http_connections: IntGaugeVec,
     /// Time from a SCIM change to the end of the sync that applied it.
     pub scim_change_to_airflow: HistogramVec,
+    /// Notifications delivered, by webhook and kind.
+    pub notifications: IntCounterVec,
+    /// Failed notification rounds (a POST not answered 2xx, or the store), by webhook.
+    pub notification_failures: IntCounterVec,
+    /// Audit events a webhook has not looked at yet.
+    pub notification_backlog: IntGaugeVec,
 }
 
 impl Metrics {
@@ -113,6 +119,27 @@ impl Metrics {
         registry
             .register(Box::new(scim_change_to_airflow.clone()))
             .expect("invariant: metric registered once");
+        let notifications = counter(
+            "airlock_notifications_total",
+            "Notifications delivered (answered 2xx), by webhook and kind.",
+            &["webhook", "kind"],
+        );
+        let notification_failures = counter(
+            "airlock_notification_failures_total",
+            "Notification rounds that failed (retried with backoff), by webhook.",
+            &["webhook"],
+        );
+        let notification_backlog = IntGaugeVec::new(
+            Opts::new(
+                "airlock_notification_backlog_events",
+                "Audit events a webhook has not looked at yet (grows while its receiver refuses).",
+            ),
+            &["webhook"],
+        )
+        .expect("invariant: valid metric definition");
+        registry
+            .register(Box::new(notification_backlog.clone()))
+            .expect("invariant: metric registered once");
         Self {
             registry,
             sync_runs,
@@ -124,6 +151,9 @@ impl Metrics {
             scim_requests,
             http_connections,
             scim_change_to_airflow,
+            notifications,
+            notification_failures,
+            notification_backlog,
         }
     }
 
@@ -134,6 +164,24 @@ impl Metrics {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
         String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// The notification loops report to the service's metrics. Labels are webhook names from
+/// the configuration and the fixed notice kinds: bounded.
+impl airlock_notify::Report for Metrics {
+    fn delivered(&self, webhook: &str, kind: &str) {
+        self.notifications.with_label_values(&[webhook, kind]).inc();
+    }
+    fn failed(&self, webhook: &str) {
+        self.notification_failures
+            .with_label_values(&[webhook])
+            .inc();
+    }
+    fn backlog(&self, webhook: &str, events: u64) {
+        self.notification_backlog
+            .with_label_values(&[webhook])
+            .set(i64::try_from(events).unwrap_or(i64::MAX));
     }
 }
 
