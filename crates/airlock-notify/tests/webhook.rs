@@ -165,16 +165,16 @@ impl World {
     }
 
     /// Starts delivering; the returned sender stops it.
-    fn start(
-        &self,
-    ) -> (
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-    ) {
+    fn start(&self) -> Running {
+        self.start_as("test-replica")
+    }
+
+    /// [`World::start`] as the replica `holder`.
+    fn start_as(&self, holder: &str) -> Running {
         let (stop, rx) = tokio::sync::watch::channel(false);
         let keeper = LeaseKeeper::new(
             self.store.clone(),
-            "test-replica".into(),
+            holder.into(),
             Duration::from_secs(15),
             Arc::new(SystemClock),
         );
@@ -190,6 +190,12 @@ impl World {
         (stop, tokio::spawn(notifier.run(rx)))
     }
 }
+
+/// A running notifier: its stop switch and task.
+type Running = (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+);
 
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
     for _ in 0..600 {
@@ -316,5 +322,43 @@ async fn each_step_arrives_once_in_order_signed_and_survives_refusals_and_restar
     task.await?;
     let ids: std::collections::BTreeSet<&String> = got.iter().map(|g| &g.0).collect();
     ensure!(ids.len() == got.len(), "no notice twice");
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_three_replicas_one_delivers_and_each_notice_arrives_once() -> anyhow::Result<()> {
+    let w = World::new().await?;
+    let replicas: Vec<_> = ["replica-a", "replica-b", "replica-c"]
+        .iter()
+        .map(|h| w.start_as(h))
+        .collect();
+    for _ in 0..200 {
+        if w.store.delivery_cursor("approvers").await?.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(w.ask(600).await?);
+    }
+    for id in &ids {
+        w.governance().cancel(id, &PersonId("ann".into())).await?;
+    }
+    wait_for("twenty notices", || w.receiver.kinds().len() >= 20).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = w.receiver.got.lock().expect("lock").clone();
+    ensure!(got.len() == 20, "each notice once: {}", got.len());
+    let order: Vec<&str> = got
+        .iter()
+        .map(|g| g.2["request"]["id"].as_str().unwrap_or(""))
+        .collect();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    want.extend(ids.iter().map(String::as_str));
+    ensure!(order == want, "in the trail's order");
+    for (stop, task) in replicas {
+        stop.send(true)?;
+        task.await?;
+    }
     Ok(())
 }
