@@ -1671,4 +1671,39 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
     }
     assert!(!log.contains(&secret[12..]), "the API token in the log");
     airlock_cli(dir.path(), &["audit", "verify"]);
+
+    // Failed authentication on the API counts against the per-address throttle (default 10
+    // a minute), answered as a problem. Last: this address stays blocked for the window.
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        statuses.push(
+            api_get(&format!("{}/api/v1/me", r.base), "airlock_api_guess")
+                .await
+                .0,
+        );
+    }
+    // One 401 came earlier (the revoked token): the tenth failure is the last one answered.
+    let refused = statuses.iter().take_while(|s| **s == 401).count();
+    assert_eq!(refused, 9, "{statuses:?}");
+    assert!(
+        statuses[refused..].iter().all(|s| *s == 429),
+        "{statuses:?}"
+    );
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/me", r.base))
+        .bearer_auth(&ann_token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        resp.status().as_u16(),
+        429,
+        "blocked, even with a good token"
+    );
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
 }
