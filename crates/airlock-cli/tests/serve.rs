@@ -647,6 +647,16 @@ impl Fleet {
     /// a port nobody listens on), a policy granting Viewer everywhere to one SCIM group, and
     /// leases that live 3 s.
     async fn start(replicas: usize, instances: usize, unreachable: usize) -> Fleet {
+        Fleet::start_with_policy(replicas, instances, unreachable, "").await
+    }
+
+    /// [`Fleet::start`] with more policy (e.g. just-in-time access rules).
+    async fn start_with_policy(
+        replicas: usize,
+        instances: usize,
+        unreachable: usize,
+        more_policy: &str,
+    ) -> Fleet {
         let pg = airlock_testkit::PgCluster::start().expect("PostgreSQL binaries are required");
         let url = pg.fresh_database().expect("database");
         let db = url.rsplit('/').next().expect("db name").to_string();
@@ -678,7 +688,7 @@ impl Fleet {
             dir.path().join("policy.toml"),
             // Twelve instance names on one Airflow count every suspension twelve times in the
             // rolling window, so the window is off here (its own tests are in the engine).
-            format!("[[grants]]\ngroup = \"{group}\"\nroles = [\"Viewer\"]\n[safety]\nmax_deprovision_fraction = 1.0\nmax_deprovisions_per_hour = 0\n"),
+            format!("[[grants]]\ngroup = \"{group}\"\nroles = [\"Viewer\"]\n[safety]\nmax_deprovision_fraction = 1.0\nmax_deprovisions_per_hour = 0\n{more_policy}"),
         )
         .expect("policy");
         let token = scim_token(dir.path(), "okta");
@@ -1706,4 +1716,143 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
             .and_then(|v| v.to_str().ok()),
         Some("application/problem+json")
     );
+}
+
+/// Whether every reachable instance's proxy saw a full read of the users (a full sync) since
+/// its counters were reset.
+fn every_instance_synced(fleet: &Fleet) -> bool {
+    fleet.af_proxies.iter().all(|p| {
+        p.requests_log()
+            .iter()
+            .any(|(m, path)| m == "GET" && path.starts_with("/auth/fab/v1/users?"))
+    })
+}
+
+/// Just-in-time access across a fleet: three replicas, twelve instances (one of them an
+/// Airflow that is down). A grant asked on the command line reaches every reachable instance
+/// whichever replica holds it; the replica holding most of them is killed while the grant
+/// runs; the grant still ends by itself on every reachable instance, its expiry is recorded
+/// once (three replicas settle it), and the unreachable instance delays nothing.
+#[tokio::test]
+async fn a_grant_reaches_and_leaves_every_instance_of_a_fleet_through_a_replica_kill() {
+    const INSTANCES: usize = 12;
+    let mut fleet = Fleet::start_with_policy(
+        3,
+        INSTANCES,
+        1,
+        "[[access.rules]]\nroles = [\"Op\"]\napprovals = 0\nreason_required = false\n",
+    )
+    .await;
+    for r in 0..3 {
+        wait_ready(fleet.replica(r), "replica ready").await;
+    }
+    let id = fleet.create_user(0, 0).await;
+    fleet.create_group(1, &[id]).await;
+    let admin = airflow_admin().await;
+    let user = fleet.user(0);
+    wait_for(
+        "the person provisioned",
+        Duration::from_secs(120),
+        || async {
+            roles_of(&admin, &user).await == ["Viewer"]
+                && fleet.managed_everywhere(&user, INSTANCES - 1).await
+        },
+    )
+    .await;
+
+    let url = fleet.pg.url(&fleet.db);
+    let cli = |args: &[&str]| {
+        let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+            .current_dir(fleet.dir.path())
+            .env_remove("AIRLOCK_CONFIG")
+            .env("AF3_PW", &v3().admin_password)
+            .env("AIRLOCK_STORE__URL", &url)
+            .env("AIRLOCK_ACTOR", "operator:test")
+            .args(["--config", "airlock.toml"])
+            .args(args)
+            .output()
+            .expect("airlock");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let names: Vec<String> = (0..INSTANCES).map(|i| format!("af{i:02}")).collect();
+    let mut args = vec![
+        "request",
+        "--as",
+        user.as_str(),
+        "--role",
+        "Op",
+        "--for",
+        "45s",
+        "-o",
+        "json",
+    ];
+    for n in &names {
+        args.extend(["--instance", n.as_str()]);
+    }
+    for p in &fleet.af_proxies {
+        p.reset_counters();
+    }
+    let granted: serde_json::Value = serde_json::from_str(&cli(&args)).expect("json");
+    assert_eq!(granted["state"]["state"], "approved", "{granted}");
+    let grant_id = granted["id"].as_str().expect("id").to_owned();
+    let took = wait_for(
+        "every reachable instance to apply the grant",
+        Duration::from_secs(90),
+        || async {
+            roles_of(&admin, &user).await == ["Op", "Viewer"] && every_instance_synced(&fleet)
+        },
+    )
+    .await;
+    eprintln!(
+        "grant -> a full sync on all 11 reachable instances: {:.1} s",
+        took.as_secs_f64()
+    );
+
+    // Kill the replica holding the most instances while the grant runs.
+    let held = held_counts(&fleet).await;
+    let victim = (0..3).max_by_key(|r| held[*r]).expect("a replica");
+    {
+        let r = fleet.replicas[victim].as_mut().expect("running");
+        r.child.kill().expect("kill");
+        r.child.wait().expect("reap");
+    }
+    fleet.replicas[victim] = None;
+    let end =
+        chrono::DateTime::parse_from_rfc3339(granted["state"]["expires_at"].as_str().expect("end"))
+            .expect("time");
+    while chrono::Utc::now() < end {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for p in &fleet.af_proxies {
+        p.reset_counters();
+    }
+    let took = wait_for(
+        "every reachable instance to remove it",
+        Duration::from_secs(90),
+        || async { roles_of(&admin, &user).await == ["Viewer"] && every_instance_synced(&fleet) },
+    )
+    .await;
+    eprintln!(
+        "grant end -> Op gone and a full sync on all 11 reachable instances, one replica killed: {:.1} s",
+        took.as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pool = fleet.pool().await;
+    let expired: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE event_json LIKE '%\"access_grant.expire\"%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    pool.close().await;
+    assert_eq!(
+        expired, 1,
+        "the expiry is recorded once, however many replicas settle"
+    );
+    assert!(cli(&["requests", "list", "--state", "expired"]).contains(&grant_id));
 }
