@@ -250,15 +250,7 @@ struct RequestQuery {
     limit: Option<usize>,
 }
 
-const STATES: &[&str] = &[
-    "pending",
-    "approved",
-    "denied",
-    "cancelled",
-    "lapsed",
-    "revoked",
-    "expired",
-];
+const STATES: &[&str] = access::State::NAMES;
 
 /// Requests the caller may read, in id (creation) order, from after `after`.
 async fn visible(

@@ -189,15 +189,7 @@ async fn list(
     who: Option<&str>,
     output: ReportFormat,
 ) -> anyhow::Result<ExitCode> {
-    const STATES: &[&str] = &[
-        "pending",
-        "approved",
-        "denied",
-        "cancelled",
-        "lapsed",
-        "revoked",
-        "expired",
-    ];
+    const STATES: &[&str] = State::NAMES;
     if let Some(s) = &state {
         if !STATES.contains(&s.as_str()) {
             bail!("--state {s:?}: one of {}", STATES.join(", "));

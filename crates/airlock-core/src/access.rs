@@ -186,6 +186,17 @@ pub enum State {
 }
 
 impl State {
+    /// Every state's name, in the order of a request's life.
+    pub const NAMES: &'static [&'static str] = &[
+        "pending",
+        "approved",
+        "denied",
+        "cancelled",
+        "lapsed",
+        "revoked",
+        "expired",
+    ];
+
     /// The state's name, as stored and shown.
     pub fn name(&self) -> &'static str {
         match self {
