@@ -15,6 +15,9 @@
 pub const ACCESS_GRANT_REVOKE: &str = "access_grant.revoke";
 /// A just-in-time grant ran its time; the next plan removes what it added.
 pub const ACCESS_GRANT_EXPIRE: &str = "access_grant.expire";
+/// A just-in-time grant is about to end (`[access] expiring_notice` before it); webhooks
+/// announce it.
+pub const ACCESS_GRANT_EXPIRING: &str = "access_grant.expiring";
 /// An approver approved a just-in-time access request (`after`: the approvals so far, and the
 /// grant's end once the last needed approval came).
 pub const ACCESS_REQUEST_APPROVE: &str = "access_request.approve";
@@ -93,6 +96,7 @@ pub const SCIM_USER_REPLACE: &str = "scim_user.replace";
 /// Every operation name this build knows, sorted.
 pub const OPERATIONS: &[&str] = &[
     ACCESS_GRANT_EXPIRE,
+    ACCESS_GRANT_EXPIRING,
     ACCESS_GRANT_REVOKE,
     ACCESS_REQUEST_APPROVE,
     ACCESS_REQUEST_AUTO_APPROVE,

@@ -1631,6 +1631,36 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
         *notices.lock().expect("lock"),
         ["request.waiting", "request.approved", "grant.revoked"]
     );
+    // A grant that ends within [access] expiring_notice (15 min) is noted as expiring at once.
+    let (status, short) = api_post(
+        &format!("{}/api/v1/requests", r.base),
+        &ann_token,
+        serde_json::json!({"roles": ["Op"], "instances": ["af3"], "duration": "10m", "reason": "INC-43"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{short}");
+    let short_id = short["id"].as_str().expect("id").to_owned();
+    let (status, _) = api_post(
+        &format!("{}/api/v1/requests/{short_id}/approve", r.base),
+        &sid_token,
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    wait_for("the expiring notice", Duration::from_secs(30), || async {
+        notices.lock().expect("lock").len() >= 6
+    })
+    .await;
+    assert_eq!(
+        notices.lock().expect("lock")[3..],
+        ["request.waiting", "request.approved", "grant.expiring"]
+    );
+    api_post(
+        &format!("{}/api/v1/requests/{short_id}/revoke", r.base),
+        &sid_token,
+        serde_json::json!({}),
+    )
+    .await;
 
     // An API token issued on the command line works at once and stops when revoked.
     let secret = airlock_cli(
@@ -1662,7 +1692,11 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
         [
             "access_request.create",
             "access_request.approve",
-            "access_grant.revoke"
+            "access_grant.revoke",
+            "access_request.create",
+            "access_request.approve",
+            "access_grant.expiring",
+            "access_grant.revoke",
         ]
     );
     airlock_cli(dir.path(), &["api", "token", "revoke", "report"]);

@@ -5,6 +5,7 @@
 //! [access]
 //! admins = ["governance-admins"]     # see everything, may revoke any grant
 //! auditors = ["auditors"]            # read everything, change nothing
+//! expiring_notice = "15m"            # grants are noted (and announced) as expiring this long before their end
 //!
 //! [[access.rules]]
 //! roles = ["Admin", "Op"]
@@ -37,6 +38,7 @@ pub(crate) struct RawAccess {
     admins: Vec<String>,
     #[serde(default)]
     auditors: Vec<String>,
+    expiring_notice: Option<String>,
     #[serde(default)]
     rules: Vec<RawRule>,
 }
@@ -221,10 +223,26 @@ pub(crate) fn validate(
             auto_approve: groups(&format!("{key}.auto_approve"), r.auto_approve, errors),
         });
     }
+    let expiring_notice_secs = match raw.expiring_notice.as_deref().map(parse_duration) {
+        None => 900,
+        Some(Ok(secs)) if secs == 0 || (60..=86_400).contains(&secs) => secs,
+        Some(Ok(_)) => {
+            errors.push(ConfigError::new(
+                "policy.access.expiring_notice",
+                "must be between 1m and 24h (or 0s: never)",
+            ));
+            900
+        }
+        Some(Err(m)) => {
+            errors.push(ConfigError::new("policy.access.expiring_notice", m));
+            900
+        }
+    };
     AccessPolicy {
         rules,
         admins: groups("policy.access.admins", raw.admins, errors),
         auditors: groups("policy.access.auditors", raw.auditors, errors),
+        expiring_notice_secs,
     }
 }
 

@@ -49,8 +49,6 @@ pub struct RawWebhook {
     /// Signs each body: `X-Airlock-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`
     /// with `X-Airlock-Timestamp`. A secret.
     pub signing_secret: Option<SecretSource>,
-    /// How long before a grant's end `grant.expiring` is sent (default `15m`).
-    pub expiring_before: Option<String>,
     /// Seconds a POST may take (default 10, 1 to 120).
     pub timeout_secs: Option<u64>,
 }
@@ -77,8 +75,6 @@ pub struct WebhookConfig {
     pub events: BTreeSet<String>,
     /// The HMAC key, if bodies are signed.
     pub signing_secret: Option<SecretString>,
-    /// When before a grant's end `grant.expiring` is sent.
-    pub expiring_before: Duration,
     /// POST timeout.
     pub timeout: Duration,
 }
@@ -183,23 +179,6 @@ pub(crate) fn validate(
                     None
                 }
             });
-        let expiring_before =
-            match crate::access::parse_duration(w.expiring_before.as_deref().unwrap_or("15m")) {
-                Ok(secs) if (60..=86_400).contains(&secs) => {
-                    Duration::from_secs(u64::try_from(secs).unwrap_or(900))
-                }
-                Ok(_) => {
-                    errors.push(ConfigError::new(
-                        key("expiring_before"),
-                        "must be between 1m and 24h",
-                    ));
-                    Duration::from_secs(900)
-                }
-                Err(m) => {
-                    errors.push(ConfigError::new(key("expiring_before"), m));
-                    Duration::from_secs(900)
-                }
-            };
         let timeout = w.timeout_secs.unwrap_or(10);
         if !(1..=120).contains(&timeout) {
             errors.push(ConfigError::new(
@@ -217,7 +196,6 @@ pub(crate) fn validate(
                 format,
                 events,
                 signing_secret,
-                expiring_before,
                 timeout: Duration::from_secs(timeout),
             });
         }
@@ -257,13 +235,12 @@ mod tests {
         .expect("valid");
         assert_eq!(w[0].format, WebhookFormat::Slack);
         assert_eq!(w[0].events.len(), NOTICE_KINDS.len());
-        assert_eq!(w[0].expiring_before, Duration::from_secs(900));
     }
 
     #[test]
     fn errors_name_the_key_and_never_print_the_url() {
         let errs = check(
-            "[[webhooks]]\nname = \"a\"\nurl = \"http://hooks.example.com/T/secret-path\"\nevents = [\"grant.expiring\", \"everything\"]\nexpiring_before = \"10s\"\n\
+            "[[webhooks]]\nname = \"a\"\nurl = \"http://hooks.example.com/T/secret-path\"\nevents = [\"grant.expiring\", \"everything\"]\n\
              [[webhooks]]\nname = \"a\"\nurl = \"https://x.example\"\nformat = \"xml\"\nsigning_secret = \"short\"\n",
             &[],
         )
@@ -272,7 +249,6 @@ mod tests {
         for want in [
             "notifications.webhooks[0].url: must be an https://",
             "notifications.webhooks[0].events: `everything`",
-            "notifications.webhooks[0].expiring_before",
             "notifications.webhooks[1].name: `a` names two webhooks",
             "notifications.webhooks[1].format",
             "notifications.webhooks[1].signing_secret",

@@ -88,6 +88,10 @@ pub struct AccessPolicy {
     /// Members of these groups may read every request, grant and the audit trail, and change
     /// nothing.
     pub auditors: BTreeSet<GroupName>,
+    /// How long before its end a grant is recorded as expiring (`access_grant.expiring`, which
+    /// notification webhooks announce), in seconds; 0: never.
+    #[serde(default)]
+    pub expiring_notice_secs: i64,
 }
 
 /// A request's id (a UUID, from the store).
@@ -238,6 +242,9 @@ pub struct AccessRequest {
     pub approvals: Vec<Approval>,
     /// Where it stands.
     pub state: State,
+    /// When the grant was recorded as about to end ([`note_expiring`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiring_noted_at: Option<DateTime<Utc>>,
 }
 
 impl AccessRequest {
@@ -409,6 +416,7 @@ pub fn open(
         pending_until: now + Duration::seconds(rule.pending_secs),
         approvals: Vec::new(),
         state,
+        expiring_noted_at: None,
     })
 }
 
@@ -641,6 +649,25 @@ pub fn lapse(
         }
         _ => return None,
     }
+    Some(next)
+}
+
+/// A grant that ends within the policy's `expiring_notice_secs` of `now` and was not noted
+/// yet, noted now; `None`: nothing to note.
+pub fn note_expiring(
+    policy: &AccessPolicy,
+    request: &AccessRequest,
+    now: DateTime<Utc>,
+) -> Option<AccessRequest> {
+    if policy.expiring_notice_secs <= 0 || request.expiring_noted_at.is_some() {
+        return None;
+    }
+    let ends = request.active_at(now)?;
+    if ends - now > Duration::seconds(policy.expiring_notice_secs) {
+        return None;
+    }
+    let mut next = request.clone();
+    next.expiring_noted_at = Some(now);
     Some(next)
 }
 

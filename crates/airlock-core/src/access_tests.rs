@@ -64,6 +64,7 @@ fn groups(names: &[&str]) -> BTreeSet<GroupName> {
 /// Admin on prod needs two of sre (or the named lead); Viewer anywhere is approved at once.
 fn policy() -> AccessPolicy {
     AccessPolicy {
+        expiring_notice_secs: 900,
         rules: vec![
             AccessRule {
                 roles: roles(&["Admin", "Op"]),
@@ -579,4 +580,31 @@ fn scopes_round_trip_by_name_and_unknown_ones_are_named() {
         err.contains("requests:*") && err.contains("audit:read"),
         "{err}"
     );
+}
+
+#[test]
+fn a_grant_is_noted_as_expiring_once_within_the_notice() {
+    let w = World::new();
+    let r = w.open("ada", admin_on_prod()).expect("opened");
+    let r = w.approve(&r, "cy", now()).expect("one");
+    let r = w.approve(&r, "lead", now()).expect("approved");
+    let State::Approved { expires_at, .. } = r.state else {
+        panic!("approved: {:?}", r.state);
+    };
+    let early = expires_at - Duration::minutes(16);
+    assert!(note_expiring(&w.policy, &r, early).is_none(), "not yet");
+    let at = expires_at - Duration::minutes(15);
+    let noted = note_expiring(&w.policy, &r, at).expect("noted");
+    assert_eq!(noted.expiring_noted_at, Some(at));
+    assert!(
+        note_expiring(&w.policy, &noted, at + Duration::minutes(1)).is_none(),
+        "once"
+    );
+    assert!(
+        note_expiring(&w.policy, &r, expires_at).is_none(),
+        "ended: nothing to note"
+    );
+    let mut off = w.policy.clone();
+    off.expiring_notice_secs = 0;
+    assert!(note_expiring(&off, &r, at).is_none(), "off");
 }

@@ -637,6 +637,7 @@ fn grant(id: &str, who: &str, roles: &[&str], secs: i64) -> crate::access::Acces
             expires_at: now() + chrono::Duration::seconds(secs),
             auto: false,
         },
+        expiring_noted_at: None,
     }
 }
 

@@ -315,6 +315,47 @@ pub async fn grants(store: &Store) -> Result<Vec<AccessRequest>, AccessError> {
     stored.iter().map(from_stored).collect()
 }
 
+/// Records the grants about to end (within the policy's `expiring_notice_secs`) as expiring
+/// (`access_grant.expiring`, once per grant: each is decided again under the request's lock,
+/// so replicas racing record it once). Returns the grants noted.
+pub async fn note_expiring(
+    store: &Store,
+    clock: &dyn Clock,
+    policy: &AccessPolicy,
+) -> Result<Vec<AccessRequest>, AccessError> {
+    if policy.expiring_notice_secs <= 0 {
+        return Ok(Vec::new());
+    }
+    let now = clock.now();
+    let mut noted = Vec::new();
+    for candidate in store.approved_access_requests().await? {
+        let r = from_stored(&candidate)?;
+        if access::note_expiring(policy, &r, now).is_none() {
+            continue;
+        }
+        let result = store
+            .change_access_request(&candidate.id, now.timestamp_millis(), |current| {
+                let r = from_stored(current).map_err(Some)?;
+                let next = access::note_expiring(policy, &r, now).ok_or(None)?;
+                let e = event(
+                    &next,
+                    ACTOR_AIRLOCK.to_owned(),
+                    operation::ACCESS_GRANT_EXPIRING,
+                    now,
+                );
+                Ok((to_stored(&next), e))
+            })
+            .await;
+        match result {
+            Ok(stored) => noted.push(from_stored(&stored)?),
+            Err(ChangeError::Refused(None) | ChangeError::NotFound) => {}
+            Err(ChangeError::Refused(Some(err))) => return Err(err),
+            Err(ChangeError::Store(err)) => return Err(err.into()),
+        }
+    }
+    Ok(noted)
+}
+
 /// Records what time (and the directory) did to requests: pending ones past their pending
 /// time lapse, grants past their end expire, grants of people no longer active are revoked.
 /// Returns the requests changed. Safe to run on every replica at once: each change is

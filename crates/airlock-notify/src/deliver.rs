@@ -1,22 +1,20 @@
 //! The delivery loop of one webhook in `airlock serve`. Under the lease `notify:<name>` (one
 //! replica delivers), each round:
 //!
-//! 1. reads the audit events after the webhook's cursor (a webhook seen for the first time
-//!    starts at the current end of the trail: it is not sent the past), posts the notice of
-//!    each one it wants, in order, and moves the cursor past each event once its POST was
-//!    answered 2xx (or once it is known to need none);
-//! 2. posts `grant.expiring` for each active grant whose end is within `expiring_before`,
-//!    once (a mark in the store records it).
+//! reads the audit events after the webhook's cursor (a webhook seen for the first time
+//! starts at the current end of the trail: it is not sent the past), posts the notice of each
+//! one it wants, in order, and moves the cursor past each event once its POST was answered 2xx
+//! (or once it is known to need none). A grant about to end is an audit event too
+//! (`access_grant.expiring`, recorded by the service's watcher).
 //!
 //! A failed POST stops the round where it is; the next round (after 1 s, doubling up to
 //! 5 min) starts again from the cursor, so nothing is skipped and an event is posted again
 //! only if its acknowledgement was not recorded (at least once, duplicates with the same id).
 //! The time of the notices is the injected clock's; the pauses are `tokio::time`'s.
 
-use crate::notice::{expiring, expiring_id, from_event};
+use crate::notice::from_event;
 use crate::webhook::{SendError, Webhook};
 use airlock_core::Clock;
-use airlock_engine::access::AccessError;
 use airlock_engine::lease::{LeaseKeeper, Taken};
 use airlock_store::{Store, StoreError};
 use std::sync::Arc;
@@ -27,8 +25,6 @@ use tokio::sync::watch;
 const PAGE: u32 = 200;
 /// The longest pause after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Marks of `grant.expiring` notices are kept this long (longer than any grant lasts).
-const MARKS_KEPT: chrono::Duration = chrono::Duration::days(32);
 
 /// The lease under which one replica delivers a webhook's notices.
 pub fn lease_name(webhook: &str) -> String {
@@ -51,8 +47,6 @@ enum RoundError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Access(#[from] AccessError),
-    #[error(transparent)]
     Send(#[from] SendError),
     #[error("the lease was lost")]
     LeaseLost,
@@ -62,9 +56,9 @@ enum RoundError {
 pub struct Notifier {
     /// The sender.
     pub webhook: Webhook,
-    /// The store (audit trail, cursor, marks, grants).
+    /// The store (audit trail, cursor).
     pub store: Store,
-    /// The time of the notices and of the expiring check.
+    /// The time of the cursor's updates and of the signatures.
     pub clock: Arc<dyn Clock>,
     /// The replica's leases.
     pub keeper: LeaseKeeper,
@@ -109,7 +103,6 @@ impl Notifier {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let lease = lease_name(self.name());
         let mut failures = 0u32;
-        let mut last_forget = None::<chrono::DateTime<chrono::Utc>>;
         loop {
             if *stop.borrow() {
                 break;
@@ -134,7 +127,7 @@ impl Notifier {
                     }
                 }
             }
-            let wait = match self.round(&mut last_forget).await {
+            let wait = match self.round().await {
                 Ok(()) => {
                     failures = 0;
                     self.poll
@@ -157,10 +150,7 @@ impl Notifier {
         }
     }
 
-    async fn round(
-        &self,
-        last_forget: &mut Option<chrono::DateTime<chrono::Utc>>,
-    ) -> Result<(), RoundError> {
+    async fn round(&self) -> Result<(), RoundError> {
         let name = self.name();
         let now_ms = || self.clock.now().timestamp_millis();
         let mut cursor = match self.store.delivery_cursor(name).await? {
@@ -209,46 +199,6 @@ impl Notifier {
         }
         let head = self.store.audit_head().await?.seq;
         self.report.backlog(name, head.saturating_sub(cursor));
-        if self.wants("grant.expiring") {
-            self.expiring().await?;
-        }
-        let now = self.clock.now();
-        if last_forget.is_none_or(|t| now - t > chrono::Duration::hours(1)) {
-            self.store
-                .forget_delivery_marks(name, (now - MARKS_KEPT).timestamp_millis())
-                .await?;
-            *last_forget = Some(now);
-        }
-        Ok(())
-    }
-
-    /// `grant.expiring` for each active grant ending within `expiring_before`, once.
-    async fn expiring(&self) -> Result<(), RoundError> {
-        let name = self.name();
-        let before = chrono::Duration::from_std(self.webhook.config().expiring_before)
-            .unwrap_or(chrono::Duration::minutes(15));
-        let now = self.clock.now();
-        for r in airlock_engine::access::grants(&self.store).await? {
-            let Some(ends) = r.active_at(now) else {
-                continue;
-            };
-            if ends - now > before {
-                continue;
-            }
-            let mark = expiring_id(&r.id.0);
-            if self.store.delivery_marked(name, &mark).await? {
-                continue;
-            }
-            if !self.holding() {
-                return Err(RoundError::LeaseLost);
-            }
-            let n = expiring(&r, ends, now);
-            self.webhook.send(&n, now).await?;
-            self.report.delivered(name, n.kind);
-            self.store
-                .mark_delivered(name, &mark, now.timestamp_millis())
-                .await?;
-        }
         Ok(())
     }
 }

@@ -1,11 +1,9 @@
 //! What a notification says, decided from the audit trail (pure): each audit event of a
 //! just-in-time request becomes at most one [`Notice`], with the event's id as the notice's id
-//! (so a receiver drops a redelivered one); a grant about to end becomes one too. Then the
-//! two bodies: airlock's JSON and a Slack-compatible message whose text is escaped so that
+//! (so a receiver drops a redelivered one). Then the two bodies: airlock's JSON and a Slack-compatible message whose text is escaped so that
 //! no value from a request can mention, link or break out of its line.
 
 use airlock_audit::{operation as op, AuditEvent, Outcome};
-use airlock_core::access::AccessRequest;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -15,7 +13,7 @@ const MAX_VALUE_CHARS: usize = 200;
 /// One notification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
-    /// Unique and stable: the audit event's id, or `expiring:<request id>`.
+    /// Unique and stable: the audit event's id.
     pub id: String,
     /// One of `airlock_config::NOTICE_KINDS`.
     pub kind: &'static str,
@@ -153,6 +151,13 @@ pub fn from_event(e: &AuditEvent) -> Option<Notice> {
                 "nobody decided {requester}'s request for {what} in time; it lapsed (request {request_id})"
             ),
         ),
+        op::ACCESS_GRANT_EXPIRING => (
+            "grant.expiring",
+            format!(
+                "{requester}'s grant of {what} ends at {}; ask again if it is still needed (request {request_id})",
+                time(&state["expires_at"])
+            ),
+        ),
         op::ACCESS_GRANT_EXPIRE => (
             "grant.expired",
             format!(
@@ -182,44 +187,6 @@ pub fn from_event(e: &AuditEvent) -> Option<Notice> {
         request: r.clone(),
         text,
     })
-}
-
-/// The notice of a grant that ends at `expires_at`, sent once per webhook.
-pub fn expiring(r: &AccessRequest, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Notice {
-    let roles: Vec<&str> = r.roles.iter().map(|x| x.as_str()).collect();
-    let instances: Vec<&str> = r.instances.iter().map(|x| x.as_str()).collect();
-    let request = json!({
-        "requester": r.requester.0,
-        "roles": roles,
-        "instances": instances,
-        "duration_secs": r.duration_secs,
-        "reason": r.reason,
-        "ticket": r.ticket,
-        "state": r.state,
-    });
-    let left = (expires_at - now).num_seconds().max(0);
-    Notice {
-        id: expiring_id(&r.id.0),
-        kind: "grant.expiring",
-        at: now,
-        actor: airlock_audit::ACTOR_AIRLOCK.into(),
-        request_id: r.id.0.clone(),
-        text: format!(
-            "{}'s grant of {} on {} ends at {} (in {}; request {}); extend it with a new request if it is still needed",
-            shown(&r.requester.0),
-            list(&request["roles"]),
-            list(&request["instances"]),
-            expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            span(left),
-            r.id
-        ),
-        request,
-    }
-}
-
-/// The id of a grant's `grant.expiring` notice (also its delivery mark).
-pub fn expiring_id(request_id: &str) -> String {
-    format!("expiring:{request_id}")
 }
 
 /// airlock's JSON body.

@@ -300,14 +300,24 @@ async fn each_step_arrives_once_in_order_signed_and_survives_refusals_and_restar
         w.receiver.kinds()
     );
 
-    // Fifteen minutes before the grant ends: announced once, however many rounds pass.
+    // Fifteen minutes before the grant ends it is noted as expiring (once, however often the
+    // watchers look), and announced.
+    let policy = &w.config.policy.as_ref().expect("policy").access;
+    ensure!(
+        airlock_engine::access::note_expiring(&w.store, w.clock.as_ref(), policy)
+            .await?
+            .is_empty()
+    );
     w.clock.advance(chrono::Duration::minutes(46));
+    for _ in 0..3 {
+        airlock_engine::access::note_expiring(&w.store, w.clock.as_ref(), policy).await?;
+    }
     wait_for("the expiring notice", || w.receiver.kinds().len() == 7).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     ensure!(w.receiver.kinds().len() == 7, "{:?}", w.receiver.kinds());
     let got = w.receiver.got.lock().expect("lock").clone();
     ensure!(
-        got[6].1 == "grant.expiring" && got[6].0 == format!("expiring:{id}"),
+        got[6].1 == "grant.expiring" && got[6].2["request"]["id"] == id.as_str(),
         "{:?}",
         got[6]
     );

@@ -18,6 +18,7 @@
 //! store: it takes the `serve` lease first and refuses to start while another holds it.
 
 mod checkpoints;
+mod grants;
 mod http;
 pub mod listener;
 mod metrics;
@@ -227,7 +228,7 @@ pub async fn run(
     let scheduler = tokio::spawn(scheduler::run(
         scheduler::Service {
             config: config.clone(),
-            policy,
+            policy: policy.clone(),
             source,
             store: store.clone(),
             opts: opts.clone(),
@@ -238,6 +239,16 @@ pub async fn run(
     ));
 
     let notifiers = spawn_notifiers(&config, &store, &keeper, &state, &opts, &stop_rx)?;
+    let watcher =
+        (!policy.access.rules.is_empty() && policy.access.expiring_notice_secs > 0).then(|| {
+            tokio::spawn(grants::run(
+                store.clone(),
+                policy.access.clone(),
+                Arc::new(SystemClock),
+                opts.scim_poll,
+                stop_rx.clone(),
+            ))
+        });
 
     let checkpoints = config
         .audit
@@ -264,6 +275,11 @@ pub async fn run(
     }
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "scheduler task failed");
+    }
+    if let Some(task) = watcher {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "expiring-grant watcher failed");
+        }
     }
     for task in notifiers {
         if let Err(e) = task.await {

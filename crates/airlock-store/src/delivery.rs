@@ -1,5 +1,5 @@
-//! Durable delivery cursors and marks for the senders that ship the audit trail outside
-//! airlock (see migration 0013). A cursor only moves forward: two replicas racing to advance it
+//! Durable delivery cursors for the senders that ship the audit trail outside airlock (see
+//! migration 0013). A cursor only moves forward: two replicas racing to advance it
 //! leave the larger `seq`.
 
 use crate::{Store, StoreError};
@@ -36,53 +36,5 @@ impl Store {
         .await
         .map_err(|e| self.ctx.query_failed("advance a delivery cursor", e))?;
         Ok(())
-    }
-
-    /// Whether `sink` recorded `mark`.
-    pub async fn delivery_marked(&self, sink: &str, mark: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT created_ms FROM delivery_marks WHERE sink = $1 AND mark = $2",
-        )
-        .bind(sink)
-        .bind(mark)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| self.ctx.query_failed("read a delivery mark", e))?;
-        Ok(found.is_some())
-    }
-
-    /// Records `mark` for `sink` (once; again is harmless).
-    pub async fn mark_delivered(
-        &self,
-        sink: &str,
-        mark: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO delivery_marks (sink, mark, created_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (sink, mark) DO NOTHING",
-        )
-        .bind(sink)
-        .bind(mark)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.ctx.query_failed("record a delivery mark", e))?;
-        Ok(())
-    }
-
-    /// Forgets `sink`'s marks recorded before `before_ms`.
-    pub async fn forget_delivery_marks(
-        &self,
-        sink: &str,
-        before_ms: i64,
-    ) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM delivery_marks WHERE sink = $1 AND created_ms < $2")
-            .bind(sink)
-            .bind(before_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.ctx.query_failed("forget delivery marks", e))?;
-        Ok(done.rows_affected())
     }
 }

@@ -1,5 +1,4 @@
-//! Delivery cursors and marks, on both backends: a cursor starts absent and only moves
-//! forward; a mark is recorded once.
+//! Delivery cursors, on both backends: a cursor starts absent and only moves forward.
 
 use anyhow::ensure;
 
@@ -7,10 +6,10 @@ use crate::support::TestDb;
 
 on_both_backends!(
     delivery =>
-    a_cursor_only_moves_forward_and_marks_are_recorded_once,
+    a_cursor_only_moves_forward,
 );
 
-async fn a_cursor_only_moves_forward_and_marks_are_recorded_once(db: TestDb) -> anyhow::Result<()> {
+async fn a_cursor_only_moves_forward(db: TestDb) -> anyhow::Result<()> {
     let store = db.open().await;
     ensure!(store.delivery_cursor("hook").await?.is_none());
     store.advance_delivery_cursor("hook", 5, 1_000).await?;
@@ -25,13 +24,5 @@ async fn a_cursor_only_moves_forward_and_marks_are_recorded_once(db: TestDb) -> 
         store.delivery_cursor("other").await?.is_none(),
         "one cursor per sink"
     );
-    ensure!(!store.delivery_marked("hook", "expiring:r1").await?);
-    store.mark_delivered("hook", "expiring:r1", 1_000).await?;
-    store.mark_delivered("hook", "expiring:r1", 1_001).await?;
-    ensure!(store.delivery_marked("hook", "expiring:r1").await?);
-    ensure!(!store.delivery_marked("other", "expiring:r1").await?);
-    ensure!(store.forget_delivery_marks("hook", 1_000).await? == 0);
-    ensure!(store.forget_delivery_marks("hook", 1_001).await? == 1);
-    ensure!(!store.delivery_marked("hook", "expiring:r1").await?);
     Ok(())
 }
