@@ -1661,6 +1661,15 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
         serde_json::json!({}),
     )
     .await;
+    // Delivery shows in the metrics, by webhook and kind.
+    let (_, metrics) = get(&format!("{}/metrics", r.base)).await.expect("metrics");
+    assert!(
+        metrics.contains(
+            r#"airlock_notifications_total{kind="grant.expiring",webhook="approvers"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"airlock_notification_backlog_events{webhook="approvers"}"#));
 
     // An API token issued on the command line works at once and stops when revoked.
     let secret = airlock_cli(
