@@ -101,13 +101,17 @@ struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
+    /// The call of `who`, who must be active in the directory if they are a person (deny by
+    /// default: a leaver's token opens nothing, not even `/me`).
     async fn new(api: &'a Api, who: Principal) -> Result<Call<'a>, ApiError> {
         let directory = api.directory.get().await?;
-        Ok(Call {
+        let call = Call {
             api,
             who,
             directory,
-        })
+        };
+        call.active()?;
+        Ok(call)
     }
 
     fn labels(&self) -> Labels<'_> {
@@ -136,6 +140,17 @@ impl<'a> Call<'a> {
             store: &self.api.store,
             clock: self.api.clock.as_ref(),
             via: self.who.via(),
+        }
+    }
+
+    /// The acting person, if any, is active in the directory (a token without a person acts
+    /// for no one and passes).
+    fn active(&self) -> Result<(), ApiError> {
+        match self.who.person() {
+            Some(p) => access::active(&self.directory, p)
+                .map(|_| ())
+                .map_err(ApiError::from),
+            None => Ok(()),
         }
     }
 
@@ -286,7 +301,7 @@ async fn visible(
     })
 }
 
-/// The caller may list requests at all: a person active in the directory, or a token with
+/// The caller may list requests at all: a person (active, as every call's), or a token with
 /// `requests:read`.
 fn may_list(call: &Call<'_>) -> Result<(), ApiError> {
     if let Principal::Token { scopes, .. } = &call.who {
@@ -297,17 +312,7 @@ fn may_list(call: &Call<'_>) -> Result<(), ApiError> {
             )));
         }
     }
-    match call.who.person() {
-        Some(p) => access::authorize(
-            &call.api.policy,
-            &call.labels(),
-            &call.directory,
-            p,
-            Action::Request,
-        )
-        .map_err(ApiError::from),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/api/v1/requests", tag = "requests", params(RequestQuery),

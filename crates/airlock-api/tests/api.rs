@@ -503,6 +503,8 @@ async fn the_directory_decides_who_the_token_names_and_leavers_are_refused() -> 
     refused(s, &p, 403, "not an active person", &alice)?;
     let (s, p) = w.get("/api/v1/requests", &alice).await?;
     refused(s, &p, 403, "not an active person", &alice)?;
+    let (s, p) = w.get("/api/v1/me", &alice).await?;
+    refused(s, &p, 403, "not an active person", &alice)?;
     Ok(())
 }
 

@@ -300,8 +300,9 @@ pub enum Refusal {
     },
 }
 
-/// What the directory says about one person, for a decision.
-fn active<'a>(directory: &'a DirectorySnapshot, id: &PersonId) -> Result<&'a Person, Refusal> {
+/// The person `id`, if the directory lists them as active: the first check of every decision
+/// (a person it does not list as active may do nothing).
+pub fn active<'a>(directory: &'a DirectorySnapshot, id: &PersonId) -> Result<&'a Person, Refusal> {
     match directory.people.get(id) {
         Some(p) if p.status == PersonStatus::Active => Ok(p),
         _ => Err(Refusal::NotInDirectory(id.clone())),
