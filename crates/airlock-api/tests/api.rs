@@ -727,6 +727,10 @@ async fn requests_page_in_creation_order_and_each_caller_sees_their_own() -> any
         .filter_map(|r| r["id"].as_str())
         .collect();
     ensure!(got == [ids[4].as_str()], "{page}");
+    let (_, none) = w.get("/api/v1/requests?requester=carol", &alice).await?;
+    ensure!(none["items"] == json!([]), "not carol's: {none}");
+    let (_, own) = w.get("/api/v1/requests?requester=alice", &alice).await?;
+    ensure!(own["items"].as_array().map(Vec::len) == Some(3), "{own}");
     // The approver sees every request their rule gives them.
     let (_, all) = w
         .get("/api/v1/requests?state=pending&limit=1000", &bob)
