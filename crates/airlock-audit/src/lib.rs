@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod canonical;
+pub mod cef;
 pub mod chain;
 pub mod checkpoint;
 mod event;
@@ -33,6 +34,7 @@ mod jsonl;
 pub mod note;
 pub mod ocsf;
 pub mod operation;
+pub mod syslog;
 mod verify;
 
 pub use chain::{seal, seal_after, GENESIS_HASH};

@@ -485,7 +485,15 @@ pub enum AuditCommand {
     /// history rewritten and re-hashed, a truncated log and a log reset to genesis, which the
     /// chain alone cannot.
     Verify(VerifyArgs),
-    /// Stream the audit trail.
+    /// Stream the audit trail, one event (or OCSF event) a line, for a SIEM or an auditor.
+    ///
+    /// Formats: `jsonl` (the events as stored, with their hashes), `ocsf` (OCSF 1.8.0 JSON:
+    /// Account Change, Group Management (one event per role or permission changed), User
+    /// Access Management for just-in-time grants, API Activity for SCIM and API token changes;
+    /// airlock's own run bookkeeping has no OCSF class and is left out), `cef` (ArcSight CEF)
+    /// and `syslog` (RFC 5424 messages, facility authpriv, structured data `airlock@32473`).
+    /// Every value is escaped for its format: nothing from a directory or Airflow can forge a
+    /// field or a line.
     Export {
         /// Output format.
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
@@ -493,6 +501,12 @@ pub enum AuditCommand {
         /// Start after this sequence number.
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// Only events at or after this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// The HOSTNAME of syslog messages (default: this machine's name).
+        #[arg(long, value_name = "NAME")]
+        hostname: Option<String>,
     },
     /// Sign a checkpoint of the audit chain now and write it to the destinations of
     /// [audit.checkpoints] (`airlock serve` writes one every interval_secs when the chain grew).
@@ -531,7 +545,21 @@ pub struct KeygenArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
+    /// The events as stored (JSON Lines).
     Jsonl,
+    /// OCSF 1.8.0 events (JSON Lines).
+    Ocsf,
+    /// ArcSight Common Event Format lines.
+    Cef,
+    /// RFC 5424 syslog messages, one a line.
+    Syslog,
+}
+
+/// An RFC 3339 time.
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("'{text}' is not an RFC 3339 time such as 2026-12-01T00:00:00Z: {e}"))
 }
 
 #[derive(Debug, Subcommand)]

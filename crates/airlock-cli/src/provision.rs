@@ -563,16 +563,37 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<ExitCode
             }
         },
         AuditCommand::Export {
-            format: ExportFormat::Jsonl,
+            format,
             after,
+            since,
+            hostname,
         } => {
+            let hostname = hostname.unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_default()
+            });
             let mut pages = store.audit_pages(after + 1, 500);
-            let mut out = std::io::stdout().lock();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             while let Some(page) = pages.next_page().await? {
-                for e in &page {
-                    writeln!(out, "{}", airlock_audit::to_jsonl_line(e))?;
+                for e in page.iter().filter(|e| since.is_none_or(|t| e.at >= t)) {
+                    match format {
+                        ExportFormat::Jsonl => {
+                            writeln!(out, "{}", airlock_audit::to_jsonl_line(e))?
+                        }
+                        ExportFormat::Ocsf => {
+                            for o in airlock_audit::ocsf::encode(e) {
+                                writeln!(out, "{o}")?;
+                            }
+                        }
+                        ExportFormat::Cef => writeln!(out, "{}", airlock_audit::cef::encode(e))?,
+                        ExportFormat::Syslog => {
+                            writeln!(out, "{}", airlock_audit::syslog::encode(e, &hostname))?
+                        }
+                    }
                 }
             }
+            out.flush()?;
             ExitCode::SUCCESS
         }
     };

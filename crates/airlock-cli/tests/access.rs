@@ -290,3 +290,72 @@ fn without_access_rules_the_commands_say_how_to_configure_them() {
         "add [[access.rules]] to the policy file",
     );
 }
+
+#[test]
+fn the_trail_exports_as_ocsf_cef_and_syslog_and_since_filters_by_time() {
+    let s = Setup::new(POLICY);
+    let r = s.json(&[
+        "request",
+        "--as",
+        "ada",
+        "--role",
+        "Op",
+        "--label",
+        "env=prod",
+        "--reason",
+        "x|y=z\nforged",
+    ]);
+    let id = r["id"].as_str().expect("id").to_owned();
+    s.json(&["requests", "approve", &id, "--as", "cy"]);
+    let out = |args: &[&str]| {
+        let o = s.airlock().args(args).assert().success();
+        String::from_utf8_lossy(&o.get_output().stdout).into_owned()
+    };
+    let ocsf = out(&["audit", "export", "--format", "ocsf"]);
+    let events: Vec<Value> = ocsf
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(events.len(), 2, "{ocsf}");
+    for e in &events {
+        assert_eq!(e["class_uid"], 3005, "{e}");
+        assert_eq!(e["metadata"]["version"], "1.8.0");
+        assert_eq!(e["user"]["name"], "ada");
+    }
+    // Two approvals are needed: the first is not yet a grant (Other).
+    assert_eq!(events[1]["activity_id"], 99);
+    assert_eq!(
+        events[0]["privileges"],
+        serde_json::json!(["Op on prod-eu", "Op on prod-us"])
+    );
+    let cef = out(&["audit", "export", "--format", "cef"]);
+    assert_eq!(cef.lines().count(), 2, "{cef}");
+    assert!(
+        cef.lines().all(|l| l.starts_with("CEF:0|airlock|airlock|")),
+        "{cef}"
+    );
+    let syslog = out(&[
+        "audit",
+        "export",
+        "--format",
+        "syslog",
+        "--hostname",
+        "gov1",
+    ]);
+    assert_eq!(syslog.lines().count(), 2, "one message a line: {syslog}");
+    assert!(
+        syslog
+            .lines()
+            .all(|l| l.starts_with("<85>1 ") && l.contains(" gov1 airlock - access_request.")),
+        "{syslog}"
+    );
+    let later = out(&["audit", "export", "--since", "2999-01-01T00:00:00Z"]);
+    assert!(later.is_empty(), "{later}");
+    let bad = s
+        .airlock()
+        .args(["audit", "export", "--since", "yesterday"])
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&bad.get_output().stderr).into_owned();
+    assert!(err.contains("'yesterday' is not an RFC 3339 time"), "{err}");
+}
