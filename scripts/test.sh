@@ -45,6 +45,8 @@ ensure_tools() {
   # OpenLDAP for the LDAP directory tests (the test kit runs its own slapd on free ports).
   [ -x /usr/sbin/slapd ] || missing+=(slapd)
   command -v ldapmodify >/dev/null || missing+=(ldap-utils)
+  # rsyslog for the syslog sink's tests (the test kit runs its own rsyslogd on free ports).
+  [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
   if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     apt-get update -qq

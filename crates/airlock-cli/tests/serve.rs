@@ -1548,6 +1548,7 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
     use airlock_testkit::oidc::{Groups, OidcProvider, OidcUser};
     let dir = tempfile::tempdir().expect("tempdir");
     let (hook, notices) = webhook_receiver().await;
+    let rsyslog = airlock_testkit::Rsyslog::start().expect("rsyslog");
     let domain = format!("api{}.example.com", unique());
     let mut ann = OidcUser::new("ann", Groups::list(["eng"]));
     ann.email = format!("ann@{domain}");
@@ -1561,10 +1562,12 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
              [serve]\nsync_interval_secs = 3600\nsync_jitter_secs = 0\nscim_poll_ms = 200\n\
              [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n\
              [api]\n[api.oidc]\nissuer = \"{}\"\naudience = \"{}\"\n\
-             [[notifications.webhooks]]\nname = \"approvers\"\nurl = \"{hook}\"\nformat = \"slack\"\n",
+             [[notifications.webhooks]]\nname = \"approvers\"\nurl = \"{hook}\"\nformat = \"slack\"\n\
+             [[audit.sinks]]\nname = \"siem\"\nkind = \"syslog\"\naddress = \"{}\"\n",
             v3().base_url,
             idp.issuer(),
-            idp.audience()
+            idp.audience(),
+            rsyslog.address()
         ),
     )
     .expect("config");
@@ -1661,6 +1664,16 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
         serde_json::json!({}),
     )
     .await;
+    // The whole trail reaches the syslog collector too.
+    wait_for("the trail in rsyslog", Duration::from_secs(30), || async {
+        rsyslog
+            .messages()
+            .iter()
+            .filter(|m| m.contains(" airlock - access_grant.expiring "))
+            .count()
+            == 1
+    })
+    .await;
     // Delivery shows in the metrics, by webhook and kind.
     let (_, metrics) = get(&format!("{}/metrics", r.base)).await.expect("metrics");
     assert!(
@@ -1670,6 +1683,10 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
         "{metrics}"
     );
     assert!(metrics.contains(r#"airlock_notification_backlog_events{webhook="approvers"}"#));
+    assert!(
+        metrics.contains(r#"airlock_sink_events_total{sink="siem"}"#),
+        "{metrics}"
+    );
 
     // An API token issued on the command line works at once and stops when revoked.
     let secret = airlock_cli(

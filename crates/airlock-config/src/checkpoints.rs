@@ -17,6 +17,9 @@ use std::time::Duration;
 pub struct RawAudit {
     /// Signed checkpoints of the audit chain (off when absent).
     pub checkpoints: Option<RawCheckpoints>,
+    /// Where `airlock serve` ships the trail.
+    #[serde(default)]
+    pub sinks: Vec<crate::sinks::RawSink>,
 }
 
 /// `[audit.checkpoints]`.
@@ -47,6 +50,8 @@ pub struct RawCheckpoints {
 pub struct AuditConfig {
     /// Signed checkpoints, when configured.
     pub checkpoints: Option<CheckpointConfig>,
+    /// Where `airlock serve` ships the trail.
+    pub sinks: Vec<crate::sinks::SinkConfig>,
 }
 
 /// `[audit.checkpoints]`, validated: the key is read and checked.
@@ -75,8 +80,12 @@ pub(crate) fn validate(
     base_dir: &Path,
     errors: &mut Vec<ConfigError>,
 ) -> AuditConfig {
+    let sinks = crate::sinks::validate(raw.sinks, errors);
     let Some(raw) = raw.checkpoints else {
-        return AuditConfig::default();
+        return AuditConfig {
+            checkpoints: None,
+            sinks,
+        };
     };
     let abs = |p: PathBuf| if p.is_absolute() { p } else { base_dir.join(p) };
     let key_file = abs(raw.signing_key_file);
@@ -137,6 +146,7 @@ pub(crate) fn validate(
             interval: Duration::from_secs(interval),
             timeout: Duration::from_secs(timeout),
         }),
+        sinks,
     }
 }
 
@@ -211,6 +221,7 @@ mod tests {
         let cfg = validate(
             RawAudit {
                 checkpoints: Some(raw),
+                sinks: Vec::new(),
             },
             dir,
             &mut errors,

@@ -11,9 +11,11 @@
 mod access;
 mod api;
 mod notify;
+mod sinks;
 pub use access::parse_duration;
 pub use api::{ApiConfig, OidcConfig, RawApi, RawOidc, ASYMMETRIC_ALGORITHMS};
 pub use notify::{RawNotifications, RawWebhook, WebhookConfig, WebhookFormat, NOTICE_KINDS};
+pub use sinks::{RawSink, SinkConfig};
 mod checkpoints;
 mod env;
 mod files;

@@ -1,22 +1,23 @@
-//! The delivery loop of one webhook in `airlock serve`. Under the lease `notify:<name>` (one
-//! replica delivers), each round:
+//! The delivery loop of one outlet (a webhook, or an audit sink) in `airlock serve`. Under the
+//! outlet's lease (one replica delivers), each round:
 //!
-//! reads the audit events after the webhook's cursor (a webhook seen for the first time
-//! starts at the current end of the trail: it is not sent the past), posts the notice of each
-//! one it wants, in order, and moves the cursor past each event once its POST was answered 2xx
-//! (or once it is known to need none). A grant about to end is an audit event too
-//! (`access_grant.expiring`, recorded by the service's watcher).
+//! reads the audit events after the outlet's cursor (an outlet seen for the first time starts
+//! at the current end of the trail: it is not sent the past), sends what each makes, in order,
+//! and moves the cursor past each event once it is acknowledged (a webhook's 2xx; a stream's
+//! flush for the page it wrote), or once it is known to make nothing.
 //!
-//! A failed POST stops the round where it is; the next round (after 1 s, doubling up to
+//! A failed send stops the round where it is; the next round (after 1 s, doubling up to
 //! 5 min) starts again from the cursor, so nothing is skipped and an event is posted again
 //! only if its acknowledgement was not recorded (at least once, duplicates with the same id).
 //! The time of the notices is the injected clock's; the pauses are `tokio::time`'s.
 
-use crate::notice::from_event;
-use crate::webhook::{SendError, Webhook};
+use crate::webhook::SendError;
+use airlock_audit::AuditEvent;
 use airlock_core::Clock;
 use airlock_engine::lease::{LeaseKeeper, Taken};
 use airlock_store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -26,19 +27,44 @@ const PAGE: u32 = 200;
 /// The longest pause after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-/// The lease under which one replica delivers a webhook's notices.
-pub fn lease_name(webhook: &str) -> String {
-    format!("notify:{webhook}")
-}
-
 /// Where the loop reports what it did (the service's metrics).
 pub trait Report: Send + Sync {
-    /// A notice of `kind` was delivered.
-    fn delivered(&self, webhook: &str, kind: &str);
-    /// A POST (or a store read) failed.
-    fn failed(&self, webhook: &str);
-    /// Audit events not yet looked at by the webhook.
-    fn backlog(&self, webhook: &str, events: u64);
+    /// Something of `kind` was delivered (a notice's kind, or `event` for a sink).
+    fn delivered(&self, outlet: &str, kind: &str);
+    /// A send (or a store read) failed.
+    fn failed(&self, outlet: &str);
+    /// Audit events not yet looked at by the outlet.
+    fn backlog(&self, outlet: &str, events: u64);
+}
+
+/// What an outlet did with one audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// The event makes nothing for this outlet.
+    Nothing,
+    /// Delivered and acknowledged (e.g. a webhook's 2xx), of this kind.
+    Acked(&'static str),
+    /// Handed over, acknowledged only by the next [`Outlet::flush`] (e.g. a stream).
+    Buffered(&'static str),
+}
+
+/// Where a delivery loop sends what the audit trail records: a webhook's notices, or a
+/// sink's encoded events.
+pub trait Outlet: Send + Sync {
+    /// The name of its cursor in the store (and in logs and metrics).
+    fn cursor(&self) -> &str;
+    /// The lease under which one replica sends.
+    fn lease(&self) -> String;
+    /// Sends what `event` makes, if anything.
+    fn send<'a>(
+        &'a self,
+        event: &'a AuditEvent,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Sent, SendError>>;
+    /// Makes everything [`Sent::Buffered`] since the last flush acknowledged.
+    fn flush(&self) -> BoxFuture<'_, Result<(), SendError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Why a round stopped.
@@ -52,10 +78,10 @@ enum RoundError {
     LeaseLost,
 }
 
-/// One webhook's delivery.
-pub struct Notifier {
-    /// The sender.
-    pub webhook: Webhook,
+/// The delivery of one outlet.
+pub struct Delivery {
+    /// Where to.
+    pub outlet: Arc<dyn Outlet>,
     /// The store (audit trail, cursor).
     pub store: Store,
     /// The time of the cursor's updates and of the signatures.
@@ -84,24 +110,20 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(9)).min(MAX_BACKOFF)
 }
 
-impl Notifier {
+impl Delivery {
     fn name(&self) -> &str {
-        &self.webhook.config().name
+        self.outlet.cursor()
     }
 
     fn holding(&self) -> bool {
         self.keeper
-            .fence(&lease_name(self.name()))
+            .fence(&self.outlet.lease())
             .is_some_and(|f| f.is_current())
-    }
-
-    fn wants(&self, kind: &str) -> bool {
-        self.webhook.config().events.contains(kind)
     }
 
     /// Delivers until `stop` turns true, then releases the lease.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let lease = lease_name(self.name());
+        let lease = self.outlet.lease();
         let mut failures = 0u32;
         loop {
             if *stop.borrow() {
@@ -110,7 +132,7 @@ impl Notifier {
             if !self.holding() {
                 match self.keeper.acquire(&lease).await {
                     Ok(Taken::Granted(_)) => {
-                        tracing::info!(webhook = %self.name(), "delivering notifications from this replica");
+                        tracing::info!(outlet = %self.name(), "delivering the audit trail from this replica");
                     }
                     Ok(Taken::Held(_)) => {
                         if pause(self.lease_retry, &mut stop).await {
@@ -119,7 +141,7 @@ impl Notifier {
                         continue;
                     }
                     Err(e) => {
-                        tracing::warn!(webhook = %self.name(), error = %e, "cannot take the notification lease");
+                        tracing::warn!(outlet = %self.name(), error = %e, "cannot take the delivery lease");
                         if pause(self.lease_retry, &mut stop).await {
                             break;
                         }
@@ -137,7 +159,7 @@ impl Notifier {
                     failures = failures.saturating_add(1);
                     self.report.failed(self.name());
                     let wait = backoff(failures);
-                    tracing::warn!(webhook = %self.name(), error = %e, retry_in_secs = wait.as_secs(), "notification not delivered; it will be retried");
+                    tracing::warn!(outlet = %self.name(), error = %e, retry_in_secs = wait.as_secs(), "not delivered; it will be retried");
                     wait
                 }
             };
@@ -146,7 +168,7 @@ impl Notifier {
             }
         }
         if let Err(e) = self.keeper.release(&lease).await {
-            tracing::debug!(webhook = %self.name(), error = %e, "notification lease not released; it expires by itself");
+            tracing::debug!(outlet = %self.name(), error = %e, "delivery lease not released; it expires by itself");
         }
     }
 
@@ -160,7 +182,7 @@ impl Notifier {
                 self.store
                     .advance_delivery_cursor(name, head, now_ms())
                     .await?;
-                tracing::info!(webhook = %name, from = head, "new webhook: notifying from the current end of the audit trail");
+                tracing::info!(outlet = %name, from = head, "new outlet: delivering from the current end of the audit trail");
                 head
             }
         };
@@ -172,27 +194,33 @@ impl Notifier {
             let Some(last) = events.last().map(|e| e.seq) else {
                 break;
             };
+            let mut buffered = Vec::new();
             for e in &events {
-                if let Some(n) = from_event(e).filter(|n| self.wants(n.kind)) {
-                    if !self.holding() {
-                        return Err(RoundError::LeaseLost);
-                    }
-                    if let Err(err) = self.webhook.send(&n, self.clock.now()).await {
-                        self.store
-                            .advance_delivery_cursor(name, cursor, now_ms())
-                            .await?;
-                        return Err(err.into());
-                    }
-                    self.report.delivered(name, n.kind);
-                    self.store
-                        .advance_delivery_cursor(name, e.seq, now_ms())
-                        .await?;
+                if !self.holding() {
+                    return Err(RoundError::LeaseLost);
                 }
-                cursor = e.seq;
+                match self.outlet.send(e, self.clock.now()).await {
+                    Ok(Sent::Nothing) => {}
+                    Ok(Sent::Acked(kind)) if buffered.is_empty() => {
+                        self.report.delivered(name, kind);
+                        self.store
+                            .advance_delivery_cursor(name, e.seq, now_ms())
+                            .await?;
+                    }
+                    Ok(Sent::Acked(kind) | Sent::Buffered(kind)) => buffered.push(kind),
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            if !buffered.is_empty() {
+                self.outlet.flush().await?;
+                for kind in buffered {
+                    self.report.delivered(name, kind);
+                }
             }
             self.store
                 .advance_delivery_cursor(name, last, now_ms())
                 .await?;
+            cursor = last;
             if events.len() < PAGE as usize {
                 break;
             }

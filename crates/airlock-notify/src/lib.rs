@@ -13,8 +13,10 @@
 
 pub mod deliver;
 pub mod notice;
+pub mod sink;
 pub mod webhook;
 
-pub use deliver::{lease_name, Notifier, Report};
+pub use deliver::{Delivery, Outlet, Report, Sent};
 pub use notice::Notice;
+pub use sink::SyslogTcp;
 pub use webhook::{SendError, Webhook};

@@ -4,9 +4,12 @@
 //! HMAC-SHA256 of `"<timestamp>.<body>"`. No redirects are followed (the URL is a credential and
 //! the body goes nowhere else); errors never hold the URL.
 
-use crate::notice::{json_body, slack_body, Notice};
+use crate::deliver::{Outlet, Sent};
+use crate::notice::{from_event, json_body, slack_body, Notice};
+use airlock_audit::AuditEvent;
 use airlock_config::{WebhookConfig, WebhookFormat};
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret as _;
 use sha2::Sha256;
@@ -93,6 +96,34 @@ impl Webhook {
         } else {
             Err(SendError::Status(status.as_u16()))
         }
+    }
+}
+
+/// A webhook is an outlet of the notices the audit trail makes, under the lease
+/// `notify:<name>`, each acknowledged by its 2xx.
+impl Outlet for Webhook {
+    fn cursor(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn lease(&self) -> String {
+        format!("notify:{}", self.cfg.name)
+    }
+
+    fn send<'a>(
+        &'a self,
+        event: &'a AuditEvent,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(async move {
+            match from_event(event).filter(|n| self.cfg.events.contains(n.kind)) {
+                None => Ok(Sent::Nothing),
+                Some(n) => {
+                    Webhook::send(self, &n, now).await?;
+                    Ok(Sent::Acked(n.kind))
+                }
+            }
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use airlock_core::directory::{DirectorySnapshot, PersonId};
 use airlock_core::{FixedClock, SystemClock};
 use airlock_engine::access::Governance;
 use airlock_engine::lease::LeaseKeeper;
-use airlock_notify::{Notifier, Report, Webhook};
+use airlock_notify::{Delivery, Report, Webhook};
 use airlock_store::{OpenOptions, Store};
 use anyhow::ensure;
 use axum::http::{HeaderMap, StatusCode};
@@ -178,8 +178,8 @@ impl World {
             Duration::from_secs(15),
             Arc::new(SystemClock),
         );
-        let notifier = Notifier {
-            webhook: Webhook::new(self.config.webhooks[0].clone()).expect("webhook"),
+        let notifier = Delivery {
+            outlet: Arc::new(Webhook::new(self.config.webhooks[0].clone()).expect("webhook")),
             store: self.store.clone(),
             clock: self.clock.clone(),
             keeper,

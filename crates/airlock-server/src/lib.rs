@@ -297,7 +297,8 @@ pub async fn run(
     Ok(())
 }
 
-/// One delivery loop per `[[notifications.webhooks]]` (docs: `airlock_notify`).
+/// One delivery loop per `[[notifications.webhooks]]` and per `[[audit.sinks]]` (docs:
+/// `airlock_notify`).
 fn spawn_notifiers(
     config: &Config,
     store: &Store,
@@ -307,15 +308,26 @@ fn spawn_notifiers(
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
     let report: Arc<dyn airlock_notify::Report> = Arc::new(state.metrics.clone());
-    config
-        .webhooks
-        .iter()
-        .map(|w| {
-            let webhook = airlock_notify::Webhook::new(w.clone()).map_err(|e| {
-                ServeError::Config(format!("notifications.webhooks {}: {e}", w.name))
-            })?;
-            let notifier = airlock_notify::Notifier {
-                webhook,
+    let mut outlets: Vec<Arc<dyn airlock_notify::Outlet>> = Vec::new();
+    for w in &config.webhooks {
+        let webhook = airlock_notify::Webhook::new(w.clone())
+            .map_err(|e| ServeError::Config(format!("notifications.webhooks {}: {e}", w.name)))?;
+        outlets.push(Arc::new(webhook));
+    }
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    for s in &config.audit.sinks {
+        outlets.push(Arc::new(airlock_notify::SyslogTcp::new(
+            s.clone(),
+            &hostname,
+        )));
+    }
+    Ok(outlets
+        .into_iter()
+        .map(|outlet| {
+            let delivery = airlock_notify::Delivery {
+                outlet,
                 store: store.clone(),
                 clock: Arc::new(SystemClock),
                 keeper: keeper.clone(),
@@ -323,9 +335,9 @@ fn spawn_notifiers(
                 poll: opts.scim_poll,
                 lease_retry: opts.lease_retry,
             };
-            Ok(tokio::spawn(notifier.run(stop.clone())))
+            tokio::spawn(delivery.run(stop.clone()))
         })
-        .collect()
+        .collect())
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {

@@ -34,6 +34,12 @@ pub struct Metrics {
     pub notification_failures: IntCounterVec,
     /// Audit events a webhook has not looked at yet.
     pub notification_backlog: IntGaugeVec,
+    /// Audit events shipped, by sink.
+    pub sink_events: IntCounterVec,
+    /// Failed shipping rounds, by sink.
+    pub sink_failures: IntCounterVec,
+    /// Audit events a sink has not shipped yet.
+    pub sink_backlog: IntGaugeVec,
 }
 
 impl Metrics {
@@ -140,6 +146,27 @@ impl Metrics {
         registry
             .register(Box::new(notification_backlog.clone()))
             .expect("invariant: metric registered once");
+        let sink_events = counter(
+            "airlock_sink_events_total",
+            "Audit events shipped to a sink (written and flushed), by sink.",
+            &["sink"],
+        );
+        let sink_failures = counter(
+            "airlock_sink_failures_total",
+            "Shipping rounds that failed (retried with backoff), by sink.",
+            &["sink"],
+        );
+        let sink_backlog = IntGaugeVec::new(
+            Opts::new(
+                "airlock_sink_backlog_events",
+                "Audit events a sink has not shipped yet (grows while its collector is away).",
+            ),
+            &["sink"],
+        )
+        .expect("invariant: valid metric definition");
+        registry
+            .register(Box::new(sink_backlog.clone()))
+            .expect("invariant: metric registered once");
         Self {
             registry,
             sync_runs,
@@ -154,6 +181,9 @@ impl Metrics {
             notifications,
             notification_failures,
             notification_backlog,
+            sink_events,
+            sink_failures,
+            sink_backlog,
         }
     }
 
@@ -167,21 +197,34 @@ impl Metrics {
     }
 }
 
-/// The notification loops report to the service's metrics. Labels are webhook names from
-/// the configuration and the fixed notice kinds: bounded.
+/// The delivery loops report to the service's metrics: webhooks (their cursor is their name)
+/// and audit sinks (`sink:<name>`). Labels are names from the configuration and the fixed
+/// notice kinds: bounded.
 impl airlock_notify::Report for Metrics {
-    fn delivered(&self, webhook: &str, kind: &str) {
-        self.notifications.with_label_values(&[webhook, kind]).inc();
+    fn delivered(&self, outlet: &str, kind: &str) {
+        match outlet.strip_prefix("sink:") {
+            Some(sink) => self.sink_events.with_label_values(&[sink]).inc(),
+            None => self.notifications.with_label_values(&[outlet, kind]).inc(),
+        }
     }
-    fn failed(&self, webhook: &str) {
-        self.notification_failures
-            .with_label_values(&[webhook])
-            .inc();
+    fn failed(&self, outlet: &str) {
+        match outlet.strip_prefix("sink:") {
+            Some(sink) => self.sink_failures.with_label_values(&[sink]).inc(),
+            None => self
+                .notification_failures
+                .with_label_values(&[outlet])
+                .inc(),
+        }
     }
-    fn backlog(&self, webhook: &str, events: u64) {
-        self.notification_backlog
-            .with_label_values(&[webhook])
-            .set(i64::try_from(events).unwrap_or(i64::MAX));
+    fn backlog(&self, outlet: &str, events: u64) {
+        let events = i64::try_from(events).unwrap_or(i64::MAX);
+        match outlet.strip_prefix("sink:") {
+            Some(sink) => self.sink_backlog.with_label_values(&[sink]).set(events),
+            None => self
+                .notification_backlog
+                .with_label_values(&[outlet])
+                .set(events),
+        }
     }
 }
 
