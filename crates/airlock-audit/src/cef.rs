@@ -10,14 +10,7 @@
 //! sequence number.
 
 use crate::event::{AuditEvent, Outcome, Target};
-
-fn clean(c: char) -> char {
-    if c.is_control() {
-        ' '
-    } else {
-        c
-    }
-}
+use crate::siem_text::clean;
 
 /// Escapes a header field.
 pub fn escape_header(v: &str) -> String {

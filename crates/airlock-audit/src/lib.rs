@@ -34,6 +34,7 @@ mod jsonl;
 pub mod note;
 pub mod ocsf;
 pub mod operation;
+mod siem_text;
 pub mod syslog;
 mod verify;
 

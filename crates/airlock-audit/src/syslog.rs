@@ -13,18 +13,11 @@
 //! Framing for a transport (RFC 6587 octet counting, RFC 5425 TLS) is the sink's, not here.
 
 use crate::event::{AuditEvent, Outcome};
+use crate::siem_text::clean;
 
 /// The structured data element's id.
 pub const SD_ID: &str = "airlock@32473";
 const FACILITY_AUTHPRIV: u8 = 10;
-
-fn clean(c: char) -> char {
-    if c.is_control() {
-        ' '
-    } else {
-        c
-    }
-}
 
 /// Escapes a PARAM-VALUE.
 pub fn escape_param(v: &str) -> String {
