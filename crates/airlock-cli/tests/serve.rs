@@ -1563,7 +1563,7 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
              [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n\
              [api]\n[api.oidc]\nissuer = \"{}\"\naudience = \"{}\"\n\
              [[notifications.webhooks]]\nname = \"approvers\"\nurl = \"{hook}\"\nformat = \"slack\"\n\
-             [[audit.sinks]]\nname = \"siem\"\nkind = \"syslog\"\naddress = \"{}\"\n",
+             [[audit.sinks]]\nname = \"siem\"\nkind = \"syslog\"\naddress = \"{}\"\nmax_backlog = 3\n",
             v3().base_url,
             idp.issuer(),
             idp.audience(),
@@ -1741,6 +1741,48 @@ async fn a_grant_asked_and_approved_through_the_api_with_the_providers_tokens_re
     }
     assert!(!log.contains(&secret[12..]), "the API token in the log");
     airlock_cli(dir.path(), &["audit", "verify"]);
+
+    // The collector goes away while events keep coming: /healthz raises the sink's alarm
+    // beyond its max_backlog, and lowers it once the collector is back and has everything.
+    let mut rsyslog = rsyslog;
+    rsyslog.stop();
+    for k in 0..5 {
+        airlock_cli(
+            dir.path(),
+            &[
+                "api",
+                "token",
+                "create",
+                &format!("t{k}"),
+                "--scope",
+                "audit:read",
+            ],
+        );
+    }
+    let sink_alarm = || async {
+        let (_, body) = get(&format!("{}/healthz", r.base)).await.expect("healthz");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        (
+            v["status"].as_str() == Some("degraded"),
+            v["sinks"][0]["alarm"] == true,
+        )
+    };
+    wait_for("the backlog alarm", Duration::from_secs(30), || async {
+        sink_alarm().await == (true, true)
+    })
+    .await;
+    rsyslog.restart().expect("rsyslog back");
+    wait_for("the alarm lowered", Duration::from_secs(60), || async {
+        sink_alarm().await == (false, false)
+    })
+    .await;
+    assert!(
+        rsyslog
+            .messages()
+            .iter()
+            .any(|m| m.contains(" airlock - api_token.create ") && m.contains("t4")),
+        "the events made while it was away arrived"
+    );
 
     // Failed authentication on the API counts against the per-address throttle (default 10
     // a minute), answered as a problem. Last: this address stays blocked for the window.

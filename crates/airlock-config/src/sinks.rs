@@ -23,6 +23,9 @@ pub struct RawSink {
     pub hostname: Option<String>,
     /// Seconds to connect and to write a page of events (default 10, 1 to 120).
     pub timeout_secs: Option<u64>,
+    /// Audit events not yet shipped beyond which `/healthz` raises an alarm (default 10000).
+    /// Nothing is dropped: delivery is at least once.
+    pub max_backlog: Option<u64>,
 }
 
 /// A sink, validated.
@@ -36,6 +39,8 @@ pub struct SinkConfig {
     pub hostname: Option<String>,
     /// Connect and write timeout.
     pub timeout: Duration,
+    /// The backlog beyond which `/healthz` raises an alarm.
+    pub max_backlog: u64,
 }
 
 pub(crate) fn validate(raw: Vec<RawSink>, errors: &mut Vec<ConfigError>) -> Vec<SinkConfig> {
@@ -87,12 +92,17 @@ pub(crate) fn validate(raw: Vec<RawSink>, errors: &mut Vec<ConfigError>) -> Vec<
                 "must be between 1 and 120",
             ));
         }
+        let max_backlog = s.max_backlog.unwrap_or(10_000);
+        if max_backlog == 0 {
+            errors.push(ConfigError::new(key("max_backlog"), "must be at least 1"));
+        }
         if errors.len() == before {
             out.push(SinkConfig {
                 name: s.name,
                 address: s.address,
                 hostname: s.hostname,
                 timeout: Duration::from_secs(timeout),
+                max_backlog,
             });
         }
     }
@@ -106,7 +116,7 @@ mod tests {
     #[test]
     fn each_bad_sink_setting_is_named() {
         let raw: Vec<RawSink> = toml::from_str::<std::collections::BTreeMap<String, Vec<RawSink>>>(
-            "[[s]]\nname = \"a\"\nkind = \"splunk\"\naddress = \"nohost\"\ntransport = \"udp\"\ntimeout_secs = 0\n\
+            "[[s]]\nname = \"a\"\nkind = \"splunk\"\naddress = \"nohost\"\ntransport = \"udp\"\ntimeout_secs = 0\nmax_backlog = 0\n\
              [[s]]\nname = \"a\"\nkind = \"syslog\"\naddress = \"127.0.0.1:514\"\n",
         )
         .expect("toml")
@@ -123,6 +133,7 @@ mod tests {
             "audit.sinks[0].address",
             "audit.sinks[0].transport",
             "audit.sinks[0].timeout_secs",
+            "audit.sinks[0].max_backlog",
             "audit.sinks[1].name",
         ] {
             assert!(all.iter().any(|e| e.starts_with(want)), "{want}: {all:?}");

@@ -83,6 +83,7 @@ async fn every_event_reaches_rsyslog_as_one_message_and_none_is_lost_across_its_
         address: rsyslog.address(),
         hostname: Some("gov1".into()),
         timeout: Duration::from_secs(5),
+        max_backlog: 10_000,
     };
     let (stop, rx) = tokio::sync::watch::channel(false);
     let delivery = Delivery {

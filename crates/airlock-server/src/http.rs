@@ -148,12 +148,47 @@ async fn healthz(Extract(http): Extract<Http>) -> impl IntoResponse {
             })
         })
         .collect();
+    let sinks = sink_health(&http).await;
+    let alarm = sinks.iter().any(|s| s["alarm"] == true);
     Json(json!({
-        "status": if store_ok { "ok" } else { "degraded" },
+        "status": if store_ok && !alarm { "ok" } else { "degraded" },
         "replica": http.state.holder,
         "store": { "reachable": store_ok },
         "instances": instances,
+        "sinks": sinks,
     }))
+}
+
+/// Per audit sink: the events not yet shipped (the trail's end minus its cursor), and an alarm
+/// once that is beyond its `max_backlog`. `null` while the store does not answer.
+async fn sink_health(http: &Http) -> Vec<Value> {
+    if http.state.sinks.is_empty() {
+        return Vec::new();
+    }
+    let head = tokio::time::timeout(STORE_CHECK_TIMEOUT, http.store.audit_head()).await;
+    let head = head.ok().and_then(Result::ok).map(|h| h.seq);
+    let mut out = Vec::new();
+    for (name, max) in &http.state.sinks {
+        let cursor = tokio::time::timeout(
+            STORE_CHECK_TIMEOUT,
+            http.store.delivery_cursor(&format!("sink:{name}")),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok);
+        // A sink that has not started yet starts at the end of the trail: no backlog.
+        let backlog = match (head, cursor) {
+            (Some(h), Some(c)) => Some(h.saturating_sub(c.unwrap_or(h))),
+            _ => None,
+        };
+        out.push(json!({
+            "name": name,
+            "backlog_events": backlog,
+            "max_backlog": max,
+            "alarm": backlog.is_some_and(|b| b > *max),
+        }));
+    }
+    out
 }
 
 async fn metrics(Extract(http): Extract<Http>) -> impl IntoResponse {

@@ -126,6 +126,8 @@ pub(crate) struct State {
     /// read the pending changes from the store. A watch coalesces bursts: writes arriving
     /// during a run are read together by the next one.
     pub(crate) scim_changes: tokio::sync::watch::Sender<u64>,
+    /// The audit sinks: name and the backlog beyond which `/healthz` raises an alarm.
+    pub(crate) sinks: Vec<(String, u64)>,
 }
 
 impl State {
@@ -193,6 +195,9 @@ pub async fn run(
         instances: Default::default(),
         stopping: Arc::new(AtomicBool::new(false)),
         scim_changes: tokio::sync::watch::channel(0).0,
+        sinks: (config.audit.sinks.iter())
+            .map(|s| (s.name.clone(), s.max_backlog))
+            .collect(),
     });
     let tls = match &opts.tls {
         Some((cert, key)) => Some(listener::tls_acceptor(cert, key)?),
