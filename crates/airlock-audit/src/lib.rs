@@ -11,8 +11,8 @@
 //! - [`checkpoint`] signs the chain's head and size as a C2SP checkpoint (a [`note`] signed
 //!   with Ed25519), and checks a stored chain against one: a rewritten, truncated or reset
 //!   chain contradicts a checkpoint kept outside the database.
-//! - [`ocsf`] maps events onto OCSF's Account Change (3001) and Group Management (3006) classes,
-//!   for shipping to a SIEM later.
+//! - [`ocsf`], [`cef`] and [`syslog`] encode events for a SIEM; [`Format`] names the export
+//!   and shipping formats and encodes through them.
 //!
 //! The hash format (what exactly is hashed, and how) is described in [`chain`]; the store of
 //! the events is `airlock-store`, which serializes appends across processes.
@@ -30,6 +30,7 @@ pub mod cef;
 pub mod chain;
 pub mod checkpoint;
 mod event;
+mod format;
 mod jsonl;
 pub mod note;
 pub mod ocsf;
@@ -40,6 +41,7 @@ mod verify;
 
 pub use chain::{seal, seal_after, GENESIS_HASH};
 pub use event::{AuditEvent, Head, NewEvent, Outcome, Target, ACTOR_AIRLOCK};
+pub use format::Format;
 pub use jsonl::{from_jsonl_line, to_jsonl_line};
 pub use operation::{
     ACCESS_GRANT_EXPIRE, ACCESS_GRANT_REVOKE, ACCESS_REQUEST_APPROVE, ACCESS_REQUEST_AUTO_APPROVE,

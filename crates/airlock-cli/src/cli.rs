@@ -555,6 +555,18 @@ pub enum ExportFormat {
     Syslog,
 }
 
+impl ExportFormat {
+    /// The encoder.
+    pub fn encoding(self) -> airlock_audit::Format {
+        match self {
+            ExportFormat::Jsonl => airlock_audit::Format::Jsonl,
+            ExportFormat::Ocsf => airlock_audit::Format::Ocsf,
+            ExportFormat::Cef => airlock_audit::Format::Cef,
+            ExportFormat::Syslog => airlock_audit::Format::Syslog,
+        }
+    }
+}
+
 /// An RFC 3339 time.
 fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(text)

@@ -3,8 +3,7 @@
 
 use crate::cli::ServeArgs;
 use crate::cli::{
-    AdoptArgs, ApplyArgs, AuditCommand, ExportFormat, PlanArgs, RailsCommand, ReportFormat,
-    SyncArgs,
+    AdoptArgs, ApplyArgs, AuditCommand, PlanArgs, RailsCommand, ReportFormat, SyncArgs,
 };
 use crate::commands::{open_store, select};
 use crate::output;
@@ -577,19 +576,8 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<ExitCode
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             while let Some(page) = pages.next_page().await? {
                 for e in page.iter().filter(|e| since.is_none_or(|t| e.at >= t)) {
-                    match format {
-                        ExportFormat::Jsonl => {
-                            writeln!(out, "{}", airlock_audit::to_jsonl_line(e))?
-                        }
-                        ExportFormat::Ocsf => {
-                            for o in airlock_audit::ocsf::encode(e) {
-                                writeln!(out, "{o}")?;
-                            }
-                        }
-                        ExportFormat::Cef => writeln!(out, "{}", airlock_audit::cef::encode(e))?,
-                        ExportFormat::Syslog => {
-                            writeln!(out, "{}", airlock_audit::syslog::encode(e, &hostname))?
-                        }
+                    for line in format.encoding().lines(e, &hostname) {
+                        writeln!(out, "{line}")?;
                     }
                 }
             }

@@ -78,9 +78,10 @@ const KEY: &str = "audit.checkpoints";
 pub(crate) fn validate(
     raw: RawAudit,
     base_dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
     errors: &mut Vec<ConfigError>,
 ) -> AuditConfig {
-    let sinks = crate::sinks::validate(raw.sinks, errors);
+    let sinks = crate::sinks::validate(raw.sinks, base_dir, lookup, errors);
     let Some(raw) = raw.checkpoints else {
         return AuditConfig {
             checkpoints: None,
@@ -224,6 +225,7 @@ mod tests {
                 sinks: Vec::new(),
             },
             dir,
+            &|_| None,
             &mut errors,
         );
         (cfg, errors)

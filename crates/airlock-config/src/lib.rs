@@ -15,7 +15,9 @@ mod sinks;
 pub use access::parse_duration;
 pub use api::{ApiConfig, OidcConfig, RawApi, RawOidc, ASYMMETRIC_ALGORITHMS};
 pub use notify::{RawNotifications, RawWebhook, WebhookConfig, WebhookFormat, NOTICE_KINDS};
-pub use sinks::{RawSink, SinkConfig};
+pub use sinks::{
+    FileSink, HecSink, HttpSink, RawSink, SinkConfig, SinkKind, SyslogSink, SyslogTransport,
+};
 mod checkpoints;
 mod env;
 mod files;

@@ -385,7 +385,7 @@ pub(crate) fn validate(
         crate::policy::load(&path, &instances, &mut errors)
     });
 
-    let audit = crate::checkpoints::validate(raw.audit, base_dir, &mut errors);
+    let audit = crate::checkpoints::validate(raw.audit, base_dir, lookup, &mut errors);
     let api = crate::api::validate(raw.api, &mut errors);
     let webhooks = crate::notify::validate(raw.notifications, base_dir, lookup, &mut errors);
 

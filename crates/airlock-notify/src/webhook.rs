@@ -23,6 +23,14 @@ pub enum SendError {
     /// The receiver answered, but not with 2xx.
     #[error("the receiver answered HTTP {0}")]
     Status(u16),
+    /// The receiver answered something that does not acknowledge the events (a malformed
+    /// body, an acknowledgement that never came).
+    #[error("the receiver did not acknowledge: {0}")]
+    Unacknowledged(String),
+    /// The outlet cannot be set up (a CA file that does not parse, a file that cannot be
+    /// opened).
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// The HMAC-SHA256 signature header value of `body` sent at `timestamp`.

@@ -78,16 +78,20 @@ async fn every_event_reaches_rsyslog_as_one_message_and_none_is_lost_across_its_
         OpenOptions::create(),
     )
     .await?;
+    let syslog = airlock_config::SyslogSink {
+        address: rsyslog.address(),
+        transport: airlock_config::SyslogTransport::Tcp,
+        hostname: Some("gov1".into()),
+    };
     let cfg = airlock_config::SinkConfig {
         name: "siem".into(),
-        address: rsyslog.address(),
-        hostname: Some("gov1".into()),
+        kind: airlock_config::SinkKind::Syslog(syslog.clone()),
         timeout: Duration::from_secs(5),
         max_backlog: 10_000,
     };
     let (stop, rx) = tokio::sync::watch::channel(false);
     let delivery = Delivery {
-        outlet: Arc::new(SyslogTcp::new(cfg, "unused")),
+        outlet: Arc::new(SyslogTcp::new(cfg, &syslog, "unused")),
         store: store.clone(),
         clock: Arc::new(SystemClock),
         keeper: LeaseKeeper::new(

@@ -323,10 +323,10 @@ fn spawn_notifiers(
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();
     for s in &config.audit.sinks {
-        outlets.push(Arc::new(airlock_notify::SyslogTcp::new(
-            s.clone(),
-            &hostname,
-        )));
+        outlets.push(
+            airlock_notify::sink_outlet(s, &hostname)
+                .map_err(|e| ServeError::Config(format!("audit.sinks {}: {e}", s.name)))?,
+        );
     }
     Ok(outlets
         .into_iter()

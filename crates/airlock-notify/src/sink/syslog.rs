@@ -1,7 +1,3 @@
-//! Audit sinks: the whole trail shipped to a collector, at least once, by the same delivery
-//! loop as the webhooks ([`crate::deliver`]) under the lease `sink:<name>`, from the cursor
-//! `sink:<name>`.
-//!
 //! [`SyslogTcp`]: every event as an RFC 5424 message (`airlock_audit::syslog`), framed by
 //! octet counting (RFC 6587 §3.4.1: `LEN SP MSG`), a page of events written and flushed
 //! together; the cursor moves past the page once the write completed. A broken connection is
@@ -14,7 +10,7 @@
 use crate::deliver::{Outlet, Sent};
 use crate::webhook::SendError;
 use airlock_audit::AuditEvent;
-use airlock_config::SinkConfig;
+use airlock_config::{SinkConfig, SyslogSink};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::sync::Mutex;
@@ -24,6 +20,7 @@ use tokio::net::TcpStream;
 /// Syslog over TCP with octet counting.
 pub struct SyslogTcp {
     cfg: SinkConfig,
+    address: String,
     cursor: String,
     hostname: String,
     /// Frames written since the last flush.
@@ -51,10 +48,11 @@ fn open(stream: &TcpStream) -> bool {
 
 impl SyslogTcp {
     /// A sink for `cfg`; `default_hostname` names this machine when the config does not.
-    pub fn new(cfg: SinkConfig, default_hostname: &str) -> SyslogTcp {
+    pub fn new(cfg: SinkConfig, syslog: &SyslogSink, default_hostname: &str) -> SyslogTcp {
         SyslogTcp {
-            cursor: format!("sink:{}", cfg.name),
-            hostname: cfg
+            cursor: super::cursor_of(&cfg.name),
+            address: syslog.address.clone(),
+            hostname: syslog
                 .hostname
                 .clone()
                 .unwrap_or_else(|| default_hostname.to_owned()),
@@ -81,18 +79,14 @@ impl SyslogTcp {
             *conn = None;
         }
         if conn.is_none() {
-            let stream =
-                tokio::time::timeout(self.cfg.timeout, TcpStream::connect(&self.cfg.address))
-                    .await
-                    .map_err(|_| {
-                        SendError::Transport(format!(
-                            "connecting to {} timed out",
-                            self.cfg.address
-                        ))
-                    })?
-                    .map_err(|e| {
-                        SendError::Transport(format!("cannot connect to {}: {e}", self.cfg.address))
-                    })?;
+            let stream = tokio::time::timeout(self.cfg.timeout, TcpStream::connect(&self.address))
+                .await
+                .map_err(|_| {
+                    SendError::Transport(format!("connecting to {} timed out", self.address))
+                })?
+                .map_err(|e| {
+                    SendError::Transport(format!("cannot connect to {}: {e}", self.address))
+                })?;
             let _ = stream.set_nodelay(true);
             *conn = Some(stream);
         }
@@ -110,14 +104,14 @@ impl SyslogTcp {
                 *conn = None;
                 Err(SendError::Transport(format!(
                     "writing to {}: {e}",
-                    self.cfg.address
+                    self.address
                 )))
             }
             Err(_) => {
                 *conn = None;
                 Err(SendError::Transport(format!(
                     "writing to {} timed out",
-                    self.cfg.address
+                    self.address
                 )))
             }
         }
