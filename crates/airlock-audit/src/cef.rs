@@ -40,9 +40,11 @@ pub fn escape_value(v: &str) -> String {
     out
 }
 
-/// CEF severity (0-10): failures and refusals 7, removals of access 5, the rest 3.
+/// CEF severity (0-10): a break-glass account used 9, failures and refusals 7, removals of
+/// access 5, the rest 3.
 fn severity(e: &AuditEvent) -> u8 {
     match e.outcome {
+        _ if e.operation == crate::operation::BREAK_GLASS_USE => 9,
         Outcome::Failed { .. } | Outcome::Refused { .. } => 7,
         _ if e.operation.ends_with(".suspend")
             || e.operation.ends_with(".delete")

@@ -6,7 +6,10 @@
 //! operations and role membership are **Group Management** (3006), an Airflow role being the
 //! OCSF group; just-in-time grants are **User Access Management** (3005: a grant's start is
 //! Assign Privileges, its end Revoke Privileges, the other steps of a request Other); SCIM
-//! writes and API token changes are **API Activity** (6003, Create/Update/Delete). Run-level
+//! writes and API token changes are **API Activity** (6003, Create/Update/Delete); logins seen
+//! between two snapshots, and the use of a break-glass account (severity High), are
+//! **Authentication** (3002, Logon) with the window they fell in as `start_time`/`end_time`
+//! (derived, and the `message` says so). Run-level
 //! events (`run.*`, `plan.saved`, `rail.refused`, `rail.release`) are airlock's own
 //! bookkeeping and have no class here.
 //!
@@ -41,6 +44,7 @@
 //! | `access_request.approve` completing a grant, `access_request.auto_approve` | 3005 | 1 Assign Privileges |
 //! | `access_grant.expire`, `access_grant.revoke` | 3005 | 2 Revoke Privileges |
 //! | `access_request.create\|deny\|cancel\|lapse`, a partial approval, `access_grant.expiring` | 3005 | 99 Other |
+//! | `account.login`, `break_glass.use` (severity 4 High) | 3002 | 1 Logon (`start_time`/`end_time`: the snapshots' window; `count`: logins, when known; `time`: the last login) |
 //! | `scim_user.create`, `scim_group.create`, `scim_token.create`, `api_token.create` | 6003 | 1 Create |
 //! | `scim_*.patch`, `scim_*.replace`, `scim_token.rotate` | 6003 | 3 Update |
 //! | `scim_*.delete`, `scim_token.revoke`, `api_token.revoke` | 6003 | 4 Delete |
@@ -61,6 +65,8 @@ use serde_json::{json, Map, Value};
 pub const OCSF_VERSION: &str = "1.8.0";
 /// OCSF class Account Change.
 pub const ACCOUNT_CHANGE: u32 = 3001;
+/// OCSF class Authentication.
+pub const AUTHENTICATION: u32 = 3002;
 /// OCSF class User Access Management.
 pub const USER_ACCESS: u32 = 3005;
 /// OCSF class Group Management.
@@ -151,6 +157,7 @@ pub fn mapping(operation: &str) -> Mapping {
         | op::SCIM_GROUP_DELETE
         | op::SCIM_TOKEN_REVOKE
         | op::API_TOKEN_REVOKE => one(API_ACTIVITY, 4),
+        op::ACCOUNT_LOGIN | op::BREAK_GLASS_USE => one(AUTHENTICATION, 1),
         ACCOUNT_CREATE => one(ACCOUNT_CHANGE, account_activity::CREATE),
         // Taken under management: no change in Airflow, but a governance decision on the account.
         ACCOUNT_ADOPT => one(ACCOUNT_CHANGE, account_activity::OTHER),
@@ -180,6 +187,7 @@ pub fn status_id(outcome: &Outcome) -> u32 {
 fn class_of(class_uid: u32) -> (u32, &'static str, &'static str) {
     match class_uid {
         ACCOUNT_CHANGE => (3, "Identity & Access Management", "Account Change"),
+        AUTHENTICATION => (3, "Identity & Access Management", "Authentication"),
         USER_ACCESS => (3, "Identity & Access Management", "User Access Management"),
         GROUP_MANAGEMENT => (3, "Identity & Access Management", "Group Management"),
         _ => (6, "Application Activity", "API Activity"),
@@ -191,6 +199,7 @@ fn activity_name(class_uid: u32, activity_id: u32) -> &'static str {
     match (class_uid, activity_id) {
         (_, OTHER) => "Other",
         (ACCOUNT_CHANGE, 1) => "Create",
+        (AUTHENTICATION, 1) => "Logon",
         (ACCOUNT_CHANGE, 2) => "Enable",
         (ACCOUNT_CHANGE, 5) => "Disable",
         (ACCOUNT_CHANGE, 6) => "Delete",
@@ -244,6 +253,7 @@ fn base(e: &AuditEvent, class_uid: u32, activity_id: u32) -> Map<String, Value> 
     let (category_uid, category_name, class_name) = class_of(class_uid);
     let activity = activity_name(class_uid, activity_id);
     let (status, severity_id, severity) = match e.outcome {
+        Outcome::Succeeded if e.operation == op::BREAK_GLASS_USE => ("Success", 4, "High"),
         Outcome::Succeeded => ("Success", 1, "Informational"),
         Outcome::Failed { .. } | Outcome::Refused { .. } => ("Failure", 3, "Medium"),
         Outcome::Planned => ("Other", 1, "Informational"),
@@ -353,6 +363,7 @@ pub fn encode(e: &AuditEvent) -> Vec<Value> {
             let m = base(e, class_uid, activity_id);
             let extra = match class_uid {
                 ACCOUNT_CHANGE => vec![("user", user())],
+                AUTHENTICATION => authentication(e, user()),
                 GROUP_MANAGEMENT => vec![("group", group())],
                 USER_ACCESS => user_access(e),
                 _ => api_activity(e),
@@ -401,6 +412,42 @@ pub fn encode(e: &AuditEvent) -> Vec<Value> {
                 .collect()
         }
     }
+}
+
+/// Epoch milliseconds of an RFC 3339 time at `pointer` in `after`.
+fn after_time(e: &AuditEvent, pointer: &str) -> Option<i64> {
+    let text = e.after.as_ref()?.pointer(pointer)?.as_str()?;
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Authentication's user, service (the Airflow instance), the window the logins fell in,
+/// their count, and the last login as the event's time.
+fn authentication(e: &AuditEvent, user: Value) -> Vec<(&'static str, Value)> {
+    let mut service = json!({ "name": "Apache Airflow" });
+    if let Some(i) = &e.instance {
+        service["uid"] = json!(i);
+    }
+    let mut out = vec![("user", user), ("service", service)];
+    if let Some(t) = after_time(e, "/window/from") {
+        out.push(("start_time", json!(t)));
+    }
+    if let Some(t) = after_time(e, "/window/to") {
+        out.push(("end_time", json!(t)));
+    }
+    if let Some(t) = after_time(e, "/last_login") {
+        out.push(("time", json!(t)));
+    }
+    if let Some(n) = e
+        .after
+        .as_ref()
+        .and_then(|a| a.get("logins"))
+        .and_then(Value::as_u64)
+    {
+        out.push(("count", json!(n)));
+    }
+    out
 }
 
 /// User Access Management's user (the requester) and privileges (each role on each instance).

@@ -52,6 +52,11 @@ pub const ACCOUNT_SUSPEND: &str = "account.suspend";
 pub const ACCOUNT_REACTIVATE: &str = "account.reactivate";
 /// airlock deleted an account.
 pub const ACCOUNT_DELETE: &str = "account.delete";
+/// Logins to an account, derived from two snapshots of its instance (Airflow records none):
+/// its `last_login` or `login_count` grew between them. `after`: `window` (`from`, `to`: the
+/// two snapshots' times; the logins fell in between), `last_login` (the latest, as Airflow
+/// reports it), `logins` (how many, when Airflow counts them) and `derived: true`.
+pub const ACCOUNT_LOGIN: &str = "account.login";
 /// airlock created a role.
 pub const ROLE_CREATE: &str = "role.create";
 /// airlock changed a role's permissions (`before`/`after` hold the permission lists).
@@ -67,6 +72,10 @@ pub const RAIL_REFUSED: &str = "rail.refused";
 /// An operator released a deprovision a safety rail had held back (`airlock rails release`);
 /// the actor is the operator, the target the account.
 pub const RAIL_RELEASE: &str = "rail.release";
+/// A protected (break-glass) account was used: a login to it was seen between two
+/// snapshots (`after` as for [`ACCOUNT_LOGIN`]). High severity; notification webhooks
+/// announce it (`break_glass.used`).
+pub const BREAK_GLASS_USE: &str = "break_glass.use";
 /// A plan was saved for later review or apply.
 pub const PLAN_SAVED: &str = "plan.saved";
 
@@ -107,12 +116,14 @@ pub const OPERATIONS: &[&str] = &[
     ACCOUNT_ADOPT,
     ACCOUNT_CREATE,
     ACCOUNT_DELETE,
+    ACCOUNT_LOGIN,
     ACCOUNT_REACTIVATE,
     ACCOUNT_SET_ROLES,
     ACCOUNT_SUSPEND,
     ACCOUNT_UPDATE_PROFILE,
     API_TOKEN_CREATE,
     API_TOKEN_REVOKE,
+    BREAK_GLASS_USE,
     PLAN_SAVED,
     RAIL_REFUSED,
     RAIL_RELEASE,

@@ -3,7 +3,8 @@
 //! `<PRI>1 TIMESTAMP HOSTNAME airlock - OPERATION [airlock@32473 ...] MESSAGE`
 //!
 //! Facility authpriv (10); severity notice (5) for changes, warning (4) for failures and
-//! refusals, info (6) for airlock's own bookkeeping. The structured data carries the event's
+//! refusals, info (6) for airlock's own bookkeeping, critical (2) for the use of a
+//! break-glass account. The structured data carries the event's
 //! fields; PARAM-VALUEs escape `"`, `\` and `]` (RFC 5424 §6.3.3), and every control
 //! character, in a value or the message, becomes a space, so that no value can close the
 //! element, forge a parameter or start a new message on a stream transport. The SD-ID uses
@@ -51,6 +52,7 @@ fn header(v: &str, max: usize) -> String {
 
 fn severity(e: &AuditEvent) -> u8 {
     match e.outcome {
+        _ if e.operation == crate::operation::BREAK_GLASS_USE => 2,
         Outcome::Failed { .. } | Outcome::Refused { .. } => 4,
         _ if e.operation.starts_with("run.") || e.operation.starts_with("plan.") => 6,
         _ => 5,

@@ -53,6 +53,14 @@ fn recorded(operation: &str, text: &str) -> (Option<Target>, Option<Value>, Opti
             Some(json!({"roles": ["Op"]})),
             Some(json!({"roles": [], "password": "rotated"})),
         ),
+        op::ACCOUNT_LOGIN | op::BREAK_GLASS_USE => (
+            account(),
+            None,
+            Some(
+                json!({"window": {"from": "2026-12-04T10:00:00Z", "to": "2026-12-04T10:05:00.250Z"},
+                        "last_login": "2026-12-04T10:03:00Z", "logins": 2, "derived": true}),
+            ),
+        ),
         o if o.starts_with("account.") => (account(), None, None),
         op::ROLE_UPDATE => (
             role(),
@@ -147,7 +155,7 @@ fn every_event_airlock_can_emit_is_valid_ocsf_1_8_0() {
     }
     assert_eq!(
         classes.into_iter().collect::<Vec<_>>(),
-        [3001, 3005, 3006, 6003],
+        [3001, 3002, 3005, 3006, 6003],
         "the classes airlock emits"
     );
     assert!(emitted > 500, "{emitted}");

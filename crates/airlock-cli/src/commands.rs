@@ -139,11 +139,15 @@ async fn run_inventory(config: Config, args: InventoryArgs) -> anyhow::Result<Ex
     let rules = FlagRules {
         inactive_after_days: config.inventory.inactive_after_days,
     };
+    let protected = (config.policy.as_ref())
+        .map(|p| p.protected.clone())
+        .unwrap_or_default();
     let runs = selected.iter().map(|inst| {
         let store = store.clone();
+        let watch = inventory::LoginWatch::new(inst, protected.clone());
         async move {
             let client = client_for(inst)?;
-            inventory::run(&client, &store, &SystemClock, rules).await
+            inventory::run(&client, &store, &SystemClock, rules, &watch).await
         }
     });
     let results = futures::future::join_all(runs).await;

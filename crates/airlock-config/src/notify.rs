@@ -23,6 +23,7 @@ pub const NOTICE_KINDS: &[&str] = &[
     "grant.expiring",
     "grant.expired",
     "grant.revoked",
+    "break_glass.used",
 ];
 
 /// `[notifications]`.

@@ -81,6 +81,12 @@ pub struct RawServe {
     /// a replica that vanished (killed, frozen, cut off) blocks its instances before another
     /// takes them over. Renewed every third of it.
     pub lease_ttl_secs: Option<u64>,
+    /// Seconds between the snapshots of each instance that record logins (default 300; 0
+    /// turns them off; else 10 to 86400). Airflow records no logins: airlock reads each
+    /// account's `last_login` and `login_count` and records the change between two snapshots
+    /// as a login in that window (`account.login`), so this bounds how precisely a login is
+    /// placed in time.
+    pub login_snapshot_secs: Option<u64>,
 }
 
 /// `[directory]`: which directory to read.

@@ -66,6 +66,8 @@ pub struct ServeConfig {
     pub scim_poll: Duration,
     /// How long a lease lives without renewal.
     pub lease_ttl: Duration,
+    /// Time between the login snapshots of each instance (`None`: off).
+    pub login_snapshots: Option<Duration>,
 }
 
 /// The directory to read, validated.
@@ -351,6 +353,17 @@ pub(crate) fn validate(
                 "must be between 3 and 300",
             ));
         }
+        let login_snapshots = match r.login_snapshot_secs.unwrap_or(300) {
+            0 => None,
+            n if (10..=86_400).contains(&n) => Some(Duration::from_secs(n)),
+            _ => {
+                errors.push(ConfigError::new(
+                    "serve.login_snapshot_secs",
+                    "must be 0 (off) or between 10 and 86400",
+                ));
+                None
+            }
+        };
         let http = serve_http_limits(&r, &mut errors);
         let tls = match (&r.tls_cert_file, &r.tls_key_file) {
             (Some(cert), Some(key)) => Some((base_dir.join(cert), base_dir.join(key))),
@@ -378,6 +391,7 @@ pub(crate) fn validate(
             sync_jitter: Duration::from_secs(r.sync_jitter_secs.unwrap_or(30)),
             lease_retry: Duration::from_secs(lease_retry),
             concurrency,
+            login_snapshots,
         }
     };
     let policy = raw.policy.and_then(|p| {

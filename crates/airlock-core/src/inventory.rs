@@ -343,6 +343,33 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> SnapshotDiff {
     d
 }
 
+/// The logins between two snapshots of one instance, `old` first: accounts whose
+/// `last_login` or `login_count` grew, and accounts created in between that already logged in
+/// (after `old` was taken). Sorted by username. Airflow reports only the latest login and a
+/// count, so this says that (and how many, when counted) logins happened in the window, not
+/// exactly when, except for the last.
+pub fn logins_between(old: &Snapshot, new: &Snapshot) -> Vec<LoginSeen> {
+    let mut seen = diff(old, new).logins;
+    let before: BTreeSet<&Username> = old.accounts.iter().map(|a| &a.username).collect();
+    for a in new
+        .accounts
+        .iter()
+        .filter(|a| !before.contains(&a.username))
+    {
+        let logged_in =
+            a.last_login.is_some_and(|t| t > old.taken_at) || a.login_count.is_some_and(|n| n > 0);
+        if logged_in {
+            seen.push(LoginSeen {
+                username: a.username.clone(),
+                last_login: a.last_login,
+                logins: a.login_count,
+            });
+        }
+    }
+    seen.sort_by(|a, b| a.username.cmp(&b.username));
+    seen
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,5 +512,41 @@ mod tests {
             let s = snap(accounts, vec![role("Viewer", &[("can_read", "DAGs")])]);
             prop_assert!(diff(&s, &s).is_empty());
         }
+    }
+
+    #[test]
+    fn logins_between_snapshots_include_new_accounts_that_logged_in() {
+        let mut old = Snapshot::new(
+            InstanceName::new("prod").expect("valid"),
+            at(10),
+            "3.3.2".into(),
+            vec![
+                account("ann", &["Op"], Some(5), Some(3)),
+                account("bob", &["Op"], Some(5), Some(3)),
+                account("cid", &["Op"], None, None),
+            ],
+            Vec::new(),
+        );
+        old.taken_at = at(10);
+        let new = Snapshot::new(
+            InstanceName::new("prod").expect("valid"),
+            at(11),
+            "3.3.2".into(),
+            vec![
+                account("ann", &["Op"], Some(11), Some(5)),
+                account("bob", &["Op"], Some(5), Some(3)),
+                account("cid", &["Op"], Some(11), None),
+                account("dan", &["Op"], Some(11), Some(1)),
+                account("eve", &["Op"], None, Some(0)),
+            ],
+            Vec::new(),
+        );
+        let seen = logins_between(&old, &new);
+        let names: Vec<&str> = seen.iter().map(|l| l.username.as_str()).collect();
+        assert_eq!(names, ["ann", "cid", "dan"]);
+        assert_eq!(seen[0].logins, Some(2));
+        assert_eq!(seen[1].logins, None);
+        assert_eq!(seen[2].logins, Some(1));
+        assert!(logins_between(&new, &new).is_empty());
     }
 }

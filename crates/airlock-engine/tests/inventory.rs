@@ -3,7 +3,7 @@
 
 use airlock_airflow::{AirflowClient, NewUser, Settings};
 use airlock_core::inventory::{Flag, FlagRules};
-use airlock_core::{FixedClock, InstanceName, RoleName, Username};
+use airlock_core::{Clock, FixedClock, InstanceName, RoleName, Username};
 use airlock_engine::{doctor, inventory};
 use airlock_store::{OpenOptions, SnapshotStatus, Store};
 use airlock_testkit::{fresh_pg_database, AirflowVersion, Fault, FaultProxy, PgTestDb, Rule};
@@ -107,9 +107,15 @@ async fn snapshots_record_changes_and_logins_between_runs(postgres: bool) {
         .await
         .expect("record");
 
-    let first = inventory::run(&c, &store, &clock, FlagRules::default())
-        .await
-        .expect("first");
+    let first = inventory::run(
+        &c,
+        &store,
+        &clock,
+        FlagRules::default(),
+        &Default::default(),
+    )
+    .await
+    .expect("first");
     let row = first
         .report
         .accounts
@@ -145,11 +151,53 @@ async fn snapshots_record_changes_and_logins_between_runs(postgres: bool) {
         .await
         .expect("move");
     login(&mover, "Mover-pass-1").await;
+    let first_at = clock.now();
     clock.advance(chrono::Duration::hours(1));
 
-    inventory::run(&c, &store, &clock, FlagRules::default())
+    // The mover is a protected (break-glass) account here; airlock's own account (the
+    // client's, which just read everything) is never reported.
+    let watch = inventory::LoginWatch {
+        own_username: airlock_testkit::airflow::shared(AirflowVersion::V3)
+            .admin_user
+            .clone(),
+        protected: [mover_name.clone()].into(),
+    };
+    let second = inventory::run(&c, &store, &clock, FlagRules::default(), &watch)
         .await
         .expect("second");
+    assert!(second.logins.iter().any(|l| l.username == mover_name));
+    assert!(second
+        .logins
+        .iter()
+        .all(|l| l.username.as_str() != watch.own_username));
+    assert_eq!(second.break_glass, vec![mover_name.clone()]);
+    let events = store.audit_events(1, 1000).await.expect("audit");
+    let about = |operation: &str| {
+        events
+            .iter()
+            .filter(|e| e.operation == operation)
+            .filter(|e| {
+                e.target
+                    == Some(airlock_audit::Target::Account {
+                        username: mover.clone(),
+                    })
+            })
+            .count()
+    };
+    assert_eq!(about(airlock_audit::operation::ACCOUNT_LOGIN), 1);
+    assert_eq!(about(airlock_audit::operation::BREAK_GLASS_USE), 1);
+    let login_event = events
+        .iter()
+        .find(|e| e.operation == airlock_audit::operation::ACCOUNT_LOGIN)
+        .expect("a login event");
+    let after = login_event.after.as_ref().expect("after");
+    let window_from: chrono::DateTime<Utc> =
+        serde_json::from_value(after["window"]["from"].clone()).expect("from");
+    let window_to: chrono::DateTime<Utc> =
+        serde_json::from_value(after["window"]["to"].clone()).expect("to");
+    assert_eq!((window_from, window_to), (first_at, clock.now()));
+    assert_eq!(after["derived"], true);
+    assert_eq!(login_event.instance.as_deref(), Some("local"));
     let d = inventory::latest_diff(&store, "local")
         .await
         .expect("diff")
@@ -181,9 +229,15 @@ async fn a_failed_read_is_recorded_as_failed_never_as_complete(postgres: bool) {
     let c = client(&proxy.url());
     let clock = FixedClock::new(Utc::now());
     proxy.add_rule(Rule::new("/auth/fab/v1/roles", Fault::status(500)));
-    let err = inventory::run(&c, &store, &clock, FlagRules::default())
-        .await
-        .expect_err("fails");
+    let err = inventory::run(
+        &c,
+        &store,
+        &clock,
+        FlagRules::default(),
+        &Default::default(),
+    )
+    .await
+    .expect_err("fails");
     assert!(err.to_string().contains("list roles"), "{err}");
     assert!(store
         .latest_complete_snapshots("local", 5)

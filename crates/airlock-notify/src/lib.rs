@@ -1,6 +1,6 @@
 //! Notifications of just-in-time access, posted to webhooks (`[[notifications.webhooks]]`) by
 //! `airlock serve`: a request waiting for approval, a decision, a grant about to end, ended or
-//! revoked. Delivery is at least once: the notices come from the audit trail, read from a
+//! revoked, and the use of a break-glass account. Delivery is at least once: the notices come from the audit trail, read from a
 //! durable cursor per webhook in the store that moves past an event only after the receiver
 //! answered 2xx; a failed POST is retried (1 s doubling to 5 min) without skipping anything,
 //! also across restarts and replicas (one replica delivers per webhook, under the lease
@@ -17,6 +17,6 @@ pub mod sink;
 pub mod webhook;
 
 pub use deliver::{Delivery, Outlet, Report, Sent};
-pub use notice::Notice;
+pub use notice::{Notice, Subject};
 pub use sink::{outlet as sink_outlet, SyslogTcp};
 pub use webhook::{SendError, Webhook};

@@ -21,12 +21,31 @@ pub struct Notice {
     pub at: DateTime<Utc>,
     /// Who did it (`person:<id>`, `airlock`).
     pub actor: String,
-    /// The request's id.
-    pub request_id: String,
-    /// The request as the audit event recorded it (never a secret).
-    pub request: Value,
+    /// What it is about.
+    pub subject: Subject,
     /// One line for people, unescaped (each body escapes it its own way).
     pub text: String,
+}
+
+/// What a notice is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    /// A just-in-time access request.
+    Request {
+        /// Its id.
+        id: String,
+        /// The request as the audit event recorded it (never a secret).
+        request: Value,
+    },
+    /// An Airflow account (a break-glass account used).
+    Account {
+        /// The instance.
+        instance: String,
+        /// The username.
+        username: String,
+        /// What the audit event recorded (the login window; never a secret).
+        detail: Value,
+    },
 }
 
 /// One value for a line: control characters become spaces, long values are cut.
@@ -84,10 +103,44 @@ fn who(actor: &str) -> String {
     shown(actor.strip_prefix("person:").unwrap_or(actor))
 }
 
-/// The notice an audit event makes, if any: only succeeded changes of access requests.
+/// A break-glass account used.
+fn break_glass(e: &AuditEvent) -> Option<Notice> {
+    let username = match &e.target {
+        Some(airlock_audit::Target::Account { username }) => username.clone(),
+        _ => return None,
+    };
+    let instance = e.instance.clone().unwrap_or_default();
+    let detail = e.after.clone().unwrap_or(Value::Null);
+    let text = format!(
+        "the break-glass account {} was used on {}: it logged in between {} and {} (last login {})",
+        shown(&username),
+        shown(&instance),
+        time(&detail["window"]["from"]),
+        time(&detail["window"]["to"]),
+        time(&detail["last_login"]),
+    );
+    Some(Notice {
+        id: e.id.clone(),
+        kind: "break_glass.used",
+        at: e.at,
+        actor: e.actor.clone(),
+        subject: Subject::Account {
+            instance,
+            username,
+            detail,
+        },
+        text,
+    })
+}
+
+/// The notice an audit event makes, if any: succeeded changes of access requests, and the
+/// use of a break-glass account.
 pub fn from_event(e: &AuditEvent) -> Option<Notice> {
     if e.outcome != Outcome::Succeeded {
         return None;
+    }
+    if e.operation == op::BREAK_GLASS_USE {
+        return break_glass(e);
     }
     let r = e.after.as_ref()?;
     let request_id = match &e.target {
@@ -183,26 +236,41 @@ pub fn from_event(e: &AuditEvent) -> Option<Notice> {
         kind,
         at: e.at,
         actor: e.actor.clone(),
-        request_id,
-        request: r.clone(),
+        subject: Subject::Request {
+            id: request_id,
+            request: r.clone(),
+        },
         text,
     })
 }
 
 /// airlock's JSON body.
 pub fn json_body(n: &Notice) -> Value {
-    let mut request = n.request.clone();
-    if let Some(obj) = request.as_object_mut() {
-        obj.insert("id".into(), n.request_id.clone().into());
-    }
-    json!({
+    let mut body = json!({
         "id": n.id,
         "type": n.kind,
         "at": n.at.to_rfc3339_opts(SecondsFormat::Millis, true),
         "actor": n.actor,
-        "request": request,
         "text": n.text,
-    })
+    });
+    match &n.subject {
+        Subject::Request { id, request } => {
+            let mut request = request.clone();
+            if let Some(obj) = request.as_object_mut() {
+                obj.insert("id".into(), id.clone().into());
+            }
+            body["request"] = request;
+        }
+        Subject::Account {
+            instance,
+            username,
+            detail,
+        } => {
+            body["account"] =
+                json!({ "instance": instance, "username": username, "login": detail });
+        }
+    }
+    body
 }
 
 /// Escapes text for Slack's mrkdwn: `&`, `<` and `>` (so that no value can mention
@@ -365,5 +433,38 @@ mod tests {
         assert_eq!(span(5400), "1h30m");
         assert_eq!(span(45), "45s");
         assert_eq!(span(0), "0s");
+    }
+
+    #[test]
+    fn a_break_glass_use_is_one_notice_naming_the_account_and_window() {
+        let mut e = NewEvent::new(
+            Utc::now(),
+            "airlock",
+            op::BREAK_GLASS_USE,
+            Outcome::Succeeded,
+        );
+        e.target = Some(Target::Account {
+            username: "root<!channel>".into(),
+        });
+        e.instance = Some("prod".into());
+        e.after = Some(
+            json!({"window": {"from": "2026-12-04T10:00:00Z", "to": "2026-12-04T10:05:00Z"},
+                              "last_login": "2026-12-04T10:03:10Z", "logins": 1, "derived": true}),
+        );
+        let e = airlock_audit::seal(None, 1, e);
+        let n = from_event(&e).expect("a notice");
+        assert_eq!((n.kind, n.id.as_str()), ("break_glass.used", e.id.as_str()));
+        assert_eq!(
+            n.text,
+            "the break-glass account root<!channel> was used on prod: it logged in between \
+             2026-12-04T10:00:00Z and 2026-12-04T10:05:00Z (last login 2026-12-04T10:03:10Z)"
+        );
+        let body = json_body(&n);
+        assert_eq!(body["account"]["username"], "root<!channel>");
+        assert_eq!(body["account"]["login"]["logins"], 1);
+        assert!(!slack_body(&n).to_string().contains("<!channel>"));
+        let mut login = e.clone();
+        login.operation = op::ACCOUNT_LOGIN.into();
+        assert_eq!(from_event(&login), None, "plain logins notify nobody");
     }
 }

@@ -21,6 +21,7 @@ mod checkpoints;
 mod grants;
 mod http;
 pub mod listener;
+mod logins;
 mod metrics;
 mod scheduler;
 pub mod scim;
@@ -255,6 +256,9 @@ pub async fn run(
             ))
         });
 
+    let login_snapshots =
+        spawn_login_snapshots(&config, &policy, &store, &keeper, &state, &opts, &stop_rx);
+
     let checkpoints = config
         .audit
         .checkpoints
@@ -291,6 +295,11 @@ pub async fn run(
             tracing::error!(error = %e, "notification task failed");
         }
     }
+    for task in login_snapshots {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "login snapshot task failed");
+        }
+    }
     if let Some(task) = checkpoints {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "checkpoint task failed");
@@ -300,6 +309,41 @@ pub async fn run(
     store.close().await;
     tracing::info!("airlock serve stopped");
     Ok(())
+}
+
+/// With `serve.login_snapshot_secs` on, one login snapshot loop per instance (docs:
+/// `logins`).
+fn spawn_login_snapshots(
+    config: &Config,
+    policy: &airlock_core::policy::Policy,
+    store: &Store,
+    keeper: &LeaseKeeper,
+    state: &Arc<State>,
+    opts: &ServeOptions,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let Some(every) = config.serve.login_snapshots else {
+        return Vec::new();
+    };
+    let rules = airlock_core::inventory::FlagRules {
+        inactive_after_days: config.inventory.inactive_after_days,
+    };
+    (config.instances.iter())
+        .map(|inst| {
+            let task = logins::LoginSnapshots {
+                inst: inst.clone(),
+                watch: airlock_engine::inventory::LoginWatch::new(inst, policy.protected.clone()),
+                rules,
+                store: store.clone(),
+                clock: Arc::new(SystemClock),
+                keeper: keeper.clone(),
+                state: state.clone(),
+                every,
+                lease_retry: opts.lease_retry,
+            };
+            tokio::spawn(task.run(stop.clone()))
+        })
+        .collect()
 }
 
 /// One delivery loop per `[[notifications.webhooks]]` and per `[[audit.sinks]]` (docs:

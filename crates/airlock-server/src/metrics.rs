@@ -40,6 +40,12 @@ pub struct Metrics {
     pub sink_failures: IntCounterVec,
     /// Audit events a sink has not shipped yet.
     pub sink_backlog: IntGaugeVec,
+    /// Logins recorded from login snapshots, by instance.
+    pub logins: IntCounterVec,
+    /// Uses of protected (break-glass) accounts seen, by instance.
+    pub break_glass: IntCounterVec,
+    /// Login snapshots, by instance and result.
+    pub login_snapshots: IntCounterVec,
 }
 
 impl Metrics {
@@ -167,6 +173,21 @@ impl Metrics {
         registry
             .register(Box::new(sink_backlog.clone()))
             .expect("invariant: metric registered once");
+        let logins = counter(
+            "airlock_logins_total",
+            "Logins to Airflow accounts recorded from login snapshots (derived from last_login and login_count), by instance.",
+            &["instance"],
+        );
+        let break_glass = counter(
+            "airlock_break_glass_uses_total",
+            "Logins to protected (break-glass) accounts seen, by instance.",
+            &["instance"],
+        );
+        let login_snapshots = counter(
+            "airlock_login_snapshots_total",
+            "Login snapshots taken, by instance and result (succeeded, failed).",
+            &["instance", "result"],
+        );
         Self {
             registry,
             sync_runs,
@@ -184,6 +205,9 @@ impl Metrics {
             sink_events,
             sink_failures,
             sink_backlog,
+            logins,
+            break_glass,
+            login_snapshots,
         }
     }
 
