@@ -2,7 +2,7 @@
 //! signed checkpoints of the audit chain (the format and checks are `airlock_audit::checkpoint`,
 //! the writing `airlock_engine::checkpoint`).
 
-use crate::cli::{KeygenArgs, VerifyArgs};
+use crate::cli::{KeygenArgs, LeaversArgs, ReportFormat, VerifyArgs};
 use airlock_audit::checkpoint::{check_chain, open_checkpoint};
 use airlock_audit::note::{NoteSigner, NoteVerifier};
 use airlock_config::Config;
@@ -131,5 +131,76 @@ pub async fn verify_checkpoint(store: &Store, args: VerifyArgs) -> anyhow::Resul
         signed.seq,
         verifier.name()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `airlock audit leavers`.
+pub async fn leavers(
+    config: &Config,
+    store: &Store,
+    args: LeaversArgs,
+) -> anyhow::Result<ExitCode> {
+    use airlock_core::{Clock as _, SystemClock};
+    use airlock_engine::leavers;
+    let now = SystemClock.now();
+    if !args.no_refresh {
+        let Some((insights, _)) = leavers::insights_for(config)? else {
+            bail!("directory.insights: reading leavers needs a JumpCloud directory with insights = true (or --no-refresh to print what is recorded)");
+        };
+        let policy = config
+            .policy
+            .as_ref()
+            .context("no policy configured: the username rule maps leavers to accounts")?;
+        let new = leavers::ingest(store, &insights, &policy.username, &SystemClock).await?;
+        leavers::correlate(store, &SystemClock, &new).await?;
+    }
+    let since = args.since.unwrap_or(now - chrono::Duration::days(30));
+    let reports = leavers::report(store, since.timestamp_millis()).await?;
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        ReportFormat::Json => {
+            for r in &reports {
+                let line = serde_json::json!({
+                    "person": r.leaver.person,
+                    "username": r.leaver.username,
+                    "kind": r.leaver.kind,
+                    "provider_at": at(r.leaver.at_ms),
+                    "removed": r.removed.iter().map(|(i, t)| (i.clone(), at(*t))).collect::<std::collections::BTreeMap<_, _>>(),
+                    "time_to_deprovision_secs": r.time_to_deprovision_ms().map(|ms| ms as f64 / 1000.0),
+                });
+                writeln!(out, "{line}")?;
+            }
+        }
+        ReportFormat::Text => {
+            writeln!(
+                out,
+                "{:<24} {:<10} {:<21} {:>12}  instances",
+                "username", "kind", "in the provider", "deprovision"
+            )?;
+            for r in &reports {
+                let ttd = r.time_to_deprovision_ms().map_or_else(
+                    || "pending".to_owned(),
+                    |ms| format!("{:.1}s", ms as f64 / 1000.0),
+                );
+                let per: Vec<String> = (r.removed.iter())
+                    .map(|(i, t)| format!("{i} {:.1}s", (t - r.leaver.at_ms) as f64 / 1000.0))
+                    .collect();
+                writeln!(
+                    out,
+                    "{:<24} {:<10} {:<21} {:>12}  {}",
+                    r.leaver.username.replace(|c: char| c.is_control(), " "),
+                    r.leaver.kind,
+                    at(r.leaver.at_ms),
+                    ttd,
+                    per.join(", ")
+                )?;
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

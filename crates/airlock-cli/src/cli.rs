@@ -514,6 +514,16 @@ pub enum AuditCommand {
     /// The chain is verified first, and must extend the newest checkpoint already at the file
     /// or directory destination: a rewritten history is never signed.
     Checkpoint,
+    /// How long airlock took to remove the access of each person the identity provider
+    /// suspended or deleted ("time to deprovision").
+    ///
+    /// Needs a JumpCloud directory with `insights = true`: reads Directory Insights for
+    /// `user_suspended` and `user_delete` events since the last read (`airlock serve` does the
+    /// same every `directory.insights_poll_secs`), matches them with airlock's removals of
+    /// access in the audit trail (a suspension, a deletion, or roles set to none), and prints
+    /// per leaver when the provider recorded it and, per instance, when airlock removed the
+    /// access. A leaver whose access is not removed yet shows `pending`.
+    Leavers(LeaversArgs),
     /// Generate an Ed25519 signing key for checkpoints: writes the private key to --out
     /// (mode 0600, never printed; an existing file is not replaced) and prints the public
     /// verifier key (`NAME+KEYID+KEY`) to give to whoever verifies. Needs no config.
@@ -530,6 +540,20 @@ pub struct VerifyArgs {
     /// (`NAME+KEYID+KEY`), or a file holding it.
     #[arg(long, value_name = "KEY", requires = "checkpoint")]
     pub public_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaversArgs {
+    /// Only leavers the provider recorded at or after this time (RFC 3339; default: 30 days
+    /// ago).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Print what is recorded without reading Directory Insights and the trail first.
+    #[arg(long)]
+    pub no_refresh: bool,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
 }
 
 #[derive(Debug, Args)]

@@ -31,7 +31,7 @@ const EXIT_REFUSED: u8 = 3;
 pub(crate) fn source(config: &Config, store: &Store) -> anyhow::Result<Source> {
     match &config.directory {
         Some(DirectoryConfig::File { path }) => Ok(Source::File(FileSource::new(path.clone()))),
-        Some(DirectoryConfig::JumpCloud { api_key, org_id, base_url, groups, timeout, max_retries }) => {
+        Some(DirectoryConfig::JumpCloud { api_key, org_id, base_url, groups, timeout, max_retries, .. }) => {
             let mut s = JumpCloudSettings::new(api_key.clone());
             s.org_id = org_id.clone();
             s.base_url = base_url.clone();
@@ -548,6 +548,7 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<ExitCode
         }
         AuditCommand::Checkpoint => crate::audit::checkpoint(&config, &store).await?,
         AuditCommand::Keygen(args) => crate::audit::keygen(args)?,
+        AuditCommand::Leavers(args) => crate::audit::leavers(&config, &store, args).await?,
         AuditCommand::Verify(_) => match store.verify_audit().await? {
             Ok(summary) => {
                 println!(

@@ -31,8 +31,8 @@ pub use checkpoints::{AuditConfig, CheckpointConfig, RawAudit, RawCheckpoints};
 pub use raw::{ApiGeneration, RawConfig};
 pub use secret::{SecretSource, SecretString};
 pub use validate::{
-    is_loopback, min_delete_after, Config, DirectoryConfig, InstanceConfig, InventoryConfig,
-    LdapConfig, ServeConfig, StoreConfig, ID_REUSE_MARGIN,
+    is_loopback, min_delete_after, Config, DirectoryConfig, InsightsConfig, InstanceConfig,
+    InventoryConfig, LdapConfig, ServeConfig, StoreConfig, ID_REUSE_MARGIN,
 };
 
 use std::fmt;

@@ -114,6 +114,16 @@ pub enum RawDirectory {
         timeout_secs: Option<u64>,
         /// Retries of transient failures (default 5).
         max_retries: Option<u32>,
+        /// Read Directory Insights for people suspended or deleted in JumpCloud, to measure
+        /// how long airlock took to remove their access (`airlock audit leavers`, and the
+        /// metric `airlock_time_to_deprovision_seconds` from `airlock serve`). Default false.
+        insights: Option<bool>,
+        /// Directory Insights' base URL (default from `region`: `https://api.jumpcloud.com`,
+        /// `https://api.eu.jumpcloud.com`, `https://api.in.jumpcloud.com`).
+        insights_url: Option<String>,
+        /// `airlock serve`: seconds between reads of Directory Insights (default 60, 10 to
+        /// 3600).
+        insights_poll_secs: Option<u64>,
     },
     /// An LDAP directory (`kind = "ldap"`): OpenLDAP, JumpCloud LDAP-as-a-Service, AD.
     Ldap(Box<RawLdap>),

@@ -92,11 +92,22 @@ pub enum DirectoryConfig {
         timeout: Duration,
         /// Retries.
         max_retries: u32,
+        /// Directory Insights, when read (boxed: it is rare, and large).
+        insights: Option<Box<InsightsConfig>>,
     },
     /// An LDAP directory.
     Ldap(Box<LdapConfig>),
     /// The SCIM Users and Groups in the state store.
     Scim,
+}
+
+/// JumpCloud Directory Insights, validated.
+#[derive(Debug, Clone)]
+pub struct InsightsConfig {
+    /// Its base URL.
+    pub url: Url,
+    /// Time between reads in `airlock serve`.
+    pub poll: Duration,
 }
 
 /// LDAP settings, validated (attribute and filter defaults come from the preset in the
@@ -575,7 +586,17 @@ fn directory(
             groups,
             timeout_secs,
             max_retries,
+            insights,
+            insights_url,
+            insights_poll_secs,
         } => {
+            let insights = jumpcloud_insights(
+                insights.unwrap_or(false),
+                insights_url,
+                insights_poll_secs,
+                region.as_deref(),
+                errors,
+            );
             let api_key = api_key
                 .resolve(base_dir, lookup)
                 .map_err(|m| errors.push(ConfigError::new("directory.api_key", m)))
@@ -625,7 +646,65 @@ fn directory(
                 groups,
                 timeout,
                 max_retries: max_retries.unwrap_or(5),
+                insights,
             })
+        }
+    }
+}
+
+fn jumpcloud_insights(
+    on: bool,
+    url: Option<String>,
+    poll_secs: Option<u64>,
+    region: Option<&str>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Box<InsightsConfig>> {
+    if !on {
+        for (set, key) in [
+            (url.is_some(), "directory.insights_url"),
+            (poll_secs.is_some(), "directory.insights_poll_secs"),
+        ] {
+            if set {
+                errors.push(ConfigError::new(key, "only read with insights = true"));
+            }
+        }
+        return None;
+    }
+    let base = url.unwrap_or_else(|| {
+        match region {
+            Some("eu") => "https://api.eu.jumpcloud.com",
+            Some("in") => "https://api.in.jumpcloud.com",
+            _ => "https://api.jumpcloud.com",
+        }
+        .to_owned()
+    });
+    let poll = poll_secs.unwrap_or(60);
+    if !(10..=3600).contains(&poll) {
+        errors.push(ConfigError::new(
+            "directory.insights_poll_secs",
+            "must be between 10 and 3600",
+        ));
+    }
+    match Url::parse(&base) {
+        Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => {
+            Some(Box::new(InsightsConfig {
+                url: u,
+                poll: Duration::from_secs(poll),
+            }))
+        }
+        Ok(_) => {
+            errors.push(ConfigError::new(
+                "directory.insights_url",
+                "must use https:// (the api key travels in a header); http:// is allowed only to a loopback host",
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(ConfigError::new(
+                "directory.insights_url",
+                format!("not a valid URL: {e}"),
+            ));
+            None
         }
     }
 }
@@ -1380,6 +1459,51 @@ password = { env = "MISSING_VAR" }
             errs[0].starts_with("directory.base_url: must use https://"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn directory_insights_follow_the_region_and_need_insights_on() {
+        let jc = |extra: &str| {
+            load(
+                &format!("{GOOD}\n[directory]\nkind = \"jumpcloud\"\napi_key = \"k\"\n{extra}\n"),
+                &[("PROD_PW", "x")],
+            )
+        };
+        let url_of = |c: crate::Config| match c.directory {
+            Some(crate::DirectoryConfig::JumpCloud { insights, .. }) => {
+                insights.map(|i| (i.url.to_string(), i.poll.as_secs()))
+            }
+            _ => None,
+        };
+        assert_eq!(url_of(jc("").expect("off")), None);
+        assert_eq!(
+            url_of(jc("insights = true").expect("on")),
+            Some(("https://api.jumpcloud.com/".into(), 60))
+        );
+        assert_eq!(
+            url_of(jc("insights = true\nregion = \"eu\"\ninsights_poll_secs = 30").expect("eu")),
+            Some(("https://api.eu.jumpcloud.com/".into(), 30))
+        );
+        for (extra, want) in [
+            (
+                "insights_url = \"https://x.example\"",
+                "directory.insights_url: only read with insights = true",
+            ),
+            (
+                "insights = true\ninsights_url = \"http://x.example\"",
+                "directory.insights_url: must use https://",
+            ),
+            (
+                "insights = true\ninsights_poll_secs = 1",
+                "directory.insights_poll_secs: must be between 10 and 3600",
+            ),
+        ] {
+            let errs = jc(extra).expect_err(extra);
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "{extra}: {errs:?}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! `/membership` (`GraphObjectWithPaths`). A member of any other type means JumpCloud changed
 //! underneath us and fails the read, rather than being guessed at.
 
+pub mod insights;
 mod transport;
 mod wire;
 
@@ -630,7 +631,7 @@ impl JumpCloudSource {
 }
 
 /// `https` anywhere; plain `http` only to a loopback address (tests, local proxies).
-fn check_base_url(mut url: Url) -> Result<Url, JumpCloudError> {
+pub(crate) fn check_base_url(mut url: Url) -> Result<Url, JumpCloudError> {
     let invalid = |reason: &str| JumpCloudError::InvalidSettings {
         field: "base_url",
         reason: reason.to_owned(),

@@ -14,6 +14,7 @@ pub mod doctor;
 mod error;
 pub mod inventory;
 pub mod lease;
+pub mod leavers;
 pub mod sync;
 
 pub use cpu::{cpu_bound, cpu_bound_when};

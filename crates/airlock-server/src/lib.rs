@@ -20,6 +20,7 @@
 mod checkpoints;
 mod grants;
 mod http;
+mod insights;
 pub mod listener;
 mod logins;
 mod metrics;
@@ -256,6 +257,24 @@ pub async fn run(
             ))
         });
 
+    let leaver_watch = match airlock_engine::leavers::insights_for(&config)
+        .map_err(|e| ServeError::Config(format!("directory.insights: {e}")))?
+    {
+        Some((reader, poll)) => Some(tokio::spawn(
+            insights::LeaverWatch {
+                insights: reader,
+                rule: policy.username.clone(),
+                store: store.clone(),
+                clock: Arc::new(SystemClock),
+                keeper: keeper.clone(),
+                state: state.clone(),
+                poll,
+                lease_retry: opts.lease_retry,
+            }
+            .run(stop_rx.clone()),
+        )),
+        None => None,
+    };
     let login_snapshots =
         spawn_login_snapshots(&config, &policy, &store, &keeper, &state, &opts, &stop_rx);
 
@@ -293,6 +312,11 @@ pub async fn run(
     for task in notifiers {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "notification task failed");
+        }
+    }
+    if let Some(task) = leaver_watch {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "leaver watch failed");
         }
     }
     for task in login_snapshots {

@@ -46,6 +46,11 @@ pub struct Metrics {
     pub break_glass: IntCounterVec,
     /// Login snapshots, by instance and result.
     pub login_snapshots: IntCounterVec,
+    /// People the identity provider suspended or deleted (Directory Insights).
+    pub leavers: IntCounterVec,
+    /// From a leaver's suspension in the identity provider to airlock removing their access,
+    /// by instance.
+    pub time_to_deprovision: HistogramVec,
 }
 
 impl Metrics {
@@ -188,6 +193,23 @@ impl Metrics {
             "Login snapshots taken, by instance and result (succeeded, failed).",
             &["instance", "result"],
         );
+        let leavers = counter(
+            "airlock_leavers_total",
+            "People the identity provider suspended or deleted, read from its event log, by kind.",
+            &["kind"],
+        );
+        let time_to_deprovision = HistogramVec::new(
+            HistogramOpts::new(
+                "airlock_time_to_deprovision_seconds",
+                "From a person's suspension or deletion in the identity provider (its event log's time) to airlock removing their access on an instance (the audit event's time).",
+            )
+            .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0]),
+            &["instance"],
+        )
+        .expect("invariant: valid metric definition");
+        registry
+            .register(Box::new(time_to_deprovision.clone()))
+            .expect("invariant: metric registered once");
         Self {
             registry,
             sync_runs,
@@ -208,6 +230,8 @@ impl Metrics {
             logins,
             break_glass,
             login_snapshots,
+            leavers,
+            time_to_deprovision,
         }
     }
 

@@ -37,6 +37,8 @@ const CONNECT_TIMEOUT_CAP: Duration = Duration::from_secs(10);
 pub(super) struct Answer<T> {
     pub body: T,
     pub next: Option<Url>,
+    /// Directory Insights' paging token (`X-Search_after`: a JSON array), when sent.
+    pub search_after: Option<serde_json::Value>,
 }
 
 /// Sends GETs with the key, retries what is worth retrying and counts attempts.
@@ -120,11 +122,32 @@ impl Transport {
         &self,
         url: &Url,
     ) -> Result<Answer<T>, JumpCloudError> {
-        let endpoint = endpoint_of(url);
+        self.call(url, None).await
+    }
+
+    /// POSTs `body` as JSON to `url` and decodes the JSON answer, retrying transient failures
+    /// (Directory Insights queries are reads: repeating one is harmless).
+    pub(super) async fn post<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+        body: &serde_json::Value,
+    ) -> Result<Answer<T>, JumpCloudError> {
+        self.call(url, Some(body)).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer<T>, JumpCloudError> {
+        let endpoint = match body {
+            None => endpoint_of(url),
+            Some(_) => format!("POST {}", url.path()),
+        };
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let failure = match self.attempt(url, &endpoint, attempt).await {
+            let failure = match self.attempt(url, body, &endpoint, attempt).await {
                 Ok(answer) => return Ok(answer),
                 Err(failure) => failure,
             };
@@ -149,6 +172,7 @@ impl Transport {
     async fn attempt<T: DeserializeOwned>(
         &self,
         url: &Url,
+        body: Option<&serde_json::Value>,
         endpoint: &str,
         attempt: u32,
     ) -> Result<Answer<T>, Failure> {
@@ -159,11 +183,11 @@ impl Transport {
             }
         })?;
         key.set_sensitive(true);
-        let mut request = self
-            .client
-            .get(url.clone())
-            .header(ACCEPT, JSON)
-            .header(API_KEY_HEADER, key);
+        let request = match body {
+            None => self.client.get(url.clone()),
+            Some(b) => self.client.post(url.clone()).json(b),
+        };
+        let mut request = request.header(ACCEPT, JSON).header(API_KEY_HEADER, key);
         if let Some(org) = &self.org_id {
             request = request.header(ORG_ID_HEADER, org.clone());
         }
@@ -201,6 +225,18 @@ impl Transport {
                 reason,
             }
         })?;
+        let search_after = match response.headers().get("x-search_after") {
+            None => None,
+            Some(v) => Some(
+                (v.to_str().ok())
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                    .filter(serde_json::Value::is_array)
+                    .ok_or_else(|| JumpCloudError::UnexpectedAnswer {
+                        endpoint: endpoint.to_owned(),
+                        reason: "X-Search_after is not a JSON array".into(),
+                    })?,
+            ),
+        };
         let too_large = || JumpCloudError::UnexpectedAnswer {
             endpoint: endpoint.to_owned(),
             reason: format!("response body larger than {} MiB", MAX_BODY_BYTES >> 20),
@@ -241,7 +277,11 @@ impl Transport {
                 detail: e.to_string(),
             }
         })?;
-        Ok(Answer { body, next })
+        Ok(Answer {
+            body,
+            next,
+            search_after,
+        })
     }
 }
 
