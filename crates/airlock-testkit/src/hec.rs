@@ -324,7 +324,7 @@ async fn handle(
     };
     let envelopes = match parse_events(&body) {
         Ok(e) => e,
-        Err(a) => return a,
+        Err(a) => return *a,
     };
     s.received.extend(envelopes.iter().cloned());
     let Some(channel) = channel.filter(|_| s.ack) else {
@@ -351,9 +351,9 @@ async fn handle(
 }
 
 /// The event objects of a body, or the documented error.
-fn parse_events(body: &[u8]) -> Result<Vec<Value>, Answer> {
+fn parse_events(body: &[u8]) -> Result<Vec<Value>, Box<Answer>> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(error(StatusCode::BAD_REQUEST, 5, "No data"));
+        return Err(Box::new(error(StatusCode::BAD_REQUEST, 5, "No data")));
     }
     let mut out = Vec::new();
     for (n, item) in serde_json::Deserializer::from_slice(body)
@@ -361,10 +361,10 @@ fn parse_events(body: &[u8]) -> Result<Vec<Value>, Answer> {
         .enumerate()
     {
         let invalid = |code: u32, text: &str| {
-            answer(
+            Box::new(answer(
                 StatusCode::BAD_REQUEST,
                 json!({ "text": text, "code": code, "invalid-event-number": n }),
-            )
+            ))
         };
         let item = match item {
             Ok(Value::Object(o)) => o,
