@@ -18,5 +18,5 @@ pub mod webhook;
 
 pub use deliver::{Delivery, Outlet, Report, Sent};
 pub use notice::{Notice, Subject};
-pub use sink::{outlet as sink_outlet, SyslogTcp};
+pub use sink::{outlet as sink_outlet, SplunkHec, SyslogTcp, WebhookSink};
 pub use webhook::{SendError, Webhook};

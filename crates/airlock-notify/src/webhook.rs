@@ -23,6 +23,15 @@ pub enum SendError {
     /// The receiver answered, but not with 2xx.
     #[error("the receiver answered HTTP {0}")]
     Status(u16),
+    /// The receiver answered, not with 2xx, and said why (e.g. a Splunk HEC status code);
+    /// `reason` is airlock's wording of it, never the receiver's text or a credential.
+    #[error("the receiver answered HTTP {status}: {reason}")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// What it means.
+        reason: String,
+    },
     /// The receiver answered something that does not acknowledge the events (a malformed
     /// body, an acknowledgement that never came).
     #[error("the receiver did not acknowledge: {0}")]

@@ -15,6 +15,10 @@
 //! - [`tcp_proxy`]: a byte-forwarding TCP proxy ([`TcpProxy`]) in front of any TCP server, on a
 //!   thread of its own, that can pass, blackhole (hold everything, close nothing) or reset its
 //!   connections at any time, with counters of open and accepted connections.
+//! - [`hec`]: a local Splunk HTTP Event Collector ([`HecReceiver`]) implementing the
+//!   documented event, answer and indexer-acknowledgement formats, with faults (busy, garbage,
+//!   withheld acks, a crash and restart on the same port); checked against the examples of
+//!   Splunk's documentation, as no real Splunk runs here.
 //! - [`rsyslog`]: a real rsyslog of a test's own ([`Rsyslog`]) receiving syslog over TCP on a
 //!   free port and writing what it received to a file; stoppable and restartable.
 //! - [`slapd`]: a real OpenLDAP server with its own throw-away configuration and a seeded,
@@ -41,10 +45,12 @@
 //! # }
 //! ```
 //!
-//! What it does not do: imitate any service. A test that needs a service which is missing fails
+//! What it does not do: imitate any service it can run for real ([`hec`] is the exception, as
+//! Splunk cannot run here; it is checked against the vendor's documented examples). A test that needs a service which is missing fails
 //! loudly with a message saying how to provide it; nothing here skips a test.
 
 pub mod airflow;
+pub mod hec;
 pub mod oidc;
 pub mod pg_cluster;
 pub mod postgres;
@@ -55,6 +61,7 @@ pub mod tcp_proxy;
 pub mod test_ca;
 
 pub use airflow::{AirflowServer, AirflowServerBuilder, AirflowVersion};
+pub use hec::{HecFault, HecReceiver};
 pub use oidc::{Groups, OidcProvider, OidcProviderBuilder, OidcUser, Tokens};
 pub use pg_cluster::{PgCluster, PgClusterBuilder};
 pub use postgres::{fresh_pg_database, pg_admin_url, PgTestDb};

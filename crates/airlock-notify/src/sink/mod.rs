@@ -3,7 +3,13 @@
 //! and from the cursor `sink:<name>`. [`outlet`] builds the outlet of a sink's kind.
 //!
 //! - [`syslog`]: RFC 5424 over TCP with octet counting.
+//! - [`hec`]: Splunk's HTTP Event Collector, with indexer acknowledgement.
+//! - [`http`]: JSON batches POSTed to any HTTP receiver, optionally signed.
+//! - [`batch`]: what the two HTTP sinks share (the buffer, the client).
 
+pub mod batch;
+pub mod hec;
+pub mod http;
 pub mod syslog;
 
 use crate::deliver::Outlet;
@@ -11,6 +17,8 @@ use crate::webhook::SendError;
 use airlock_config::{SinkConfig, SinkKind, SyslogTransport};
 use std::sync::Arc;
 
+pub use hec::SplunkHec;
+pub use http::WebhookSink;
 pub use syslog::SyslogTcp;
 
 /// A sink's cursor and lease name.
@@ -25,6 +33,8 @@ pub fn outlet(cfg: &SinkConfig, default_hostname: &str) -> Result<Arc<dyn Outlet
         SinkKind::Syslog(s) if s.transport == SyslogTransport::Tcp => {
             Ok(Arc::new(SyslogTcp::new(cfg.clone(), s, default_hostname)))
         }
+        SinkKind::SplunkHec(h) => Ok(Arc::new(SplunkHec::new(cfg, h, default_hostname)?)),
+        SinkKind::Webhook(w) => Ok(Arc::new(WebhookSink::new(cfg, w)?)),
         other => Err(SendError::Setup(format!(
             "kind {} with these settings is not in yet",
             other.name()

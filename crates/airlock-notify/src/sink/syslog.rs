@@ -5,7 +5,7 @@
 //! twice, with the same `id`), and a connection the collector closed (a restart) is noticed
 //! before a page is written into it. Plain TCP has no application acknowledgement: a collector
 //! that accepted bytes and then crashed before writing them loses them (RELP or HEC acks are
-//! the remedy, not in yet).
+//! the remedy: the `splunk_hec` sink has them, RELP is not in yet).
 
 use crate::deliver::{Outlet, Sent};
 use crate::webhook::SendError;
