@@ -10,6 +10,7 @@
 //! - [`notice`]: what each audit event says (pure), and the JSON and Slack bodies.
 //! - [`webhook`]: one signed POST.
 //! - [`deliver`]: the delivery loop.
+//! - [`sink`]: the audit sinks (syslog over TCP, TLS or UDP; a local file).
 
 pub mod deliver;
 pub mod notice;
@@ -18,5 +19,5 @@ pub mod webhook;
 
 pub use deliver::{Delivery, Outlet, Report, Sent};
 pub use notice::Notice;
-pub use sink::{outlet as sink_outlet, SyslogTcp};
+pub use sink::{outlet as sink_outlet, FileSink, Syslog, SyslogTcp, SyslogUdp};
 pub use webhook::{SendError, Webhook};
