@@ -15,8 +15,8 @@
 //! - [`tcp_proxy`]: a byte-forwarding TCP proxy ([`TcpProxy`]) in front of any TCP server, on a
 //!   thread of its own, that can pass, blackhole (hold everything, close nothing) or reset its
 //!   connections at any time, with counters of open and accepted connections.
-//! - [`rsyslog`]: a real rsyslog of a test's own ([`Rsyslog`]) receiving syslog over TCP on a
-//!   free port and writing what it received to a file; stoppable and restartable.
+//! - [`rsyslog`]: a real rsyslog of a test's own ([`Rsyslog`]) receiving syslog over TCP, TLS
+//!   or UDP on a free port and writing what it received to a file; stoppable and restartable.
 //! - [`slapd`]: a real OpenLDAP server with its own throw-away configuration and a seeded,
 //!   JumpCloud-shaped directory (users, nested and empty groups, StartTLS and LDAPS).
 //! - [`oidc`]: a real OpenID Connect provider (npm's `oidc-provider`, installed by
@@ -59,7 +59,7 @@ pub use oidc::{Groups, OidcProvider, OidcProviderBuilder, OidcUser, Tokens};
 pub use pg_cluster::{PgCluster, PgClusterBuilder};
 pub use postgres::{fresh_pg_database, pg_admin_url, PgTestDb};
 pub use proxy::{Fault, FaultProxy, Rule};
-pub use rsyslog::Rsyslog;
+pub use rsyslog::{Listen as RsyslogListen, Rsyslog};
 pub use slapd::Slapd;
 pub use tcp_proxy::{ProxyMode, TcpProxy};
 pub use test_ca::{IssuedCert, TestCa};
