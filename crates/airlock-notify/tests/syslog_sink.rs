@@ -133,7 +133,10 @@ async fn a_collector_whose_certificate_is_not_trusted_gets_nothing_until_its_ca_
         .into_iter()
         .find(|e| e.id == probe[0])
         .ok_or_else(|| anyhow::anyhow!("the probe event"))?;
-    for (s, why) in [(&wrong_ca, "unknown issuer"), (&wrong_name, "collector.example")] {
+    for (s, why) in [
+        (&wrong_ca, "unknown issuer"),
+        (&wrong_name, "collector.example"),
+    ] {
         let outlet = stream_outlet("probe", s)?;
         outlet.send(&event, chrono::Utc::now()).await?;
         let err = outlet
@@ -165,8 +168,12 @@ async fn a_collector_whose_certificate_is_not_trusted_gets_nothing_until_its_ca_
 
     // Trusting the right CA, a new outlet on the same cursor delivers all of them.
     let right = syslog(rsyslog.address(), tls(&ca.cert_path(), "localhost"));
-    let running = deliver(&store, stream_outlet("siem", &right)?, Arc::new(Counts::default()))
-        .await?;
+    let running = deliver(
+        &store,
+        stream_outlet("siem", &right)?,
+        Arc::new(Counts::default()),
+    )
+    .await?;
     wait_for("the 20 events", || received_ids(&rsyslog).is_superset(&ids)).await?;
     ensure!(
         rsyslog.messages().len() == 20,
@@ -196,7 +203,13 @@ async fn over_udp_every_event_reaches_rsyslog_as_one_datagram_and_a_long_one_is_
         airlock_audit::Outcome::Succeeded,
     );
     long.reason = Some("é".repeat(10_000));
-    ids.extend(store.append_audit(vec![long]).await?.into_iter().map(|e| e.id));
+    ids.extend(
+        store
+            .append_audit(vec![long])
+            .await?
+            .into_iter()
+            .map(|e| e.id),
+    );
     wait_for("101 messages", || received_ids(&rsyslog).is_superset(&ids)).await?;
     let messages = rsyslog.messages();
     ensure!(
@@ -204,7 +217,9 @@ async fn over_udp_every_event_reaches_rsyslog_as_one_datagram_and_a_long_one_is_
         "one message each, nothing forged: {}",
         messages.len()
     );
-    ensure!(messages.iter().all(|m| m.starts_with("<85>1 ") && m.contains(" gov1 airlock - ")));
+    ensure!(messages
+        .iter()
+        .all(|m| m.starts_with("<85>1 ") && m.contains(" gov1 airlock - ")));
     let longest = messages.iter().map(String::len).max().unwrap_or(0);
     ensure!(
         longest <= airlock_notify::sink::udp::MAX_DATAGRAM && longest > 8000,

@@ -25,10 +25,7 @@ const GTLS_DRIVER: &str = "rsyslog/lmnsd_gtls.so";
 /// Whether Debian's `rsyslog-gnutls` is installed (for any architecture's directory).
 fn gtls_installed() -> bool {
     std::fs::read_dir("/usr/lib")
-        .map(|dirs| {
-            dirs.flatten()
-                .any(|d| d.path().join(GTLS_DRIVER).exists())
-        })
+        .map(|dirs| dirs.flatten().any(|d| d.path().join(GTLS_DRIVER).exists()))
         .unwrap_or(false)
 }
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
@@ -164,7 +161,9 @@ impl Rsyslog {
     fn listening(&self) -> bool {
         match self.listen {
             Listen::Udp => udp_bound(self.port),
-            Listen::Tcp | Listen::Tls => std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+            Listen::Tcp | Listen::Tls => {
+                std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            }
         }
     }
 

@@ -158,7 +158,8 @@ impl Syslog {
 
     /// A new connection, TLS handshake included, within the timeout.
     async fn connect(&self) -> Result<Stream, SendError> {
-        let timed_out = |what: &str| SendError::Transport(format!("{what} {} timed out", self.address));
+        let timed_out =
+            |what: &str| SendError::Transport(format!("{what} {} timed out", self.address));
         let tcp = tokio::time::timeout(self.cfg.timeout, TcpStream::connect(&self.address))
             .await
             .map_err(|_| timed_out("connecting to"))?

@@ -95,9 +95,9 @@ pub fn handshake_failed(address: &str, server_name: &str, err: &std::io::Error) 
             "the collector's certificate is not valid for `{server_name}` (set server_name \
              to a name the certificate lists)"
         ),
-        Some(rustls::Error::InvalidCertificate(
-            Cert::Expired | Cert::ExpiredContext { .. },
-        )) => "the collector's certificate has expired".to_owned(),
+        Some(rustls::Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. })) => {
+            "the collector's certificate has expired".to_owned()
+        }
         Some(other) => other.to_string(),
         None => err.to_string(),
     };
@@ -116,7 +116,10 @@ mod tests {
         let Err(SendError::Setup(m)) = connector(Some(&path), "localhost") else {
             panic!("accepted an empty ca_file");
         };
-        assert!(m.contains("ca.pem") && m.contains("no PEM certificate"), "{m}");
+        assert!(
+            m.contains("ca.pem") && m.contains("no PEM certificate"),
+            "{m}"
+        );
         let missing = dir.path().join("missing.pem");
         let Err(SendError::Setup(m)) = connector(Some(&missing), "localhost") else {
             panic!("accepted a missing ca_file");

@@ -69,15 +69,13 @@ impl SyslogUdp {
     /// record is followed after an error).
     async fn connect(&self) -> Result<UdpSocket, SendError> {
         let transport = |m: String| SendError::Transport(m);
-        let target: SocketAddr = tokio::time::timeout(
-            self.cfg.timeout,
-            tokio::net::lookup_host(&self.address),
-        )
-        .await
-        .map_err(|_| transport(format!("resolving {} timed out", self.address)))?
-        .map_err(|e| transport(format!("cannot resolve {}: {e}", self.address)))?
-        .next()
-        .ok_or_else(|| transport(format!("{} resolves to no address", self.address)))?;
+        let target: SocketAddr =
+            tokio::time::timeout(self.cfg.timeout, tokio::net::lookup_host(&self.address))
+                .await
+                .map_err(|_| transport(format!("resolving {} timed out", self.address)))?
+                .map_err(|e| transport(format!("cannot resolve {}: {e}", self.address)))?
+                .next()
+                .ok_or_else(|| transport(format!("{} resolves to no address", self.address)))?;
         let local: SocketAddr = if target.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
