@@ -47,6 +47,8 @@ ensure_tools() {
   command -v ldapmodify >/dev/null || missing+=(ldap-utils)
   # rsyslog for the syslog sink's tests (the test kit runs its own rsyslogd on free ports).
   [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+  # Its TLS stream driver (gtls) for the syslog-over-TLS tests.
+  compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null || missing+=(rsyslog-gnutls)
   if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     apt-get update -qq

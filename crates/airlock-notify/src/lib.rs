@@ -10,6 +10,7 @@
 //! - [`notice`]: what each audit event says (pure), and the JSON and Slack bodies.
 //! - [`webhook`]: one signed POST.
 //! - [`deliver`]: the delivery loop.
+//! - [`sink`]: the audit sinks (syslog over TCP, TLS or UDP; a local file).
 
 pub mod deliver;
 pub mod notice;
@@ -18,5 +19,7 @@ pub mod webhook;
 
 pub use deliver::{Delivery, Outlet, Report, Sent};
 pub use notice::{Notice, Subject};
-pub use sink::{outlet as sink_outlet, SplunkHec, SyslogTcp, WebhookSink};
+pub use sink::{
+    outlet as sink_outlet, FileSink, SplunkHec, Syslog, SyslogTcp, SyslogUdp, WebhookSink,
+};
 pub use webhook::{SendError, Webhook};

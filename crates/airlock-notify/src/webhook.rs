@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret as _;
 use sha2::Sha256;
 
-/// Why a POST did not deliver.
+/// Why an outlet did not deliver (a POST, a syslog write, a file write).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
     /// The receiver could not be reached, or did not answer in time.
@@ -40,6 +40,16 @@ pub enum SendError {
     /// opened).
     #[error("{0}")]
     Setup(String),
+    /// A file sink's file could not be opened, written, synced or rotated.
+    #[error("cannot {action} {}: {reason}", path.display())]
+    FileFailed {
+        /// What was being done (`open`, `write to`, `sync`, `rotate`).
+        action: &'static str,
+        /// The file (or directory) involved.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
 }
 
 /// The HMAC-SHA256 signature header value of `body` sent at `timestamp`.

@@ -19,8 +19,8 @@
 //!   documented event, answer and indexer-acknowledgement formats, with faults (busy, garbage,
 //!   withheld acks, a crash and restart on the same port); checked against the examples of
 //!   Splunk's documentation, as no real Splunk runs here.
-//! - [`rsyslog`]: a real rsyslog of a test's own ([`Rsyslog`]) receiving syslog over TCP on a
-//!   free port and writing what it received to a file; stoppable and restartable.
+//! - [`rsyslog`]: a real rsyslog of a test's own ([`Rsyslog`]) receiving syslog over TCP, TLS
+//!   or UDP on a free port and writing what it received to a file; stoppable and restartable.
 //! - [`slapd`]: a real OpenLDAP server with its own throw-away configuration and a seeded,
 //!   JumpCloud-shaped directory (users, nested and empty groups, StartTLS and LDAPS).
 //! - [`oidc`]: a real OpenID Connect provider (npm's `oidc-provider`, installed by
@@ -66,7 +66,7 @@ pub use oidc::{Groups, OidcProvider, OidcProviderBuilder, OidcUser, Tokens};
 pub use pg_cluster::{PgCluster, PgClusterBuilder};
 pub use postgres::{fresh_pg_database, pg_admin_url, PgTestDb};
 pub use proxy::{Fault, FaultProxy, Rule};
-pub use rsyslog::Rsyslog;
+pub use rsyslog::{Listen as RsyslogListen, Rsyslog};
 pub use slapd::Slapd;
 pub use tcp_proxy::{ProxyMode, TcpProxy};
 pub use test_ca::{IssuedCert, TestCa};
