@@ -1958,3 +1958,116 @@ async fn a_grant_reaches_and_leaves_every_instance_of_a_fleet_through_a_replica_
     );
     assert!(cli(&["requests", "list", "--state", "expired"]).contains(&grant_id));
 }
+
+/// The login snapshots of `airlock serve` see a break-glass account's login (Airflow records
+/// none), record it as `account.login` and `break_glass.use`, announce it to the webhooks and
+/// ship it to the syslog collector as a critical message.
+#[tokio::test]
+async fn a_break_glass_login_is_seen_by_the_login_snapshots_announced_and_shipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hook, notices) = webhook_receiver().await;
+    let rsyslog = airlock_testkit::Rsyslog::start().expect("rsyslog");
+    let breakglass = format!("bg{}", unique());
+    std::fs::write(
+        dir.path().join("airlock.toml"),
+        format!(
+            "policy = \"policy.toml\"\n[directory]\nkind = \"file\"\npath = \"people.yaml\"\n\
+             [serve]\nsync_interval_secs = 3600\nsync_jitter_secs = 0\nscim_poll_ms = 200\nlogin_snapshot_secs = 10\n\
+             [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n\
+             [[notifications.webhooks]]\nname = \"security\"\nurl = \"{hook}\"\nevents = [\"break_glass.used\"]\n\
+             [[audit.sinks]]\nname = \"siem\"\nkind = \"syslog\"\naddress = \"{}\"\n",
+            v3().base_url,
+            rsyslog.address()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        format!("[protected]\nusernames = [\"{breakglass}\"]\n"),
+    )
+    .expect("policy");
+    std::fs::write(dir.path().join("people.yaml"), "people: []\n").expect("people");
+    // The break-glass admin exists in Airflow, outside airlock (protected: never touched).
+    let admin = airflow_admin().await;
+    let created = reqwest::Client::new()
+        .post(format!("{}/auth/fab/v1/users", v3().base_url))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({
+            "username": breakglass, "email": format!("{breakglass}@example.com"),
+            "first_name": "Break", "last_name": "Glass", "roles": [{"name": "Admin"}],
+            "password": "Break-glass-pw-1",
+        }))
+        .send()
+        .await
+        .expect("create");
+    assert!(created.status().is_success(), "{}", created.status());
+
+    let r = start(dir.path());
+    wait_for(
+        "the first login snapshot",
+        Duration::from_secs(60),
+        || async {
+            get(&format!("{}/metrics", r.base))
+                .await
+                .is_some_and(|(_, m)| {
+                    m.contains(
+                        r#"airlock_login_snapshots_total{instance="af3",result="succeeded"}"#,
+                    )
+                })
+        },
+    )
+    .await;
+    let login = reqwest::Client::new()
+        .post(format!("{}/auth/token", v3().base_url))
+        .json(&serde_json::json!({"username": breakglass, "password": "Break-glass-pw-1"}))
+        .send()
+        .await
+        .expect("login");
+    assert!(login.status().is_success());
+
+    wait_for(
+        "the break-glass notice",
+        Duration::from_secs(60),
+        || async { !notices.lock().expect("lock").is_empty() },
+    )
+    .await;
+    assert_eq!(*notices.lock().expect("lock"), ["break_glass.used"]);
+    // authpriv (10) * 8 + critical (2) = 82.
+    wait_for(
+        "the critical message in rsyslog",
+        Duration::from_secs(30),
+        || async {
+            rsyslog
+                .messages()
+                .iter()
+                .any(|m| m.contains(" airlock - break_glass.use ") && m.contains(&breakglass))
+        },
+    )
+    .await;
+    let messages = rsyslog.messages();
+    let critical = messages
+        .iter()
+        .find(|m| m.contains(" airlock - break_glass.use "))
+        .expect("shipped");
+    assert!(critical.starts_with("<82>1 "), "{critical}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains(" airlock - account.login ") && m.contains(&breakglass)),
+        "the login itself"
+    );
+    assert!(
+        !messages
+            .iter()
+            .any(|m| m.contains(" airlock - account.login ") && m.contains(r#"\"admin\""#)),
+        "airlock's own sign-ins are not logins"
+    );
+    let (_, metrics) = get(&format!("{}/metrics", r.base)).await.expect("metrics");
+    assert!(
+        metrics.contains(r#"airlock_break_glass_uses_total{instance="af3"} 1"#),
+        "{metrics}"
+    );
+    // The protected account was never touched.
+    let roles = roles_of(&admin, &breakglass).await;
+    assert_eq!(roles, ["Admin"]);
+}
