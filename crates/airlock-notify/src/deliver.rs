@@ -53,8 +53,10 @@ pub enum Sent {
 pub trait Outlet: Send + Sync {
     /// The name of its cursor in the store (and in logs and metrics).
     fn cursor(&self) -> &str;
-    /// The lease under which one replica sends.
-    fn lease(&self) -> String;
+    /// The lease under which one replica sends (default: the cursor's name).
+    fn lease(&self) -> String {
+        self.cursor().to_owned()
+    }
     /// Sends what `event` makes, if anything.
     fn send<'a>(
         &'a self,

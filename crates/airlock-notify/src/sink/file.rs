@@ -227,10 +227,6 @@ impl Outlet for FileSink {
         &self.cursor
     }
 
-    fn lease(&self) -> String {
-        self.cursor.clone()
-    }
-
     fn send<'a>(
         &'a self,
         event: &'a AuditEvent,

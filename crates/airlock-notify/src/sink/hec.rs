@@ -285,10 +285,6 @@ impl Outlet for SplunkHec {
         &self.cursor
     }
 
-    fn lease(&self) -> String {
-        self.cursor.clone()
-    }
-
     fn send<'a>(
         &'a self,
         event: &'a AuditEvent,

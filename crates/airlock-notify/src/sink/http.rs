@@ -94,10 +94,6 @@ impl Outlet for WebhookSink {
         &self.cursor
     }
 
-    fn lease(&self) -> String {
-        self.cursor.clone()
-    }
-
     fn send<'a>(
         &'a self,
         event: &'a AuditEvent,

@@ -219,10 +219,6 @@ impl Outlet for Syslog {
         &self.cursor
     }
 
-    fn lease(&self) -> String {
-        self.cursor.clone()
-    }
-
     fn send<'a>(
         &'a self,
         event: &'a AuditEvent,

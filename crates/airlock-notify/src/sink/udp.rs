@@ -128,10 +128,6 @@ impl Outlet for SyslogUdp {
         &self.cursor
     }
 
-    fn lease(&self) -> String {
-        self.cursor.clone()
-    }
-
     fn send<'a>(
         &'a self,
         event: &'a AuditEvent,
