@@ -319,92 +319,7 @@ pub(crate) fn validate(
     let directory = raw
         .directory
         .and_then(|d| directory(d, base_dir, lookup, &mut errors));
-    let serve = {
-        let r = raw.serve;
-        let listen = r.listen.as_deref().unwrap_or("127.0.0.1:9464");
-        let listen = listen.parse::<std::net::SocketAddr>().unwrap_or_else(|_| {
-            errors.push(ConfigError::new(
-                "serve.listen",
-                "must be an address such as 127.0.0.1:9464",
-            ));
-            std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
-        });
-        let interval = r.sync_interval_secs.unwrap_or(300);
-        if interval == 0 {
-            errors.push(ConfigError::new(
-                "serve.sync_interval_secs",
-                "must be at least 1",
-            ));
-        }
-        let lease_retry = r.lease_retry_secs.unwrap_or(5);
-        if lease_retry == 0 {
-            errors.push(ConfigError::new(
-                "serve.lease_retry_secs",
-                "must be at least 1",
-            ));
-        }
-        let concurrency = r.concurrency.unwrap_or(8);
-        if !(1..=64).contains(&concurrency) {
-            errors.push(ConfigError::new(
-                "serve.concurrency",
-                "must be between 1 and 64",
-            ));
-        }
-        let scim_poll = r.scim_poll_ms.unwrap_or(1000);
-        if !(10..=60_000).contains(&scim_poll) {
-            errors.push(ConfigError::new(
-                "serve.scim_poll_ms",
-                "must be between 10 and 60000",
-            ));
-        }
-        let lease_ttl = r.lease_ttl_secs.unwrap_or(15);
-        if !(3..=300).contains(&lease_ttl) {
-            errors.push(ConfigError::new(
-                "serve.lease_ttl_secs",
-                "must be between 3 and 300",
-            ));
-        }
-        let login_snapshots = match r.login_snapshot_secs.unwrap_or(300) {
-            0 => None,
-            n if (10..=86_400).contains(&n) => Some(Duration::from_secs(n)),
-            _ => {
-                errors.push(ConfigError::new(
-                    "serve.login_snapshot_secs",
-                    "must be 0 (off) or between 10 and 86400",
-                ));
-                None
-            }
-        };
-        let http = serve_http_limits(&r, &mut errors);
-        let tls = match (&r.tls_cert_file, &r.tls_key_file) {
-            (Some(cert), Some(key)) => Some((base_dir.join(cert), base_dir.join(key))),
-            (None, None) => None,
-            (Some(_), None) | (None, Some(_)) => {
-                errors.push(ConfigError::new(
-                    "serve.tls_cert_file",
-                    "set both serve.tls_cert_file and serve.tls_key_file, or neither",
-                ));
-                None
-            }
-        };
-        ServeConfig {
-            listen,
-            tls,
-            metrics_listen: http.metrics_listen,
-            header_read_timeout: http.header_read_timeout,
-            max_connections: http.max_connections,
-            shutdown_grace: http.shutdown_grace,
-            auth_failure_limit: http.auth_failure_limit,
-            auth_failure_window: http.auth_failure_window,
-            lease_ttl: Duration::from_secs(lease_ttl),
-            scim_poll: Duration::from_millis(scim_poll),
-            sync_interval: Duration::from_secs(interval),
-            sync_jitter: Duration::from_secs(r.sync_jitter_secs.unwrap_or(30)),
-            lease_retry: Duration::from_secs(lease_retry),
-            concurrency,
-            login_snapshots,
-        }
-    };
+    let serve = serve(&raw.serve, base_dir, &mut errors);
     let policy = raw.policy.and_then(|p| {
         let path = if p.is_absolute() { p } else { base_dir.join(p) };
         crate::policy::load(&path, &instances, &mut errors)
@@ -453,6 +368,93 @@ pub(crate) fn validate(
             errors.sort_by(|a, b| a.key.cmp(&b.key));
             Err(errors)
         }
+    }
+}
+
+/// `[serve]`.
+fn serve(r: &crate::raw::RawServe, base_dir: &Path, errors: &mut Vec<ConfigError>) -> ServeConfig {
+    let listen = r.listen.as_deref().unwrap_or("127.0.0.1:9464");
+    let listen = listen.parse::<std::net::SocketAddr>().unwrap_or_else(|_| {
+        errors.push(ConfigError::new(
+            "serve.listen",
+            "must be an address such as 127.0.0.1:9464",
+        ));
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
+    });
+    let interval = r.sync_interval_secs.unwrap_or(300);
+    if interval == 0 {
+        errors.push(ConfigError::new(
+            "serve.sync_interval_secs",
+            "must be at least 1",
+        ));
+    }
+    let lease_retry = r.lease_retry_secs.unwrap_or(5);
+    if lease_retry == 0 {
+        errors.push(ConfigError::new(
+            "serve.lease_retry_secs",
+            "must be at least 1",
+        ));
+    }
+    let concurrency = r.concurrency.unwrap_or(8);
+    if !(1..=64).contains(&concurrency) {
+        errors.push(ConfigError::new(
+            "serve.concurrency",
+            "must be between 1 and 64",
+        ));
+    }
+    let scim_poll = r.scim_poll_ms.unwrap_or(1000);
+    if !(10..=60_000).contains(&scim_poll) {
+        errors.push(ConfigError::new(
+            "serve.scim_poll_ms",
+            "must be between 10 and 60000",
+        ));
+    }
+    let lease_ttl = r.lease_ttl_secs.unwrap_or(15);
+    if !(3..=300).contains(&lease_ttl) {
+        errors.push(ConfigError::new(
+            "serve.lease_ttl_secs",
+            "must be between 3 and 300",
+        ));
+    }
+    let login_snapshots = match r.login_snapshot_secs.unwrap_or(300) {
+        0 => None,
+        n if (10..=86_400).contains(&n) => Some(Duration::from_secs(n)),
+        _ => {
+            errors.push(ConfigError::new(
+                "serve.login_snapshot_secs",
+                "must be 0 (off) or between 10 and 86400",
+            ));
+            None
+        }
+    };
+    let http = serve_http_limits(r, errors);
+    let tls = match (&r.tls_cert_file, &r.tls_key_file) {
+        (Some(cert), Some(key)) => Some((base_dir.join(cert), base_dir.join(key))),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            errors.push(ConfigError::new(
+                "serve.tls_cert_file",
+                "set both serve.tls_cert_file and serve.tls_key_file, or neither",
+            ));
+            None
+        }
+    };
+    ServeConfig {
+        listen,
+        tls,
+        metrics_listen: http.metrics_listen,
+        header_read_timeout: http.header_read_timeout,
+        max_connections: http.max_connections,
+        shutdown_grace: http.shutdown_grace,
+        auth_failure_limit: http.auth_failure_limit,
+        auth_failure_window: http.auth_failure_window,
+        lease_ttl: Duration::from_secs(lease_ttl),
+        scim_poll: Duration::from_millis(scim_poll),
+        sync_interval: Duration::from_secs(interval),
+        sync_jitter: Duration::from_secs(r.sync_jitter_secs.unwrap_or(30)),
+        lease_retry: Duration::from_secs(lease_retry),
+        concurrency,
+        login_snapshots,
     }
 }
 
@@ -578,78 +580,91 @@ fn directory(
             };
             Some(DirectoryConfig::File { path })
         }
-        RawDirectory::Jumpcloud {
-            api_key,
-            org_id,
-            region,
-            base_url,
-            groups,
-            timeout_secs,
-            max_retries,
-            insights,
-            insights_url,
-            insights_poll_secs,
-        } => {
-            let insights = jumpcloud_insights(
-                insights.unwrap_or(false),
-                insights_url,
-                insights_poll_secs,
-                region.as_deref(),
-                errors,
-            );
-            let api_key = api_key
-                .resolve(base_dir, lookup)
-                .map_err(|m| errors.push(ConfigError::new("directory.api_key", m)))
-                .ok();
-            let base = match (base_url, region.as_deref()) {
-                (Some(u), _) => u,
-                (None, None | Some("us")) => "https://console.jumpcloud.com".to_string(),
-                (None, Some("eu")) => "https://console.eu.jumpcloud.com".to_string(),
-                (None, Some("in")) => "https://console.in.jumpcloud.com".to_string(),
-                (None, Some(other)) => {
-                    errors.push(ConfigError::new(
-                        "directory.region",
-                        format!("unknown region `{other}` (us, eu or in)"),
-                    ));
-                    return None;
-                }
-            };
-            let base_url = match Url::parse(&base) {
-                Ok(u) if u.scheme() == "http" && !is_loopback(&u) => {
-                    // The directory crate refuses it too; say so before anything is built.
-                    errors.push(ConfigError::new(
-                        "directory.base_url",
-                        "must use https:// (the api key travels in a header); http:// is allowed only to a loopback host",
-                    ));
-                    None
-                }
-                Ok(u) => Some(u),
-                Err(e) => {
-                    errors.push(ConfigError::new(
-                        "directory.base_url",
-                        format!("not a valid URL: {e}"),
-                    ));
-                    None
-                }
-            };
-            let timeout = Duration::from_secs(timeout_secs.unwrap_or(30));
-            if timeout.is_zero() {
-                errors.push(ConfigError::new(
-                    "directory.timeout_secs",
-                    "must be at least 1",
-                ));
-            }
-            Some(DirectoryConfig::JumpCloud {
-                api_key: api_key?,
-                org_id,
-                base_url: base_url?,
-                groups,
-                timeout,
-                max_retries: max_retries.unwrap_or(5),
-                insights,
-            })
-        }
+        j @ RawDirectory::Jumpcloud { .. } => jumpcloud(j, base_dir, lookup, errors),
     }
+}
+
+/// `[directory] kind = "jumpcloud"`.
+fn jumpcloud(
+    raw: crate::raw::RawDirectory,
+    base_dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<DirectoryConfig> {
+    use crate::raw::RawDirectory;
+    let RawDirectory::Jumpcloud {
+        api_key,
+        org_id,
+        region,
+        base_url,
+        groups,
+        timeout_secs,
+        max_retries,
+        insights,
+        insights_url,
+        insights_poll_secs,
+    } = raw
+    else {
+        return None;
+    };
+    let insights = jumpcloud_insights(
+        insights.unwrap_or(false),
+        insights_url,
+        insights_poll_secs,
+        region.as_deref(),
+        errors,
+    );
+    let api_key = api_key
+        .resolve(base_dir, lookup)
+        .map_err(|m| errors.push(ConfigError::new("directory.api_key", m)))
+        .ok();
+    let base = match (base_url, region.as_deref()) {
+        (Some(u), _) => u,
+        (None, None | Some("us")) => "https://console.jumpcloud.com".to_string(),
+        (None, Some("eu")) => "https://console.eu.jumpcloud.com".to_string(),
+        (None, Some("in")) => "https://console.in.jumpcloud.com".to_string(),
+        (None, Some(other)) => {
+            errors.push(ConfigError::new(
+                "directory.region",
+                format!("unknown region `{other}` (us, eu or in)"),
+            ));
+            return None;
+        }
+    };
+    let base_url = match Url::parse(&base) {
+        Ok(u) if u.scheme() == "http" && !is_loopback(&u) => {
+            // The directory crate refuses it too; say so before anything is built.
+            errors.push(ConfigError::new(
+                    "directory.base_url",
+                    "must use https:// (the api key travels in a header); http:// is allowed only to a loopback host",
+                ));
+            None
+        }
+        Ok(u) => Some(u),
+        Err(e) => {
+            errors.push(ConfigError::new(
+                "directory.base_url",
+                format!("not a valid URL: {e}"),
+            ));
+            None
+        }
+    };
+    let timeout = Duration::from_secs(timeout_secs.unwrap_or(30));
+    if timeout.is_zero() {
+        errors.push(ConfigError::new(
+            "directory.timeout_secs",
+            "must be at least 1",
+        ));
+    }
+    Some(DirectoryConfig::JumpCloud {
+        api_key: api_key?,
+        org_id,
+        base_url: base_url?,
+        groups,
+        timeout,
+        max_retries: max_retries.unwrap_or(5),
+        insights,
+    })
 }
 
 fn jumpcloud_insights(

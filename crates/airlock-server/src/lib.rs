@@ -257,24 +257,8 @@ pub async fn run(
             ))
         });
 
-    let leaver_watch = match airlock_engine::leavers::insights_for(&config)
-        .map_err(|e| ServeError::Config(format!("directory.insights: {e}")))?
-    {
-        Some((reader, poll)) => Some(tokio::spawn(
-            insights::LeaverWatch {
-                insights: reader,
-                rule: policy.username.clone(),
-                store: store.clone(),
-                clock: Arc::new(SystemClock),
-                keeper: keeper.clone(),
-                state: state.clone(),
-                poll,
-                lease_retry: opts.lease_retry,
-            }
-            .run(stop_rx.clone()),
-        )),
-        None => None,
-    };
+    let leaver_watch =
+        spawn_leaver_watch(&config, &policy, &store, &keeper, &state, &opts, &stop_rx)?;
     let login_snapshots =
         spawn_login_snapshots(&config, &policy, &store, &keeper, &state, &opts, &stop_rx);
 
@@ -333,6 +317,35 @@ pub async fn run(
     store.close().await;
     tracing::info!("airlock serve stopped");
     Ok(())
+}
+
+/// With a JumpCloud directory read with `insights = true`, the leaver watch (docs:
+/// `insights`).
+fn spawn_leaver_watch(
+    config: &Config,
+    policy: &airlock_core::policy::Policy,
+    store: &Store,
+    keeper: &LeaseKeeper,
+    state: &Arc<State>,
+    opts: &ServeOptions,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServeError> {
+    let Some((reader, poll)) = airlock_engine::leavers::insights_for(config)
+        .map_err(|e| ServeError::Config(format!("directory.insights: {e}")))?
+    else {
+        return Ok(None);
+    };
+    let watch = insights::LeaverWatch {
+        insights: reader,
+        rule: policy.username.clone(),
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        keeper: keeper.clone(),
+        state: state.clone(),
+        poll,
+        lease_retry: opts.lease_retry,
+    };
+    Ok(Some(tokio::spawn(watch.run(stop.clone()))))
 }
 
 /// With `serve.login_snapshot_secs` on, one login snapshot loop per instance (docs:
