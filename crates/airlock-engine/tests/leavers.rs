@@ -1,13 +1,6 @@
-//! Time to deprovision: leavers read from a JumpCloud Directory Insights fixture (checked
-//! against JumpCloud's own Swagger description of the API), matched with airlock's removals of
-//! access in a real store's audit trail.
-//!
-//! The fixture serves `POST /insights/directory/v1/events` as the spec documents it: the
-//! `x-api-key` header, a JSON body that must validate against `EventQuery` (its required
-//! `service` and `start_time`, the `service` enum, `sort`, `limit`, `fields`, `search_after`,
-//! and nothing the spec does not declare), an array of events in return, and paging through
-//! the `X-Search_after`, `X-Result-Count` and `X-Limit` headers the spec's description
-//! documents (send the same query again with `search_after`).
+//! Time to deprovision: leavers read from the test kit's JumpCloud Directory Insights fixture
+//! (checked against JumpCloud's own Swagger description of the API), matched with airlock's
+//! removals of access in a real store's audit trail.
 
 use airlock_audit::{operation as op, NewEvent, Outcome, Target};
 use airlock_core::policy::{UsernameRule, UsernameSource};
@@ -15,196 +8,16 @@ use airlock_core::{Clock, FixedClock};
 use airlock_directory::jumpcloud::insights::{Insights, InsightsSettings};
 use airlock_engine::leavers;
 use airlock_store::{OpenOptions, Store};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use airlock_testkit::insights::{check_query, event, ms, spec, user, InsightsFixture, KEY};
 use chrono::{DateTime, TimeZone, Utc};
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const KEY: &str = "di-test-key-0123456789";
-
-/// JumpCloud's Directory Insights description: the team's copy, else the vendored one.
-fn spec() -> Value {
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/specs/jumpcloud/JumpCloud.SDK.DirectoryInsights.json");
-    let vendored = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../airlock-directory/tests/jumpcloud/specs/JumpCloud.SDK.DirectoryInsights.json");
-    let path = if shared.exists() { shared } else { vendored };
-    let text = std::fs::read_to_string(&path).expect("the Directory Insights spec");
-    serde_json::from_str(&text).expect("spec json")
-}
-
-/// What is wrong with `body` as an `EventQuery` of the spec (empty: nothing).
-fn check_query(spec: &Value, body: &Value) -> Vec<String> {
-    let defs = &spec["definitions"];
-    let mut props = serde_json::Map::new();
-    let mut required = Vec::new();
-    for part in defs["EventQuery"]["allOf"].as_array().expect("allOf") {
-        let part = match part.get("$ref").and_then(Value::as_str) {
-            Some(r) => &defs[r.trim_start_matches("#/definitions/")],
-            None => part,
-        };
-        if let Some(p) = part["properties"].as_object() {
-            props.extend(p.clone());
-        }
-        if let Some(r) = part["required"].as_array() {
-            required.extend(r.iter().filter_map(Value::as_str).map(str::to_owned));
-        }
-    }
-    let mut problems = Vec::new();
-    let Some(obj) = body.as_object() else {
-        return vec!["the body is not an object".into()];
-    };
-    for r in &required {
-        if !obj.contains_key(r) {
-            problems.push(format!("missing required `{r}`"));
-        }
-    }
-    for (k, v) in obj {
-        let Some(p) = props.get(k) else {
-            problems.push(format!("`{k}` is not declared by EventQuery"));
-            continue;
-        };
-        let ok = match p["type"].as_str() {
-            Some("string") if p["format"] == "date-time" => v
-                .as_str()
-                .is_some_and(|t| DateTime::parse_from_rfc3339(t).is_ok()),
-            Some("string") => v.is_string(),
-            Some("integer") => v.is_i64() || v.is_u64(),
-            Some("array") => v.as_array().is_some_and(|items| {
-                items.iter().all(|i| match p["items"]["enum"].as_array() {
-                    Some(allowed) => allowed.contains(i),
-                    // `search_after` is declared as strings, but the documented example sends
-                    // back the header's [number, string] as it came.
-                    None if k == "search_after" => i.is_string() || i.is_number(),
-                    None => i.is_string(),
-                })
-            }),
-            Some("object") | None => true,
-            Some(_) => false,
-        };
-        if !ok {
-            problems.push(format!("`{k}` = {v} does not match the spec"));
-        }
-    }
-    problems
-}
-
-#[derive(Default)]
-struct Log {
-    /// Every query body received.
-    queries: Vec<Value>,
-    /// Spec violations seen.
-    problems: Vec<String>,
-}
-
-struct Fixture {
-    spec: Value,
-    /// Every event, oldest first.
-    events: Vec<Value>,
-    log: Mutex<Log>,
-}
-
-fn ms(e: &Value) -> i64 {
-    DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap_or_default())
-        .map(|t| t.timestamp_millis())
-        .unwrap_or(0)
-}
-
-async fn events(
-    State(f): State<Arc<Fixture>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(KEY) {
-        return (StatusCode::UNAUTHORIZED, "{\"message\":\"Unauthorized\"}").into_response();
-    }
-    let Ok(q) = serde_json::from_slice::<Value>(&body) else {
-        return (StatusCode::BAD_REQUEST, "{\"message\":\"bad json\"}").into_response();
-    };
-    let problems = check_query(&f.spec, &q);
-    {
-        let mut log = f.log.lock().expect("log");
-        log.queries.push(q.clone());
-        log.problems.extend(problems.iter().cloned());
-    }
-    if !problems.is_empty() {
-        return (StatusCode::BAD_REQUEST, problems.join("; ")).into_response();
-    }
-    let t = |k: &str| {
-        q[k].as_str()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.timestamp_millis())
-    };
-    let (start, end) = (
-        t("start_time").unwrap_or(0),
-        t("end_time").unwrap_or(i64::MAX),
-    );
-    let after = q["search_after"].as_array().map(|a| {
-        (
-            a.first().and_then(Value::as_i64).unwrap_or(0),
-            a.get(1).and_then(Value::as_str).unwrap_or("").to_owned(),
-        )
-    });
-    let limit = q["limit"].as_u64().unwrap_or(10_000) as usize;
-    let page: Vec<Value> = f
-        .events
-        .iter()
-        .filter(|e| (start..=end).contains(&ms(e)))
-        .filter(|e| {
-            after
-                .as_ref()
-                .is_none_or(|(t, id)| (ms(e), e["id"].as_str().unwrap_or("")) > (*t, id.as_str()))
-        })
-        .take(limit)
-        .cloned()
-        .collect();
-    let mut resp = axum::Json(page.clone()).into_response();
-    let h = resp.headers_mut();
-    h.insert("X-Result-Count", page.len().into());
-    h.insert("X-Limit", limit.into());
-    h.insert("X-Sort", "ASC".parse().expect("header"));
-    if let Some(last) = page.last() {
-        let next = json!([ms(last), last["id"]]).to_string();
-        h.insert("X-Search_after", next.parse().expect("header"));
-    }
-    resp
-}
-
-/// Starts the fixture on 127.0.0.1; its base URL.
-async fn start(f: Arc<Fixture>) -> url::Url {
-    let app = axum::Router::new()
-        .route("/insights/directory/v1/events", axum::routing::post(events))
-        .with_state(f);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}").parse().expect("url")
-}
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 4, 10, 0, 0)
         .single()
         .expect("date")
-}
-
-fn event(id: &str, event_type: &str, at: DateTime<Utc>, resource: Value) -> Value {
-    json!({
-        "id": id, "event_type": event_type, "service": "directory",
-        "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "initiated_by": {"type": "admin", "email": "it@example.com"},
-        "resource": resource, "success": true, "@version": "1",
-    })
-}
-
-fn user(id: &str, username: &str) -> Value {
-    json!({"type": "user", "id": id, "username": username, "email": format!("{username}@example.com")})
 }
 
 /// 2,500 directory events in the hour before t0 + 1 min: noise, and the leavers ann, bob and
@@ -271,12 +84,8 @@ async fn leavers_are_read_once_and_matched_with_the_first_removal_on_each_instan
     )
     .await
     .expect("store");
-    let fixture = Arc::new(Fixture {
-        spec: spec(),
-        events: history(),
-        log: Mutex::default(),
-    });
-    let base = start(fixture.clone()).await;
+    let fixture = InsightsFixture::start(history()).await;
+    let base = fixture.base_url();
     let settings = |key: &str| InsightsSettings {
         api_key: SecretString::from(key.to_owned()),
         org_id: None,
@@ -356,12 +165,10 @@ async fn leavers_are_read_once_and_matched_with_the_first_removal_on_each_instan
         ["ann", "bob", "cid", "dan"],
         "the admin is not a leaver"
     );
-    {
-        let log = fixture.log.lock().expect("log");
-        assert!(log.problems.is_empty(), "{:?}", log.problems);
-        assert!(log.queries.len() >= 3, "paged: {}", log.queries.len());
-        assert!(log.queries[1]["search_after"].is_array());
-    }
+    let log = fixture.log();
+    assert!(log.problems.is_empty(), "{:?}", log.problems);
+    assert!(log.queries.len() >= 3, "paged: {}", log.queries.len());
+    assert!(log.queries[1]["search_after"].is_array());
     let done = leavers::correlate(&store, &clock, &new)
         .await
         .expect("correlate");

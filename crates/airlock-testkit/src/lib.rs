@@ -15,6 +15,8 @@
 //! - [`tcp_proxy`]: a byte-forwarding TCP proxy ([`TcpProxy`]) in front of any TCP server, on a
 //!   thread of its own, that can pass, blackhole (hold everything, close nothing) or reset its
 //!   connections at any time, with counters of open and accepted connections.
+//! - [`insights`]: a JumpCloud Directory Insights fixture ([`InsightsFixture`]), checked
+//!   against JumpCloud's Swagger description of it.
 //! - [`hec`]: a local Splunk HTTP Event Collector ([`HecReceiver`]) implementing the
 //!   documented event, answer and indexer-acknowledgement formats, with faults (busy, garbage,
 //!   withheld acks, a crash and restart on the same port); checked against the examples of
@@ -51,6 +53,7 @@
 
 pub mod airflow;
 pub mod hec;
+pub mod insights;
 pub mod oidc;
 pub mod pg_cluster;
 pub mod postgres;
@@ -62,6 +65,7 @@ pub mod test_ca;
 
 pub use airflow::{AirflowServer, AirflowServerBuilder, AirflowVersion};
 pub use hec::{HecFault, HecReceiver};
+pub use insights::InsightsFixture;
 pub use oidc::{Groups, OidcProvider, OidcProviderBuilder, OidcUser, Tokens};
 pub use pg_cluster::{PgCluster, PgClusterBuilder};
 pub use postgres::{fresh_pg_database, pg_admin_url, PgTestDb};
