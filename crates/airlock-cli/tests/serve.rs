@@ -2,6 +2,12 @@
 //! Airflow 3, one lease holder at a time, takeover when the holder dies, and a clean SIGTERM.
 
 use airlock_testkit::{fresh_pg_database, AirflowServer, AirflowVersion};
+
+/// The JumpCloud directory API fixture (checked against JumpCloud's spec by
+/// airlock-directory's tests).
+#[path = "../../airlock-directory/tests/jumpcloud/fixture.rs"]
+#[allow(dead_code)]
+mod jumpcloud;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -2193,4 +2199,122 @@ async fn a_file_sink_loses_nothing_across_a_kill_of_the_service() {
     let want: Vec<u64> = (start_seq + 1..=head).collect();
     assert_eq!(first_seen, want, "every event, in order, none missing");
     assert!(files.len() > 1, "the file was rotated: {files:?}");
+}
+
+/// A JumpCloud user as the v1 API returns it.
+fn jumpcloud_user(n: usize, email: &str) -> serde_json::Value {
+    serde_json::json!({
+        "_id": jumpcloud::user_id(n), "username": email.split('@').next().unwrap_or(email),
+        "email": email, "firstname": "F", "lastname": "L", "state": "ACTIVATED",
+        "activated": true, "suspended": false, "account_locked": false,
+    })
+}
+
+/// A leaver suspended in JumpCloud loses access through the service's syncs, and the service's
+/// leaver watch reads the suspension from Directory Insights and measures how long that took:
+/// the metric, and `airlock audit leavers`.
+#[tokio::test]
+async fn a_leaver_suspended_in_jumpcloud_is_deprovisioned_and_timed() {
+    use airlock_testkit::insights::{event, user, InsightsFixture};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = unique();
+    let ann = format!("ann-{id}@example.com");
+    let bob = format!("bob-{id}@example.com");
+    let directory = jumpcloud::Fixture::start(jumpcloud::Data {
+        users: vec![jumpcloud_user(1, &ann), jumpcloud_user(2, &bob)],
+        groups: vec![jumpcloud::Group {
+            id: jumpcloud::group_id(1),
+            name: format!("eng-{id}"),
+            members: vec![
+                (jumpcloud::user_id(1), "user".into()),
+                (jumpcloud::user_id(2), "user".into()),
+            ],
+        }],
+    })
+    .await;
+    // JumpCloud takes the same key for Directory Insights as for the directory API.
+    let insights = InsightsFixture::start_with_key(Vec::new(), jumpcloud::API_KEY).await;
+    std::fs::write(
+        dir.path().join("airlock.toml"),
+        format!(
+            "policy = \"policy.toml\"\n\
+             [directory]\nkind = \"jumpcloud\"\napi_key = \"{}\"\nbase_url = \"{}\"\n\
+             insights = true\ninsights_url = \"{}\"\ninsights_poll_secs = 10\n\
+             [serve]\nsync_interval_secs = 3\nsync_jitter_secs = 0\nlogin_snapshot_secs = 0\n\
+             [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n",
+            jumpcloud::API_KEY,
+            directory.base_url(),
+            insights.base_url(),
+            v3().base_url,
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        format!("[[grants]]\ngroup = \"eng-{id}\"\nroles = [\"Viewer\"]\n"),
+    )
+    .expect("policy");
+    let r = start(dir.path());
+    let airflow = airflow_admin().await;
+    wait_for("both accounts", Duration::from_secs(60), || async {
+        roles_of(&airflow, &bob).await == ["Viewer"] && roles_of(&airflow, &ann).await == ["Viewer"]
+    })
+    .await;
+
+    // Bob is suspended in JumpCloud; its event log records it.
+    directory.mutate(|d| {
+        if let Some(u) = d.users.iter_mut().find(|u| u["email"] == bob.as_str()) {
+            u["suspended"] = serde_json::json!(true);
+            u["state"] = serde_json::json!("SUSPENDED");
+        }
+    });
+    insights.push(event(
+        &format!("di-{id}"),
+        "user_suspended",
+        chrono::Utc::now(),
+        user(
+            &jumpcloud::user_id(2),
+            bob.split('@').next().unwrap_or_default(),
+        ),
+    ));
+    wait_for("bob's access gone", Duration::from_secs(60), || async {
+        roles_of(&airflow, &bob).await.is_empty()
+    })
+    .await;
+    wait_for(
+        "the time to deprovision",
+        Duration::from_secs(60),
+        || async {
+            get(&format!("{}/metrics", r.base))
+                .await
+                .is_some_and(|(_, m)| {
+                    m.contains(r#"airlock_time_to_deprovision_seconds_count{instance="af3"} 1"#)
+                })
+        },
+    )
+    .await;
+    let (_, metrics) = get(&format!("{}/metrics", r.base)).await.expect("metrics");
+    assert!(
+        metrics.contains(r#"airlock_leavers_total{kind="suspended"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        insights.log().problems.is_empty(),
+        "{:?}",
+        insights.log().problems
+    );
+    assert_eq!(roles_of(&airflow, &ann).await, ["Viewer"], "ann stays");
+
+    let out = airlock_cli(
+        dir.path(),
+        &["audit", "leavers", "--no-refresh", "-o", "json"],
+    );
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0]["username"], bob.as_str());
+    assert!(lines[0]["removed"]["af3"].is_string(), "{out}");
+    assert!(lines[0]["time_to_deprovision_secs"].is_number(), "{out}");
 }

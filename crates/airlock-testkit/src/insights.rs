@@ -99,6 +99,7 @@ pub struct Log {
 
 struct Shared {
     spec: Value,
+    key: String,
     events: Mutex<Vec<Value>>,
     log: Mutex<Log>,
 }
@@ -111,10 +112,17 @@ pub struct InsightsFixture {
 }
 
 impl InsightsFixture {
-    /// Starts serving `events` on 127.0.0.1.
+    /// Starts serving `events` on 127.0.0.1, to callers with the key [`KEY`].
     pub async fn start(events: Vec<Value>) -> InsightsFixture {
+        InsightsFixture::start_with_key(events, KEY).await
+    }
+
+    /// Starts serving `events` on 127.0.0.1, to callers with `key` (the directory API's key:
+    /// JumpCloud uses one for both).
+    pub async fn start_with_key(events: Vec<Value>, key: &str) -> InsightsFixture {
         let shared = Arc::new(Shared {
             spec: spec(),
+            key: key.to_owned(),
             events: Mutex::new(Vec::new()),
             log: Mutex::default(),
         });
@@ -169,7 +177,7 @@ async fn events_route(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(KEY) {
+    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(f.key.as_str()) {
         return (StatusCode::UNAUTHORIZED, "{\"message\":\"Unauthorized\"}").into_response();
     }
     let Ok(q) = serde_json::from_slice::<Value>(&body) else {
