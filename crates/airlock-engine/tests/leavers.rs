@@ -284,3 +284,48 @@ fn the_query_check_catches_what_the_spec_does_not_allow() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_trail_is_bisected_by_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(
+        &format!("sqlite://{}", dir.path().join("a.db").display()),
+        OpenOptions::create(),
+    )
+    .await
+    .expect("store");
+    assert_eq!(store.audit_seq_at(0).await.expect("empty"), None);
+    // 1,000 events, one a second from t0.
+    let events = (0..1_000)
+        .map(|i| {
+            removal(
+                op::ACCOUNT_SUSPEND,
+                &format!("u{i}"),
+                "prod",
+                t0() + chrono::Duration::seconds(i),
+                Outcome::Succeeded,
+            )
+        })
+        .collect();
+    store.append_audit(events).await.expect("append");
+    let at = |secs: i64| (t0() + chrono::Duration::seconds(secs)).timestamp_millis();
+    for (secs, want) in [
+        (-5, Some(1)),
+        (0, Some(1)),
+        (1, Some(2)),
+        (499, Some(500)),
+        (999, Some(1_000)),
+        (1_000, None),
+    ] {
+        assert_eq!(
+            store.audit_seq_at(at(secs)).await.expect("bisect"),
+            want,
+            "{secs}"
+        );
+    }
+    // Between two events: the next one.
+    assert_eq!(
+        store.audit_seq_at(at(10) + 500).await.expect("bisect"),
+        Some(12)
+    );
+}
