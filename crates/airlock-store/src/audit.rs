@@ -27,9 +27,6 @@ const LOCK_HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
 /// Takes the append lock and reads the head in one statement. PostgreSQL locks the row
 /// without writing a new version of it (the append moves the head anyway); SQLite takes its
 /// write lock only with a write.
-const LOCK_AND_READ_HEAD_SQL: &str =
-    "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash";
-const LOCK_AND_READ_HEAD_PG_SQL: &str = "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE";
 const READ_HEAD_SQL: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
 const MOVE_HEAD_SQL: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
 const INSERT_EVENTS_SQL: &str =
@@ -138,26 +135,12 @@ impl Store {
         Ok(())
     }
 
-    /// [`Store::lock_audit_head`], returning the head as it is under the lock.
-    pub(crate) async fn lock_and_read_audit_head(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Any>,
-        op: &'static str,
-    ) -> Result<Head, StoreError> {
-        let sql = match self.ctx.backend {
-            Backend::Sqlite => LOCK_AND_READ_HEAD_SQL,
-            Backend::Postgres => LOCK_AND_READ_HEAD_PG_SQL,
-        };
-        let row: Option<(i64, String)> = sqlx::query_as(sql)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(|err| self.ctx.query_failed(op, err))?;
-        let row = row.ok_or_else(|| self.head_missing(op))?;
-        self.head_of(op, row)
-    }
-
     /// The head of a stored `(seq, hash)` row.
-    fn head_of(&self, op: &'static str, (seq, hash): (i64, String)) -> Result<Head, StoreError> {
+    pub(crate) fn head_of(
+        &self,
+        op: &'static str,
+        (seq, hash): (i64, String),
+    ) -> Result<Head, StoreError> {
         let seq = u64::try_from(seq).map_err(|_| StoreError::UnexpectedValue {
             op,
             location: self.ctx.location.clone(),
@@ -404,7 +387,7 @@ impl Store {
         })
     }
 
-    fn head_missing(&self, op: &'static str) -> StoreError {
+    pub(crate) fn head_missing(&self, op: &'static str) -> StoreError {
         StoreError::AuditHeadMissing {
             op,
             location: self.ctx.location.clone(),

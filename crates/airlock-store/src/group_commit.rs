@@ -15,14 +15,18 @@
 //!   of its own: [`Batch::execute_guarded`]). The batch drops what a failed job handed over,
 //!   and writes the rest at the end in one round trip ([`crate::Statements`]): the updates in
 //!   one multi-row `UPDATE`, the changes in one `INSERT ... SELECT` over the consumers, the
-//!   events in one `INSERT`, and the head. The rows the jobs name are read (and locked)
-//!   together before the first job, and the head with its lock. So a batch of PATCHes costs
-//!   five round trips (begin, head, rows, flush, commit) whatever its size; it cost ten per
-//!   write.
+//!   events in one `INSERT`, and the head. The head and the rows the jobs name are read in
+//!   one statement before the first job. So a batch of PATCHes costs four round trips
+//!   (begin, which on PostgreSQL also takes the head's lock; head and rows; flush; commit)
+//!   whatever its size; it cost ten per write.
 //!
-//! - Lock order: a batch takes the audit head's lock before anything else, so batches of
-//!   different replicas (or of two stores on one database) never wait for each other's row
-//!   locks while holding the head.
+//! - Lock order: a batch takes the audit head's lock before anything else, and every write of
+//!   a resource is a batch's (or a clean-up at opening that writes only over what it read); so rows need no lock of their own, and batches of different
+//!   replicas (or of two stores on one database) wait only for each other's head lock.
+//! - Overlap (PostgreSQL): a batch's commit runs in a task of its own while the next batch
+//!   begins, on another connection, and waits in the database for the head's lock, which the
+//!   commit releases; it then reads what the commit wrote. SQLite has one writer: there each
+//!   batch commits before the next begins.
 //! - Cancellation: a batch runs in its own task, so a request that gives up (its client went
 //!   away, or the 10 s request limit) neither aborts the writes of others nor leaves the turn
 //!   taken. A queued job whose caller has gone is skipped, never applied later.
@@ -44,10 +48,12 @@ use crate::{Backend, Store, StoreError};
 /// The most writes one transaction applies.
 pub(crate) const MAX_BATCH: usize = 128;
 
-/// Ids per prefetching SELECT.
-const PREFETCH_CHUNK: usize = 500;
+/// A batch's transaction on PostgreSQL begins by taking the audit head's lock (a simple query:
+/// one round trip for both).
+const PG_BEGIN_LOCKED: &str = "BEGIN; SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE";
 
-/// A batch's final statement binds 22 parameters per write at most (an update, a change, an
+/// The read that opens a batch binds one parameter per job and two for the resource types; a
+/// batch's final statement binds 22 parameters per write at most (an update, a change, an
 /// event) and two for the head: well under SQLite's limit of 32766 (PostgreSQL's is 65535).
 const _: () = assert!(MAX_BATCH * 22 + 2 < 32_766);
 
@@ -252,6 +258,10 @@ impl GroupCommit {
             .push(job);
     }
 
+    fn is_empty(&self) -> bool {
+        (self.queue.lock().unwrap_or_else(PoisonError::into_inner)).is_empty()
+    }
+
     fn take(&self) -> Vec<Job> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let n = queue.len().min(MAX_BATCH);
@@ -307,41 +317,114 @@ impl Store {
             })
         });
         self.group.push(Job { reads, run });
-        self.take_turn().await;
+        let mut receiver = receiver;
+        // The job's result, or the turn: whoever holds the turn runs the queue, this job
+        // included, so a result that comes first needs no turn.
+        tokio::select! {
+            biased;
+            result = &mut receiver => {
+                return result.unwrap_or_else(|_| {
+                    Err(self.batch_failed("the batch holding it failed").into())
+                });
+            }
+            turn = Arc::clone(&self.group.turn).lock_owned() => self.take_turn(turn).await,
+        }
         receiver
             .await
             .unwrap_or_else(|_| Err(self.batch_failed("the batch holding it failed").into()))
     }
 
-    /// Waits for the turn and runs every queued job, batch after batch, in a task of its own.
-    async fn take_turn(&self) {
-        let turn = Arc::clone(&self.group.turn).lock_owned().await;
+    /// Runs every queued job, batch after batch, in a task of its own that holds the turn.
+    async fn take_turn(&self, turn: tokio::sync::OwnedMutexGuard<()>) {
+        if self.group.is_empty() {
+            return;
+        }
         let store = self.clone();
         let batches = tokio::spawn(async move {
-            // One connection for every batch of this turn, taken back by the pool only when
-            // the queue is empty (or after a failed batch, in case the connection broke): a
-            // batch that follows another does not wait for the pool.
-            let mut conn = None;
-            loop {
-                let jobs = store.group.take();
-                if jobs.is_empty() {
-                    break;
-                }
-                store.run_batch(&mut conn, jobs).await;
+            match store.ctx.backend {
+                Backend::Sqlite => store.sqlite_batches().await,
+                Backend::Postgres => store.postgres_batches().await,
             }
-            drop(conn);
             drop(turn);
         });
         // A panicking job ends its batch (its callers get an error); the turn is released.
         let _ = batches.await;
     }
 
-    async fn run_batch(&self, conn: &mut Option<PoolConnection<Any>>, jobs: Vec<Job>) {
-        let mut finishes = Vec::with_capacity(jobs.len());
-        match self.batch_transaction(conn, jobs, &mut finishes).await {
+    /// SQLite has one writer at a time: each batch commits before the next begins, all on one
+    /// connection, taken back by the pool only when the queue is empty (or after a failed
+    /// batch, in case the connection broke), so a batch that follows another does not wait
+    /// for the pool.
+    async fn sqlite_batches(&self) {
+        let mut conn: Option<PoolConnection<Any>> = None;
+        loop {
+            let jobs = self.group.take();
+            if jobs.is_empty() {
+                break;
+            }
+            let mut finishes = Vec::with_capacity(jobs.len());
+            let committed = async {
+                let conn = match &mut conn {
+                    Some(conn) => conn,
+                    None => conn.insert(
+                        self.pool
+                            .acquire()
+                            .await
+                            .map_err(|e| self.commit_failed(e))?,
+                    ),
+                };
+                let tx = conn.begin().await.map_err(|e| self.commit_failed(e))?;
+                let tx = self.batch_work(tx, jobs, &mut finishes).await?;
+                tx.commit().await.map_err(|e| self.commit_failed(e))
+            }
+            .await;
+            if committed.is_err() {
+                conn = None;
+            }
+            self.finish_batch(finishes, committed);
+        }
+    }
+
+    /// On PostgreSQL a batch's commit (its flush to disk) runs in a task of its own while the
+    /// next batch begins on another connection: that batch waits, in the database, for the
+    /// head's lock only until the commit is done, then reads what it wrote. So at most two
+    /// batches are under way, one committing and one working.
+    async fn postgres_batches(&self) {
+        loop {
+            let jobs = self.group.take();
+            if jobs.is_empty() {
+                break;
+            }
+            let mut finishes = Vec::with_capacity(jobs.len());
+            let worked = async {
+                let tx = (self.pool.begin_with(PG_BEGIN_LOCKED).await)
+                    .map_err(|e| self.commit_failed(e))?;
+                self.batch_work(tx, jobs, &mut finishes).await
+            }
+            .await;
+            match worked {
+                Ok(tx) => {
+                    let store = self.clone();
+                    tokio::spawn(async move {
+                        let committed = tx.commit().await.map_err(|e| store.commit_failed(e));
+                        store.finish_batch(finishes, committed);
+                    });
+                }
+                Err(err) => self.finish_batch(finishes, Err(err)),
+            }
+        }
+    }
+
+    fn commit_failed(&self, err: sqlx::Error) -> StoreError {
+        self.ctx.query_failed("commit SCIM writes", err)
+    }
+
+    /// Tells every job's caller how its batch ended: the first of a failed batch gets the
+    /// error itself, the others one that names it.
+    fn finish_batch(&self, finishes: Vec<Finish>, committed: Result<(), StoreError>) {
+        match committed {
             Ok(()) => finishes.into_iter().for_each(|finish| finish(Ok(()))),
             Err(err) => {
-                *conn = None;
                 let cause = err.to_string();
                 let mut first = Some(err);
                 for finish in finishes {
@@ -353,19 +436,15 @@ impl Store {
         }
     }
 
-    async fn batch_transaction(
+    /// Runs the jobs of one batch in `tx` (begun; on PostgreSQL holding the head's lock) and
+    /// writes what they handed over; the caller commits. Each job's finish is pushed to
+    /// `finishes`, to be told once the commit is known.
+    async fn batch_work<'c>(
         &self,
-        conn: &mut Option<PoolConnection<Any>>,
+        tx: Transaction<'c, Any>,
         jobs: Vec<Job>,
         finishes: &mut Vec<Finish>,
-    ) -> Result<(), StoreError> {
-        const OP: &str = "commit SCIM writes";
-        let fail = |err| self.ctx.query_failed(OP, err);
-        let conn = match conn {
-            Some(conn) => conn,
-            None => conn.insert(self.pool.acquire().await.map_err(fail)?),
-        };
-        let tx = conn.begin().await.map_err(fail)?;
+    ) -> Result<Transaction<'c, Any>, StoreError> {
         let mut batch = Batch {
             tx,
             backend: self.ctx.backend,
@@ -374,9 +453,8 @@ impl Store {
             written: Vec::with_capacity(jobs.len()),
             events: Vec::with_capacity(jobs.len()),
         };
-        let head = self.lock_and_read_audit_head(&mut batch.tx, OP).await?;
         let reads: Vec<&ResourceKey> = jobs.iter().filter_map(|job| job.reads.as_ref()).collect();
-        self.prefetch(&mut batch, &reads).await?;
+        let head = self.head_and_rows(&mut batch, &reads).await?;
         for job in jobs {
             let mark = batch.mark();
             let done = (job.run)(&mut batch).await;
@@ -386,66 +464,80 @@ impl Store {
             finishes.push(done.finish);
         }
         self.flush(&mut batch, head).await?;
-        batch.tx.commit().await.map_err(fail)
+        Ok(batch.tx)
     }
 
-    /// Reads (and on PostgreSQL locks) every row the jobs named, in one statement per
-    /// resource type.
-    async fn prefetch(
+    /// Reads the audit head under its lock (on SQLite the statement takes the database's
+    /// write lock first; on PostgreSQL the BEGIN took the head row's) and every row the jobs
+    /// named, in one statement. The rows need no lock of their own: every write of a SCIM
+    /// resource is a batch's, which holds the head's lock, or one of the store's opening
+    /// clean-ups, which writes only over the text it read; so none changes them before this
+    /// batch commits.
+    async fn head_and_rows(
         &self,
         batch: &mut Batch<'_>,
         reads: &[&ResourceKey],
-    ) -> Result<(), StoreError> {
-        let fail = |err| self.ctx.query_failed("read SCIM resources", err);
+    ) -> Result<airlock_audit::Head, StoreError> {
+        const OP: &str = "commit SCIM writes";
+        let fail = |err| self.ctx.query_failed(OP, err);
+        let mut sql = String::from(match batch.backend {
+            Backend::Sqlite => "UPDATE audit_head SET seq = seq WHERE id = 1;\n",
+            Backend::Postgres => "",
+        });
+        sql.push_str("SELECT 'head', '', seq, 0, hash, NULL FROM audit_head WHERE id = 1");
+        let mut params: Vec<&str> = Vec::new();
         for resource_type in ["User", "Group"] {
             let mut ids: Vec<&str> = (reads.iter())
                 .filter(|(rt, _)| rt == resource_type)
                 .map(|(_, id)| id.as_str())
                 .collect();
+            if ids.is_empty() {
+                continue;
+            }
             ids.sort_unstable();
             ids.dedup();
-            for chunk in ids.chunks(PREFETCH_CHUNK) {
-                let mut sql = String::from(
-                    "SELECT id, version, created_ms, resource_json, unique_key \
-                     FROM scim_resources WHERE resource_type = $1 AND id IN (",
-                );
-                for n in 0..chunk.len() {
-                    if n > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!("${}", n + 2));
-                }
-                sql.push(')');
-                if batch.backend == Backend::Postgres {
-                    // The batch holds the audit head's lock, which every SCIM write takes
-                    // first: locking many rows at once cannot deadlock with another batch.
-                    sql.push_str(" FOR UPDATE");
-                }
-                let mut query = sqlx::query(&sql).bind(resource_type);
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                let rows = query.fetch_all(&mut *batch.tx).await.map_err(fail)?;
-                for id in chunk {
-                    batch
-                        .rows
-                        .insert((resource_type.to_owned(), (*id).to_owned()), None);
-                }
-                for row in rows {
-                    let id: String = row.try_get(0).map_err(fail)?;
-                    let locked = LockedRow {
-                        version: row.try_get(1).map_err(fail)?,
-                        created_ms: row.try_get(2).map_err(fail)?,
-                        text: row.try_get(3).map_err(fail)?,
-                        unique_key: row.try_get(4).map_err(fail)?,
-                    };
-                    batch
-                        .rows
-                        .insert((resource_type.to_owned(), id), Some(locked));
-                }
+            params.push(resource_type);
+            sql.push_str(&format!(
+                " UNION ALL SELECT resource_type, id, version, created_ms, resource_json, \
+                 unique_key FROM scim_resources WHERE resource_type = ${} AND id IN (",
+                params.len()
+            ));
+            for (n, id) in ids.into_iter().enumerate() {
+                params.push(id);
+                sql.push_str(&format!(
+                    "{}${}",
+                    if n > 0 { ", " } else { "" },
+                    params.len()
+                ));
+                batch
+                    .rows
+                    .insert((resource_type.to_owned(), id.to_owned()), None);
             }
+            sql.push(')');
         }
-        Ok(())
+        let mut query = sqlx::query(&sql);
+        for param in params {
+            query = query.bind(param);
+        }
+        let mut head = None;
+        for row in query.fetch_all(&mut *batch.tx).await.map_err(fail)? {
+            let kind: String = row.try_get(0).map_err(fail)?;
+            let id: String = row.try_get(1).map_err(fail)?;
+            let version: i64 = row.try_get(2).map_err(fail)?;
+            let text: String = row.try_get(4).map_err(fail)?;
+            if kind == "head" {
+                head = Some(self.head_of(OP, (version, text))?);
+                continue;
+            }
+            let locked = LockedRow {
+                version,
+                created_ms: row.try_get(3).map_err(fail)?,
+                text,
+                unique_key: row.try_get(5).map_err(fail)?,
+            };
+            batch.rows.insert((kind, id), Some(locked));
+        }
+        head.ok_or_else(|| self.head_missing(OP))
     }
 
     /// Writes what the jobs handed over, in one round trip: the deferred updates (each must

@@ -7,8 +7,8 @@
 //! a savepoint each (group commit, [`crate::group_commit`]); a write is acknowledged only
 //! once committed. Uniqueness of a User's
 //! `userName` and a Group's `displayName` (both case-insensitive) is enforced by a unique
-//! index, so two concurrent creates cannot both win. Writes to one resource take its row lock
-//! first and are applied one after the other ([`Store::scim_update`]), so writes without
+//! index, so two concurrent creates cannot both win. Writes are made under the audit head's
+//! lock and applied one after the other ([`Store::scim_update`]), so writes without
 //! `If-Match` never fail because another write came first.
 //!
 //! Tokens are 32 random bytes, base64url, with a recognisable prefix; only their SHA-256 (hex)
@@ -33,7 +33,7 @@ use sqlx::Row as _;
 use airlock_audit::{operation as op, NewEvent, Outcome, Target};
 
 use crate::group_commit::{Batch, LockedRow, RowWrite, Written};
-use crate::{Backend, Store, StoreError};
+use crate::{Store, StoreError};
 
 /// How often a token's `last_used_ms` is written, at most (ms).
 const LAST_USED_RESOLUTION_MS: i64 = 60_000;
@@ -407,7 +407,7 @@ fn write_event(
     event
 }
 
-/// A resource read under its write lock.
+/// A resource read under the batch's lock.
 struct Locked {
     stored: ScimResource,
     created_ms: i64,
@@ -692,7 +692,7 @@ impl Store {
     }
 
     /// Writes the resource `id` as `change` makes it from the stored one, bumping its version,
-    /// in a savepoint of a group commit that first takes the resource's write lock: concurrent writes to one
+    /// in a group commit, which holds the audit head's lock: concurrent writes to one
     /// resource are applied one after the other, each to the result of the one before, so
     /// none is lost and none fails because another came first. `change` runs under the lock
     /// (keep it quick and pure); its error is [`ScimWriteError::Rejected`] and writes nothing.
@@ -898,7 +898,7 @@ impl Store {
         }))
     }
 
-    /// The row of `id`, taking its lock.
+    /// The row of `id`, in a batch (which holds the head's lock).
     async fn read_row(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -906,19 +906,10 @@ impl Store {
         id: &str,
     ) -> Result<Option<LockedRow>, StoreError> {
         let fail = |e| self.ctx.query_failed("read SCIM resource", e);
-        // The row's lock, taken by the read itself. The batch already holds the audit head's
-        // lock, which every SCIM write takes first; on SQLite that is the database's one write
-        // lock, and on PostgreSQL the row lock also keeps out writers that are not batched.
-        let sql = match self.ctx.backend {
-            Backend::Postgres => {
-                "SELECT version, created_ms, resource_json, unique_key FROM scim_resources \
-                 WHERE resource_type = $1 AND id = $2 FOR UPDATE"
-            }
-            Backend::Sqlite => {
-                "SELECT version, created_ms, resource_json, unique_key FROM scim_resources \
-                 WHERE resource_type = $1 AND id = $2"
-            }
-        };
+        // No lock of its own: the batch holds the audit head's lock, which every write of a
+        // SCIM resource takes first (see `Store::head_and_rows`).
+        let sql = "SELECT version, created_ms, resource_json, unique_key FROM scim_resources \
+                   WHERE resource_type = $1 AND id = $2";
         let row = sqlx::query(sql)
             .bind(resource_type)
             .bind(id)
@@ -1479,12 +1470,13 @@ impl Store {
             (
                 "SELECT id, resource_json FROM scim_resources WHERE resource_type = 'User' \
                  AND LOWER(resource_json) LIKE '%password%'",
-                "UPDATE scim_resources SET resource_json = $1 WHERE resource_type = 'User' AND id = $2",
+                "UPDATE scim_resources SET resource_json = $1 \
+                 WHERE resource_type = 'User' AND id = $2 AND resource_json = $3",
             ),
             (
                 "SELECT id, previous_json FROM scim_changes WHERE resource_type = 'User' \
                  AND LOWER(previous_json) LIKE '%password%'",
-                "UPDATE scim_changes SET previous_json = $1 WHERE id = $2",
+                "UPDATE scim_changes SET previous_json = $1 WHERE id = $2 AND previous_json = $3",
             ),
         ] {
             let rows = sqlx::query(select)
@@ -1502,13 +1494,15 @@ impl Store {
                 if resource.len() == before {
                     continue;
                 }
-                sqlx::query(update)
+                // Only over the text it read: a write since then (another replica's) stands.
+                cleaned += sqlx::query(update)
                     .bind(Value::Object(resource).to_string())
                     .bind(&id)
+                    .bind(&text)
                     .execute(&self.pool)
                     .await
-                    .map_err(fail)?;
-                cleaned += 1;
+                    .map_err(fail)?
+                    .rows_affected();
             }
         }
         Ok(cleaned)
