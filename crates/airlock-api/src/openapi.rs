@@ -5,8 +5,8 @@
 use crate::problem::Problem;
 use crate::routes;
 use crate::views::{
-    AccountView, ApprovalView, AuditPage, CreateRequest, Decision, Extension, InstanceView, MeView,
-    PersonView, RequestView,
+    AccessAtView, AccessRowView, AccountView, ApprovalView, AuditPage, CreateRequest, Decision,
+    EvidenceView, Extension, InstanceView, MeView, PersonView, RequestView, SpanView,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -54,6 +54,7 @@ impl Modify for Bearer {
         routes::instances,
         routes::accounts,
         routes::audit,
+        routes::access_at,
     ),
     components(schemas(
         Problem,
@@ -67,6 +68,10 @@ impl Modify for Bearer {
         InstanceView,
         AccountView,
         AuditPage,
+        AccessAtView,
+        EvidenceView,
+        SpanView,
+        AccessRowView,
     )),
     modifiers(&Bearer),
     tags(

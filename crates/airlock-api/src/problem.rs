@@ -151,6 +151,20 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The errors of reading observed access (`airlock_engine::history`).
+impl From<airlock_engine::EngineError> for ApiError {
+    fn from(e: airlock_engine::EngineError) -> Self {
+        match e {
+            airlock_engine::EngineError::Store(e) => e.into(),
+            airlock_engine::EngineError::Access(e) => e.into(),
+            e => {
+                tracing::error!(error = %e, "api request failed");
+                ApiError::Internal("stored observations are unreadable; see the server log".into())
+            }
+        }
+    }
+}
+
 impl From<AccessError> for ApiError {
     fn from(e: AccessError) -> Self {
         match e {

@@ -6,8 +6,8 @@
 
 use crate::auth::{Authed, Principal};
 use crate::views::{
-    AccountView, AuditPage, CreateRequest, Decision, Extension, InstanceView, MeView, Page,
-    PersonView, RequestView,
+    AccessAtView, AccountView, AuditPage, CreateRequest, Decision, Extension, InstanceView, MeView,
+    Page, PersonView, RequestView,
 };
 use crate::{Api, ApiError, API_BASE_PATH, DEFAULT_PAGE, MAX_BODY_BYTES, MAX_PAGE};
 use airlock_core::access::{self, AccessRequest, Action, Draft, Labels, RequestId, Scope};
@@ -54,6 +54,7 @@ pub(crate) fn router(api: Shared) -> Router {
         .route("/instances", get(instances))
         .route("/instances/{name}/accounts", get(accounts))
         .route("/audit", get(audit))
+        .route("/access", get(access_at))
         .fallback(not_found)
         .layer(middleware::map_response(method_not_allowed))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -829,4 +830,54 @@ async fn audit(
         .filter_map(|e| serde_json::to_value(e).ok())
         .collect();
     Ok(Json(AuditPage { items, next }))
+}
+
+/// `GET /access` parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct AccessAtQuery {
+    /// The moment, RFC 3339 (default: now).
+    at: Option<String>,
+    /// Only this instance (default: every instance ever observed).
+    instance: Option<String>,
+    /// Only holders of this role.
+    role: Option<String>,
+    /// Only this person: an Airflow username or an email.
+    person: Option<String>,
+}
+
+/// Who had access to what at a moment, from the observations airlock recorded (every complete
+/// inventory snapshot), with what each instance's answer rests on. For auditors and admins.
+#[utoipa::path(get, path = "/api/v1/access", tag = "audit", params(AccessAtQuery),
+    responses((status = 200, body = AccessAtView), (status = 400, body = crate::Problem),
+        (status = 403, body = crate::Problem)),
+    security(("bearer" = [])))]
+async fn access_at(
+    State(api): State<Shared>,
+    Authed(who): Authed,
+    q: Result<Query<AccessAtQuery>, QueryRejection>,
+) -> Result<Json<AccessAtView>, ApiError> {
+    let q = query(q)?;
+    let call = Call::new(&api, who).await?;
+    call.may(Action::ReadAudit)?;
+    let at = match q.at.as_deref() {
+        None => api.clock.now(),
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|_| {
+                ApiError::Invalid("at: not an RFC 3339 time such as 2026-12-01T00:00:00Z".into())
+            })?,
+    };
+    let role = (q.role.as_deref())
+        .map(RoleName::new)
+        .transpose()
+        .map_err(|e| ApiError::Invalid(format!("role: {e}")))?;
+    let filter = airlock_core::history::Filter {
+        role,
+        person: q.person,
+    };
+    let instances: Vec<String> = q.instance.into_iter().collect();
+    let answer = airlock_engine::history::access_at(&api.store, at, &instances, &filter).await?;
+    Ok(Json(AccessAtView::from(&answer)))
 }

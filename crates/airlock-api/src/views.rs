@@ -303,3 +303,111 @@ pub struct AuditPage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
 }
+
+/// What one instance's answer to "who had access then" rests on: observations of its roles.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpanView {
+    /// The first observation that found this access.
+    pub from: DateTime<Utc>,
+    /// The last one.
+    pub to: DateTime<Utc>,
+    /// How many observations found it.
+    pub observations: u64,
+    /// What made the first (`snapshot:<id>`).
+    pub first_source: String,
+    /// What made the last.
+    pub last_source: String,
+}
+
+impl From<&airlock_core::history::Span> for SpanView {
+    fn from(s: &airlock_core::history::Span) -> Self {
+        SpanView {
+            from: s.from,
+            to: s.to,
+            observations: s.observations,
+            first_source: s.first_source.clone(),
+            last_source: s.last_source.clone(),
+        }
+    }
+}
+
+/// One instance's evidence.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EvidenceView {
+    /// The instance.
+    pub instance: String,
+    /// The observations at or before the moment; absent when there were none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<SpanView>,
+    /// The next observations, when the moment falls between two that differ (or after the
+    /// last one of `before` and before these).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<SpanView>,
+}
+
+/// One account's access on one instance at the moment asked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessRowView {
+    /// The instance.
+    pub instance: String,
+    /// The Airflow username.
+    pub username: String,
+    /// Its email.
+    pub email: String,
+    /// The roles held (as observed at or before the moment).
+    pub roles: Vec<String>,
+    /// Whether it could log in.
+    pub active: bool,
+    /// `observed` (seen so before and after, or at, the moment), `last_observed` (after the
+    /// newest observation) or `changed_in_gap` (the observations either side differ).
+    pub certainty: String,
+    /// For `changed_in_gap`: the roles the next observation found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_roles: Option<Vec<String>>,
+}
+
+/// Who had access at a moment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessAtView {
+    /// The moment.
+    pub at: DateTime<Utc>,
+    /// Per instance, what the answer rests on.
+    pub evidence: Vec<EvidenceView>,
+    /// Every account that held a role, or whose access changed in a gap.
+    pub items: Vec<AccessRowView>,
+}
+
+impl From<&airlock_engine::history::AccessAt> for AccessAtView {
+    fn from(a: &airlock_engine::history::AccessAt) -> Self {
+        use airlock_core::history::Certainty;
+        let names = |r: &std::collections::BTreeSet<airlock_core::RoleName>| {
+            r.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>()
+        };
+        AccessAtView {
+            at: a.at,
+            evidence: (a.evidence.iter())
+                .map(|e| EvidenceView {
+                    instance: e.instance.clone(),
+                    before: e.before.as_ref().map(SpanView::from),
+                    next: e.next.as_ref().map(SpanView::from),
+                })
+                .collect(),
+            items: (a.rows.iter())
+                .map(|r| AccessRowView {
+                    instance: r.instance.clone(),
+                    username: r.username.as_str().to_owned(),
+                    email: r.email.clone(),
+                    roles: names(&r.roles),
+                    active: r.active,
+                    certainty: match r.certainty {
+                        Certainty::Observed => "observed",
+                        Certainty::LastObserved => "last_observed",
+                        Certainty::ChangedInGap => "changed_in_gap",
+                    }
+                    .to_owned(),
+                    next_roles: r.next_roles.as_ref().map(names),
+                })
+                .collect(),
+        }
+    }
+}

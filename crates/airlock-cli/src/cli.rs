@@ -147,6 +147,14 @@ pub enum Command {
     #[command(subcommand)]
     Requests(RequestsCommand),
 
+    /// Who had access to what, when: answered from what airlock observed.
+    ///
+    /// Every complete inventory snapshot (`airlock inventory`, and `airlock serve` every
+    /// serve.login_snapshot_secs) is an observation of each account's roles. The store keeps
+    /// one row per change of access, stretched while observations find it unchanged.
+    #[command(subcommand)]
+    Access(AccessCommand),
+
     /// Run as a service: scheduled syncs per instance (the same engine as `sync`), with
     /// /healthz (JSON, per instance), /readyz (ready while the store answers) and Prometheus /metrics.
     ///
@@ -596,6 +604,56 @@ fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|e| format!("'{text}' is not an RFC 3339 time such as 2026-12-01T00:00:00Z: {e}"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Every account that held a role at TIME, per instance, and what the answer rests on.
+    ///
+    /// Inside a stretch of observations that found the same access the answer is
+    /// `observed`. After the newest observation it is `last_observed`. Between two
+    /// observations that differ, the access changed at some point between them: each account
+    /// whose roles differ is `changed_in_gap`, with its roles on both sides. Before the first
+    /// observation of an instance there is no answer for it.
+    ///
+    /// Exit codes: 0 answered (even with no rows), 1 an error, 4 no observation of any asked
+    /// instance at or before TIME.
+    At(AccessAtArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AccessAtArgs {
+    /// The moment, RFC 3339 (e.g. 2026-09-30T23:59:59Z), or `now`.
+    #[arg(value_name = "TIME", value_parser = parse_time_or_now)]
+    pub at: AtTime,
+    /// Only this instance (repeatable; default: every instance ever observed).
+    #[arg(long, short = 'i', value_name = "NAME")]
+    pub instance: Vec<String>,
+    /// Only holders of this role (exact name, e.g. Admin).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Only this person: an Airflow username or an email.
+    #[arg(long, value_name = "PERSON")]
+    pub person: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = InventoryFormat::Table)]
+    pub output: InventoryFormat,
+}
+
+/// A moment on the command line: a time, or `now` (read from the clock when the command runs).
+#[derive(Debug, Clone, Copy)]
+pub enum AtTime {
+    /// The clock's now.
+    Now,
+    /// This time.
+    At(chrono::DateTime<chrono::Utc>),
+}
+
+fn parse_time_or_now(text: &str) -> Result<AtTime, String> {
+    if text.eq_ignore_ascii_case("now") {
+        return Ok(AtTime::Now);
+    }
+    parse_time(text).map(AtTime::At)
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,6 +43,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Adopt(args) => crate::provision::adopt(load(config_path)?, args, actor).await,
         Command::Rails(cmd) => crate::provision::rails(load(config_path)?, cmd, actor).await,
         Command::Request(args) => crate::access::request(load(config_path)?, args, actor).await,
+        Command::Access(crate::cli::AccessCommand::At(args)) => {
+            crate::history::access_at(load(config_path)?, args).await
+        }
         Command::Requests(cmd) => crate::access::requests(load(config_path)?, cmd, actor).await,
         // Needs no config: the key is made before anything is configured to use it.
         Command::Audit(crate::cli::AuditCommand::Keygen(args)) => crate::audit::keygen(args),

@@ -7,6 +7,7 @@ mod api;
 mod audit;
 mod cli;
 mod commands;
+mod history;
 mod output;
 mod provision;
 mod scim;

@@ -119,7 +119,7 @@ pub fn reports(reports: &[Report], format: InventoryFormat) -> anyhow::Result<()
 }
 
 /// Spreadsheets execute cells starting with these; prefix them so they stay text (OWASP).
-fn csv_cell(s: &str) -> String {
+pub(crate) fn csv_cell(s: &str) -> String {
     if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {

@@ -11,6 +11,7 @@
 pub mod access;
 pub mod clock;
 pub mod directory;
+pub mod history;
 pub mod inventory;
 pub mod model;
 pub mod plan;

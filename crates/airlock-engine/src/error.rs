@@ -27,4 +27,15 @@ pub enum EngineError {
         #[source]
         source: serde_json::Error,
     },
+    /// Stored observed access could not be read back.
+    #[error("the access observed on instance `{instance}` from {from} is unreadable: {source}")]
+    CorruptHistory {
+        /// Instance.
+        instance: String,
+        /// When the interval begins (RFC 3339).
+        from: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
 }

@@ -11,6 +11,9 @@
 //! airlock's own calls. The events are appended before the snapshot is marked complete, so a
 //! crash in between repeats a window (at least once) rather than losing it.
 //!
+//! Each complete snapshot is also an observation of who held which role
+//! ([`crate::history::observe`]), recorded before the snapshot is marked complete.
+//!
 //! A run is recorded as `running` when it starts and as `complete` only after every page of
 //! users and roles was read; any failure records it as `failed` with the error, so a partial
 //! read can never be mistaken for the instance's state.
@@ -181,6 +184,9 @@ pub async fn run(
         }
         None => (Vec::new(), Vec::new()),
     };
+    // Recorded before the snapshot is marked complete, like the logins: a crash in between
+    // leaves an observation without its snapshot, never a snapshot without its observation.
+    crate::history::observe(store, &snapshot, &format!("snapshot:{}", id.0)).await?;
     store
         .complete_snapshot(&id, millis(clock.now()), &meta, &payload)
         .await?;

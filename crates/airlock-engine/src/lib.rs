@@ -12,6 +12,7 @@ pub mod checkpoint;
 mod cpu;
 pub mod doctor;
 mod error;
+pub mod history;
 pub mod inventory;
 pub mod lease;
 pub mod leavers;

@@ -68,7 +68,9 @@ pub(crate) fn classify(e: &EngineError) -> (&'static str, &'static str) {
         EngineError::Store(StoreError::LeaseLost { .. }) => ("store", "lease_lost"),
         EngineError::Store(s) if s.is_unavailable() => ("store", "unavailable"),
         EngineError::Store(_) => ("store", "error"),
-        EngineError::CorruptSnapshot { .. } => ("store", "corrupt"),
+        EngineError::CorruptSnapshot { .. } | EngineError::CorruptHistory { .. } => {
+            ("store", "corrupt")
+        }
         EngineError::Access(AccessError::Store(s)) if s.is_unavailable() => {
             ("store", "unavailable")
         }

@@ -33,6 +33,7 @@ mod audit;
 mod delivery;
 mod error;
 mod group_commit;
+mod history;
 mod holds;
 mod journal;
 mod lease;
@@ -54,6 +55,7 @@ pub use access::{request_digest, ChangeError, Inserted, RequestFilter, StoredReq
 pub use api_tokens::{ApiToken, NewApiToken, API_TOKEN_PREFIX};
 pub use audit::AuditPages;
 pub use error::StoreError;
+pub use history::{AccessInterval, Recorded};
 pub use holds::{HoldEnd, RailHold};
 pub use journal::{Fencing, Intent, JournalState, OpenIntent};
 pub use lease::{Acquire, LeaseGrant, LeaseRow};

@@ -32,6 +32,7 @@ mod access;
 mod api_tokens;
 mod audit;
 mod delivery;
+mod history;
 mod leases;
 mod postgres_only;
 mod postgres_tls;
