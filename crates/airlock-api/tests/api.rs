@@ -738,3 +738,87 @@ async fn requests_page_in_creation_order_and_each_caller_sees_their_own() -> any
     ensure!(all["items"].as_array().map(Vec::len) == Some(5), "{all}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditors_ask_who_had_access_at_a_moment_and_others_are_refused() -> anyhow::Result<()> {
+    use airlock_core::inventory::Snapshot;
+    use airlock_core::{Account, InstanceName, RoleName, Username};
+    let w = World::new("").await?;
+    let alice = w.token("alice").await?;
+    let audra = w.token("audra").await?;
+    let at =
+        |s: &str| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&chrono::Utc));
+    let account = |name: &str, roles: &[&str]| -> anyhow::Result<Account> {
+        Ok(Account {
+            username: Username::new(name)?,
+            email: format!("{name}@example.com"),
+            first_name: name.into(),
+            last_name: "X".into(),
+            roles: roles
+                .iter()
+                .map(|r| RoleName::new(*r))
+                .collect::<Result<_, _>>()?,
+            active: true,
+            last_login: None,
+            login_count: None,
+            fail_login_count: None,
+            created_on: None,
+            changed_on: None,
+        })
+    };
+    for (t, dana) in [
+        ("2026-11-01T00:00:00Z", "Admin"),
+        ("2026-11-02T00:00:00Z", "Admin"),
+        ("2026-11-03T00:00:00Z", "Viewer"),
+    ] {
+        let snapshot = Snapshot::new(
+            InstanceName::new("prod-eu")?,
+            at(t)?,
+            "3.3.2".into(),
+            vec![account("dana", &[dana])?, account("eve", &["Op"])?],
+            Vec::new(),
+        );
+        airlock_engine::history::observe(&w.store, &snapshot, &format!("snapshot:{t}")).await?;
+    }
+
+    let (s, v) = w
+        .get("/api/v1/access?at=2026-11-01T12:00:00Z&role=Admin", &audra)
+        .await?;
+    ensure!(s == 200, "{v}");
+    ensure!(v["items"].as_array().map(Vec::len) == Some(1), "{v}");
+    ensure!(
+        v["items"][0]["username"] == "dana" && v["items"][0]["certainty"] == "observed",
+        "{v}"
+    );
+    ensure!(v["evidence"][0]["before"]["observations"] == 2, "{v}");
+    let (s, v) = w
+        .get(
+            "/api/v1/access?at=2026-11-02T12:00:00Z&person=DANA@example.com",
+            &audra,
+        )
+        .await?;
+    ensure!(s == 200, "{v}");
+    ensure!(
+        v["items"][0]["certainty"] == "changed_in_gap"
+            && v["items"][0]["next_roles"] == json!(["Viewer"]),
+        "{v}"
+    );
+
+    // Not an auditor: refused, and nothing of the answer in the problem.
+    let (s, p) = w
+        .get("/api/v1/access?at=2026-11-01T12:00:00Z", &alice)
+        .await?;
+    refused(s, &p, 403, "", &alice)?;
+    ensure!(!p.to_string().contains("dana"), "{p}");
+    // Bad input: a problem naming the parameter.
+    let (s, p) = w.get("/api/v1/access?at=yesterday", &audra).await?;
+    refused(s, &p, 400, "at", &audra)?;
+    let (s, p) = w
+        .get("/api/v1/access?since=2026-11-01T00:00:00Z", &audra)
+        .await?;
+    refused(s, &p, 400, "", &audra)?;
+    // Anonymous: 401.
+    let (s, _) = w.get("/api/v1/access", "").await?;
+    ensure!(s == 401, "{s}");
+    Ok(())
+}
