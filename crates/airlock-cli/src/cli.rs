@@ -150,7 +150,8 @@ pub enum Command {
     /// Who had access to what, when: answered from what airlock observed.
     ///
     /// Every complete inventory snapshot (`airlock inventory`, and `airlock serve` every
-    /// serve.login_snapshot_secs) is an observation of each account's roles. The store keeps
+    /// serve.login_snapshot_secs) and every full sync (`sync`, `apply`, the service's
+    /// scheduled runs) is an observation of each account's roles. The store keeps
     /// one row per change of access, stretched while observations find it unchanged.
     #[command(subcommand)]
     Access(AccessCommand),

@@ -50,11 +50,24 @@ fn access_at_answers_from_observed_roles_and_says_how_sure_it_is() {
     std::fs::write(
         dir.path().join("airlock.toml"),
         format!(
-            "[instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n",
+            "policy = \"policy.toml\"\n[directory]\nkind = \"file\"\npath = \"people.yaml\"\n\
+             [instances.af3]\nurl = \"{}\"\nusername = \"admin\"\npassword = {{ env = \"AF3_PW\" }}\n",
             v3().base_url
         ),
     )
     .expect("config");
+    // A directory whose one person no grant covers: a sync here changes nothing in Airflow
+    // (no account is airlock's), it only reads every account.
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "[[grants]]\ngroup = \"nobody-here\"\nroles = [\"Viewer\"]\n",
+    )
+    .expect("policy");
+    std::fs::write(
+        dir.path().join("people.yaml"),
+        "people:\n  - username: zed\n    email: zed@example.com\n    groups: [elsewhere]\n",
+    )
+    .expect("people");
     let name = format!("hist{}", std::process::id());
     let http = reqwest::blocking::Client::new();
     let admin = token();
@@ -122,6 +135,16 @@ fn access_at_answers_from_observed_roles_and_says_how_sure_it_is() {
     let later = answer(dir.path(), "now", &name);
     assert_eq!(later["rows"][0]["roles"], serde_json::json!(["Op"]));
     assert_eq!(later["rows"][0]["certainty"], "last_observed");
+
+    // A full sync reads every account: it is an observation too (stretching the last interval,
+    // or starting one if another test changed an account of the shared Airflow meanwhile).
+    airlock(dir.path()).args(["sync"]).assert().success();
+    let synced = answer(dir.path(), "now", &name);
+    assert_eq!(synced["rows"][0]["roles"], serde_json::json!(["Op"]));
+    let last = synced["evidence"][0]["before"]["last_source"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(last.starts_with("sync:"), "{synced}");
 
     // Filters, CSV and the table.
     airlock(dir.path())

@@ -42,7 +42,12 @@ pub struct AccessState {
 impl AccessState {
     /// The access a complete snapshot shows.
     pub fn of(snapshot: &Snapshot) -> AccessState {
-        let mut holders: Vec<Holder> = (snapshot.accounts.iter())
+        AccessState::of_accounts(&snapshot.accounts)
+    }
+
+    /// The access every account of an instance, read completely, shows.
+    pub fn of_accounts(accounts: &[crate::Account]) -> AccessState {
+        let mut holders: Vec<Holder> = (accounts.iter())
             .filter(|a| !a.roles.is_empty())
             .map(|a| Holder {
                 username: a.username.clone(),

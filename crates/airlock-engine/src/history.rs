@@ -1,11 +1,14 @@
 //! Who had access to what, when (`airlock access at`, `GET /api/v1/access`): every complete
-//! inventory snapshot is recorded as an observation of the instance's access (stretching the
+//! inventory snapshot, and the complete read of every instance a full sync makes (`sync`,
+//! `apply`, `airlock serve`'s scheduled runs), is recorded as an observation of the
+//! instance's access (stretching the
 //! newest interval when nothing changed), and a moment is answered from the interval at or
 //! before it and the one after (`airlock_core::history`).
 
 use crate::EngineError;
 use airlock_core::history::{self, AccessRow, AccessState, Evidence, Filter, Observed};
 use airlock_core::inventory::Snapshot;
+use airlock_core::Account;
 use airlock_store::{AccessInterval, Recorded, Store};
 use chrono::{DateTime, TimeZone as _, Utc};
 use serde::Serialize;
@@ -17,18 +20,35 @@ pub async fn observe(
     snapshot: &Snapshot,
     source: &str,
 ) -> Result<Recorded, EngineError> {
-    let state = AccessState::of(snapshot);
+    observe_accounts(
+        store,
+        snapshot.instance.as_str(),
+        snapshot.taken_at,
+        &snapshot.accounts,
+        source,
+    )
+    .await
+}
+
+/// Records the access that every account of `instance`, read completely at `at`, shows.
+pub async fn observe_accounts(
+    store: &Store,
+    instance: &str,
+    at: DateTime<Utc>,
+    accounts: &[Account],
+    source: &str,
+) -> Result<Recorded, EngineError> {
+    let state = AccessState::of_accounts(accounts);
     let text = serde_json::to_string(&state).map_err(|source| EngineError::CorruptHistory {
-        instance: snapshot.instance.to_string(),
-        from: snapshot.taken_at.to_rfc3339(),
+        instance: instance.to_owned(),
+        from: at.to_rfc3339(),
         source,
     })?;
     let digest: String = (Sha256::digest(text.as_bytes()).iter())
         .map(|b| format!("{b:02x}"))
         .collect();
-    let at_ms = snapshot.taken_at.timestamp_millis();
     Ok(store
-        .observe_access(snapshot.instance.as_str(), at_ms, source, &digest, &text)
+        .observe_access(instance, at.timestamp_millis(), source, &digest, &text)
         .await?)
 }
 

@@ -1017,6 +1017,25 @@ impl<'a> Engine<'a> {
                 return Err(e);
             }
         };
+        if self.leases.is_some() && observed.only.is_none() {
+            // Every instance was read completely: an observation of who had access
+            // (`crate::history`). A failure here stops no provisioning.
+            let at = self.clock.now();
+            for (instance, actual) in &observed.actual {
+                let source = format!("sync:{run_id}");
+                let recorded = crate::history::observe_accounts(
+                    self.store,
+                    instance.as_str(),
+                    at,
+                    &actual.accounts,
+                    &source,
+                )
+                .await;
+                if let Err(e) = recorded {
+                    tracing::warn!(instance = %instance, error = %e, "could not record the access observed");
+                }
+            }
+        }
         if self.leases.is_some() {
             // What time did to access requests is recorded (the plan does not wait for it: it
             // keeps only the grants active at its time). A failure here stops no provisioning.
