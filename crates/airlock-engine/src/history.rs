@@ -38,15 +38,20 @@ pub async fn observe_accounts(
     accounts: &[Account],
     source: &str,
 ) -> Result<Recorded, EngineError> {
-    let state = AccessState::of_accounts(accounts);
-    let text = serde_json::to_string(&state).map_err(|source| EngineError::CorruptHistory {
+    // Encoding thousands of accounts and hashing them is CPU work: off the worker when large.
+    let (text, digest) = crate::cpu::cpu_bound_when(accounts.len() > 500, || {
+        let state = AccessState::of_accounts(accounts);
+        let text = serde_json::to_string(&state)?;
+        let digest: String = (Sha256::digest(text.as_bytes()).iter())
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok::<_, serde_json::Error>((text, digest))
+    })
+    .map_err(|source| EngineError::CorruptHistory {
         instance: instance.to_owned(),
         from: at.to_rfc3339(),
         source,
     })?;
-    let digest: String = (Sha256::digest(text.as_bytes()).iter())
-        .map(|b| format!("{b:02x}"))
-        .collect();
     Ok(store
         .observe_access(instance, at.timestamp_millis(), source, &digest, &text)
         .await?)

@@ -21,8 +21,9 @@
 //!   whatever its size; it cost ten per write.
 //!
 //! - Lock order: a batch takes the audit head's lock before anything else, and every write of
-//!   a resource is a batch's (or a clean-up at opening that writes only over what it read); so rows need no lock of their own, and batches of different
-//!   replicas (or of two stores on one database) wait only for each other's head lock.
+//!   a resource is a batch's (or a clean-up at opening that writes only over what it read);
+//!   so rows need no lock of their own, and batches of different replicas (or of two stores
+//!   on one database) wait only for each other's head lock.
 //! - Overlap (PostgreSQL): a batch's commit runs in a task of its own while the next batch
 //!   begins, on another connection, and waits in the database for the head's lock, which the
 //!   commit releases; it then reads what the commit wrote. SQLite has one writer: there each
